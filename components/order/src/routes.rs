@@ -1,0 +1,479 @@
+//! The route table and the HTTP <-> service mapping.
+//!
+//! [`ENDPOINTS`] is the one list of (route, handler) pairs: [`routes`] and [`handle`] both
+//! read it, so the route index the host passes back always selects the right handler.
+//! Handlers validate their input (422 in FastAPI's shape) before anything touches a
+//! capability, call the service, and map its errors to statuses in [`error_response`].
+
+use crate::events::Broker;
+use crate::log;
+use crate::model::{status_from_body, Caller, NewOrder, Order, STATUS_CHOICES};
+use crate::products::HttpProductClient;
+use crate::repository::Repository;
+use crate::service::{OrderError, OrderService};
+use platform_guest::config;
+use platform_guest::errors::FieldError;
+use platform_guest::http::{self, json, route, validation_error, Method, Request, Response, Route};
+use platform_guest::pagination::Page;
+use serde_json::{json, Value};
+
+/// The exchange the contract names, used when `events_exchange` is not configured.
+const DEFAULT_EXCHANGE: &str = "order_events";
+
+type Handler = fn(&Request, &Caller) -> Result<Response, Response>;
+
+/// One route and the function that handles it.
+struct Endpoint {
+    route: fn() -> Route,
+    handler: Handler,
+}
+
+/// The route table, in the order `routes()` reports it.
+const ENDPOINTS: [Endpoint; 5] = [
+    Endpoint {
+        route: create_order_route,
+        handler: create_order,
+    },
+    Endpoint {
+        route: list_orders_route,
+        handler: list_orders,
+    },
+    Endpoint {
+        route: get_order_route,
+        handler: get_order,
+    },
+    Endpoint {
+        route: update_order_route,
+        handler: update_order,
+    },
+    Endpoint {
+        route: delete_order_route,
+        handler: delete_order,
+    },
+];
+
+/// The routes, for the host's router and OpenAPI document.
+pub fn routes() -> Vec<Route> {
+    ENDPOINTS
+        .iter()
+        .map(|endpoint| (endpoint.route)())
+        .collect()
+}
+
+/// Dispatches a request to the handler of the route it matched.
+pub fn handle(request: Request) -> Response {
+    let Some(endpoint) = ENDPOINTS.get(request.route_index as usize) else {
+        log::error(&format!("no route with index {}", request.route_index));
+        return http::error(500, "Internal Server Error");
+    };
+    // Every route is authenticated, so the host always passes the caller.
+    let Some(identity) = request.caller() else {
+        return unauthorized("Not authenticated");
+    };
+    let caller = Caller {
+        user_id: identity.user_id,
+        username: identity.username.clone(),
+    };
+    match (endpoint.handler)(&request, &caller) {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+// ---- route declarations ----------------------------------------------------------------
+
+fn create_order_route() -> Route {
+    route(Method::Post, "/orders")
+        .authenticated()
+        .summary("Place an order")
+        .description(
+            "Reserves `quantity` units of the product at the product service and stores the \
+             order as `pending` at the product's current price; publishes `order.created`. \
+             400 when the product does not exist or has not enough stock.",
+        )
+        .tag("orders")
+        .status(201)
+        .body_schema(json!({
+            "title": "OrderCreate",
+            "type": "object",
+            "properties": {
+                "product_id": {"title": "Product Id", "type": "integer", "exclusiveMinimum": 0},
+                "quantity": {"title": "Quantity", "type": "integer", "exclusiveMinimum": 0}
+            },
+            "required": ["product_id", "quantity"]
+        }))
+        .build()
+}
+
+fn list_orders_route() -> Route {
+    route(Method::Get, "/orders")
+        .authenticated()
+        .summary("List my orders")
+        .description(
+            "The caller's orders, newest first. Query parameters: `skip` (>= 0, default 0) \
+             and `limit` (1..=100, default 100).",
+        )
+        .tag("orders")
+        .build()
+}
+
+fn get_order_route() -> Route {
+    route(Method::Get, "/orders/{order_id}")
+        .authenticated()
+        .summary("Get an order")
+        .description("One of the caller's orders; 403 for another user's order.")
+        .tag("orders")
+        .build()
+}
+
+fn update_order_route() -> Route {
+    route(Method::Put, "/orders/{order_id}")
+        .authenticated()
+        .summary("Change an order's status")
+        .description(
+            "Sets the status of one of the caller's orders. Setting `cancelled` gives the \
+             stock back to the product service (exactly once) and publishes \
+             `order.cancelled`; a cancelled order cannot change any more (409).",
+        )
+        .tag("orders")
+        .body_schema(json!({
+            "title": "OrderUpdate",
+            "type": "object",
+            "properties": {
+                "status": {
+                    "title": "Status",
+                    "type": "string",
+                    "enum": ["pending", "confirmed", "shipped", "delivered", "cancelled"],
+                    "description": format!("One of {STATUS_CHOICES}.")
+                }
+            },
+            "required": ["status"]
+        }))
+        .build()
+}
+
+fn delete_order_route() -> Route {
+    route(Method::Delete, "/orders/{order_id}")
+        .authenticated()
+        .summary("Delete an order")
+        .description(
+            "Deletes one of the caller's orders; an order that was not cancelled gives its \
+             stock back to the product service first.",
+        )
+        .tag("orders")
+        .status(204)
+        .build()
+}
+
+// ---- handlers ------------------------------------------------------------------------
+
+/// The service wired to the capabilities; built only once the input is valid.
+fn service(request: &Request) -> OrderService<Repository, HttpProductClient, Broker> {
+    let products = HttpProductClient::new(
+        config::get("product_service_url"),
+        request.header("authorization").map(str::to_string),
+    );
+    let exchange = config::get("events_exchange").unwrap_or_else(|| DEFAULT_EXCHANGE.into());
+    OrderService::new(Repository, products, Broker, exchange)
+}
+
+fn create_order(request: &Request, caller: &Caller) -> Result<Response, Response> {
+    let body = request.json_object()?;
+    let input = NewOrder::from_body(&body).map_err(|errors| validation_error(&errors))?;
+    let order = service(request)
+        .place_order(caller, input)
+        .map_err(error_response)?;
+    Ok(json(201, &order.to_json()))
+}
+
+fn list_orders(request: &Request, caller: &Caller) -> Result<Response, Response> {
+    let page = Page::from_request(request).map_err(|errors| validation_error(&errors))?;
+    let orders = service(request)
+        .list_orders(caller, page)
+        .map_err(error_response)?;
+    Ok(json(
+        200,
+        &orders.iter().map(Order::to_json).collect::<Vec<_>>(),
+    ))
+}
+
+fn get_order(request: &Request, caller: &Caller) -> Result<Response, Response> {
+    let id = request.id_param("order_id")?;
+    let order = service(request)
+        .get_order(caller, id)
+        .map_err(error_response)?;
+    Ok(json(200, &order.to_json()))
+}
+
+fn update_order(request: &Request, caller: &Caller) -> Result<Response, Response> {
+    let id = request.id_param("order_id");
+    // An unreadable body is reported alone, as FastAPI does; otherwise path and body
+    // errors come in one list.
+    let body = request.json_object()?;
+    let status = status_from_body(&body);
+    let (id, status) = match (id, status) {
+        (Ok(id), Ok(status)) => (id, status),
+        (id, status) => {
+            let mut detail = id
+                .err()
+                .map(|response| detail_entries(&response))
+                .unwrap_or_default();
+            detail.extend(
+                status
+                    .err()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(FieldError::to_json),
+            );
+            return Err(json(422, &json!({ "detail": detail })));
+        }
+    };
+    let order = service(request)
+        .update_status(caller, id, status)
+        .map_err(error_response)?;
+    Ok(json(200, &order.to_json()))
+}
+
+fn delete_order(request: &Request, caller: &Caller) -> Result<Response, Response> {
+    let id = request.id_param("order_id")?;
+    service(request)
+        .delete_order(caller, id)
+        .map_err(error_response)?;
+    Ok(http::no_content())
+}
+
+/// The entries of a 422 response's `detail` list.
+fn detail_entries(response: &Response) -> Vec<Value> {
+    serde_json::from_slice::<Value>(&response.body)
+        .ok()
+        .and_then(|body| body.get("detail").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+}
+
+// ---- errors --------------------------------------------------------------------------
+
+/// 401 with `www-authenticate: Bearer`, as FastAPI's OAuth2 scheme answers.
+fn unauthorized(message: &str) -> Response {
+    let mut response = http::error(401, message);
+    response
+        .headers
+        .push(("www-authenticate".to_string(), "Bearer".to_string()));
+    response
+}
+
+/// The status and `detail` of a service error; causes go to the log, never to clients.
+pub fn error_response(error: OrderError) -> Response {
+    match error {
+        OrderError::NotFound => http::error(404, "Order not found"),
+        OrderError::Forbidden => http::error(403, "Not authorized to access this order"),
+        OrderError::AlreadyCancelled => http::error(409, "Order is already cancelled"),
+        OrderError::ProductNotFound(id) => http::error(400, &format!("Product {id} not found")),
+        OrderError::InsufficientStock(id) => {
+            http::error(400, &format!("Not enough stock for product {id}"))
+        }
+        OrderError::TotalTooLarge => http::error(400, "Order total must not exceed 99999999.99"),
+        OrderError::Unauthorized => unauthorized("Could not validate credentials"),
+        OrderError::ProductServiceUnavailable(cause) => {
+            log::error(&format!("product service unavailable: {cause}"));
+            http::error(503, "Product service unavailable")
+        }
+        OrderError::DatabaseUnavailable(cause) => {
+            log::error(&format!("database unavailable: {cause}"));
+            http::error(503, "Database unavailable")
+        }
+        OrderError::Internal(cause) => {
+            log::error(&cause);
+            http::error(500, "Internal Server Error")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform_guest::http::Identity;
+
+    fn request(route_index: u32, params: &[(&str, &str)], body: &str) -> Request {
+        Request {
+            route_index,
+            method: Method::Post,
+            path: "/orders".into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            query: Vec::new(),
+            headers: vec![("authorization".into(), "Bearer t".into())],
+            body: body.as_bytes().to_vec(),
+            caller: Some(Identity {
+                user_id: 1,
+                username: "alice".into(),
+            }),
+            request_id: "r".into(),
+        }
+    }
+
+    fn body(response: &Response) -> Value {
+        serde_json::from_slice(&response.body).unwrap()
+    }
+
+    fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+        response
+            .headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn the_route_table_matches_the_contract() {
+        let table: Vec<(Method, String, u16, bool)> = routes()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.method,
+                    r.path,
+                    r.success_status,
+                    r.request_schema.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            table,
+            vec![
+                (Method::Post, "/orders".into(), 201, true),
+                (Method::Get, "/orders".into(), 200, false),
+                (Method::Get, "/orders/{order_id}".into(), 200, false),
+                (Method::Put, "/orders/{order_id}".into(), 200, true),
+                (Method::Delete, "/orders/{order_id}".into(), 204, false),
+            ]
+        );
+        for route in routes() {
+            assert!(route.requires_auth, "{} is authenticated", route.path);
+            assert_eq!(route.tags, vec!["orders".to_string()]);
+            assert!(!route.summary.is_empty());
+            if let Some(schema) = route.request_schema {
+                let schema: Value = serde_json::from_str(&schema).unwrap();
+                assert_eq!(schema["type"], "object");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_order_bodies_are_422_with_every_error() {
+        let response = handle(request(0, &[], r#"{"product_id": 0}"#));
+        assert_eq!(response.status, 422);
+        let detail = body(&response)["detail"].as_array().unwrap().clone();
+        assert_eq!(detail.len(), 2);
+        assert_eq!(detail[0]["loc"], json!(["body", "product_id"]));
+        assert_eq!(detail[0]["type"], "greater_than");
+        assert_eq!(detail[1]["loc"], json!(["body", "quantity"]));
+        assert_eq!(detail[1]["type"], "missing");
+
+        let response = handle(request(0, &[], "{not json"));
+        assert_eq!(response.status, 422);
+        assert_eq!(body(&response)["detail"][0]["type"], "json_invalid");
+    }
+
+    #[test]
+    fn invalid_status_updates_are_422() {
+        let response = handle(request(3, &[("order_id", "5")], r#"{"status": "lost"}"#));
+        assert_eq!(response.status, 422);
+        assert_eq!(
+            body(&response),
+            json!({"detail": [{
+                "type": "enum",
+                "loc": ["body", "status"],
+                "msg": "Input should be 'pending', 'confirmed', 'shipped', 'delivered' or 'cancelled'",
+                "input": "lost",
+                "ctx": {"expected": "'pending', 'confirmed', 'shipped', 'delivered' or 'cancelled'"}
+            }]})
+        );
+        // Path and body errors are reported together.
+        let response = handle(request(3, &[("order_id", "x")], r#"{}"#));
+        let detail = body(&response)["detail"].as_array().unwrap().clone();
+        assert_eq!(detail.len(), 2);
+        assert_eq!(detail[0]["loc"], json!(["path", "order_id"]));
+        assert_eq!(detail[1]["loc"], json!(["body", "status"]));
+    }
+
+    #[test]
+    fn invalid_ids_and_pages_are_422() {
+        for index in [2, 4] {
+            let response = handle(request(index, &[("order_id", "0")], ""));
+            assert_eq!(response.status, 422);
+            assert_eq!(
+                body(&response)["detail"][0]["loc"],
+                json!(["path", "order_id"])
+            );
+        }
+        let mut list = request(1, &[], "");
+        list.query = vec![("limit".into(), "500".into()), ("skip".into(), "-1".into())];
+        let response = handle(list);
+        assert_eq!(response.status, 422);
+        assert_eq!(body(&response)["detail"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_missing_caller_is_401() {
+        let mut anonymous = request(1, &[], "");
+        anonymous.caller = None;
+        let response = handle(anonymous);
+        assert_eq!(response.status, 401);
+        assert_eq!(header(&response, "www-authenticate"), Some("Bearer"));
+    }
+
+    #[test]
+    fn service_errors_map_to_contract_statuses() {
+        let cases = [
+            (OrderError::NotFound, 404, "Order not found"),
+            (
+                OrderError::Forbidden,
+                403,
+                "Not authorized to access this order",
+            ),
+            (
+                OrderError::AlreadyCancelled,
+                409,
+                "Order is already cancelled",
+            ),
+            (OrderError::ProductNotFound(7), 400, "Product 7 not found"),
+            (
+                OrderError::InsufficientStock(7),
+                400,
+                "Not enough stock for product 7",
+            ),
+            (
+                OrderError::TotalTooLarge,
+                400,
+                "Order total must not exceed 99999999.99",
+            ),
+            (
+                OrderError::Unauthorized,
+                401,
+                "Could not validate credentials",
+            ),
+            (
+                OrderError::ProductServiceUnavailable("timeout".into()),
+                503,
+                "Product service unavailable",
+            ),
+            (
+                OrderError::DatabaseUnavailable("refused".into()),
+                503,
+                "Database unavailable",
+            ),
+            (
+                OrderError::Internal("SELECT secret".into()),
+                500,
+                "Internal Server Error",
+            ),
+        ];
+        for (error, status, detail) in cases {
+            let response = error_response(error);
+            assert_eq!(response.status, status);
+            assert_eq!(body(&response), json!({ "detail": detail }));
+        }
+        let response = error_response(OrderError::Unauthorized);
+        assert_eq!(header(&response, "www-authenticate"), Some("Bearer"));
+    }
+}

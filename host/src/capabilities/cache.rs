@@ -1,0 +1,185 @@
+//! The `cache` interface over a [`CacheBackend`] (Redis today), with every key prefixed by
+//! the service's namespace so services never see each other's keys.
+
+use super::CallState;
+use crate::bindings::cache::{CacheError, Host};
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// A key-value store with expiry shared by the services (keys arrive already namespaced).
+#[async_trait]
+pub trait CacheBackend: Send + Sync {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError>;
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError>;
+    async fn delete(&self, key: &str) -> Result<bool, CacheError>;
+}
+
+/// One service's view of the cache: its namespace and default TTL.
+#[derive(Clone)]
+pub struct ServiceCache {
+    backend: Arc<dyn CacheBackend>,
+    namespace: String,
+    default_ttl: Duration,
+}
+
+/// Longest key a component may use; keeps Redis memory and logs sane.
+const MAX_KEY_BYTES: usize = 1024;
+/// Largest value a component may store.
+const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+impl ServiceCache {
+    pub fn new(backend: Arc<dyn CacheBackend>, namespace: &str, default_ttl: Duration) -> ServiceCache {
+        ServiceCache {
+            backend,
+            namespace: format!("{namespace}:"),
+            default_ttl,
+        }
+    }
+
+    fn key(&self, key: &str) -> Result<String, CacheError> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(CacheError::Invalid(format!(
+                "cache keys must be 1..={MAX_KEY_BYTES} bytes"
+            )));
+        }
+        Ok(format!("{}{key}", self.namespace))
+    }
+}
+
+impl Host for CallState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, CacheError>> {
+        let Some(cache) = &self.capabilities.cache else {
+            return Ok(Err(not_configured()));
+        };
+        Ok(match cache.key(&key) {
+            Ok(key) => cache.backend.get(&key).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_seconds: Option<u32>,
+    ) -> wasmtime::Result<Result<(), CacheError>> {
+        let Some(cache) = &self.capabilities.cache else {
+            return Ok(Err(not_configured()));
+        };
+        if value.len() > MAX_VALUE_BYTES {
+            return Ok(Err(CacheError::Invalid(format!(
+                "cache values must be at most {MAX_VALUE_BYTES} bytes"
+            ))));
+        }
+        let ttl = match ttl_seconds {
+            Some(0) => return Ok(Err(CacheError::Invalid("a TTL must be at least 1 second".into()))),
+            Some(seconds) => Duration::from_secs(seconds.into()),
+            None => cache.default_ttl,
+        };
+        Ok(match cache.key(&key) {
+            Ok(key) => cache.backend.set(&key, &value, ttl).await,
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, CacheError>> {
+        let Some(cache) = &self.capabilities.cache else {
+            return Ok(Err(not_configured()));
+        };
+        Ok(match cache.key(&key) {
+            Ok(key) => cache.backend.delete(&key).await,
+            Err(error) => Err(error),
+        })
+    }
+}
+
+fn not_configured() -> CacheError {
+    CacheError::Unavailable("no cache is configured for this service".into())
+}
+
+/// Redis behind a multiplexed, self-reconnecting connection. Every call is bounded by a
+/// short timeout: a cache that is down must cost a request milliseconds, not seconds.
+pub struct RedisCache {
+    client: redis::Client,
+    connection: Mutex<Option<ConnectionManager>>,
+    timeout: Duration,
+    /// Milliseconds since `started` of the last failed connection attempt; while Redis is
+    /// down, calls fail at once instead of each paying a connection timeout.
+    last_failure_ms: AtomicU64,
+    started: Instant,
+}
+
+/// Pause between connection attempts while Redis is down.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+impl RedisCache {
+    pub fn new(url: &str, timeout: Duration) -> Result<RedisCache, redis::RedisError> {
+        Ok(RedisCache {
+            client: redis::Client::open(url)?,
+            connection: Mutex::new(None),
+            timeout,
+            last_failure_ms: AtomicU64::new(0),
+            started: Instant::now(),
+        })
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, CacheError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let now = self.started.elapsed().as_millis() as u64;
+        let last_failure = self.last_failure_ms.load(Ordering::Relaxed);
+        if last_failure != 0 && now.saturating_sub(last_failure) < RECONNECT_PAUSE.as_millis() as u64 {
+            return Err(CacheError::Unavailable("redis is unreachable".into()));
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1);
+        match tokio::time::timeout(self.timeout * 2, ConnectionManager::new_with_config(self.client.clone(), config)).await
+        {
+            Ok(Ok(connection)) => {
+                *slot = Some(connection.clone());
+                Ok(connection)
+            }
+            Ok(Err(error)) => {
+                self.last_failure_ms.store(now.max(1), Ordering::Relaxed);
+                Err(CacheError::Unavailable(error.to_string()))
+            }
+            Err(_) => {
+                self.last_failure_ms.store(now.max(1), Ordering::Relaxed);
+                Err(CacheError::Unavailable("redis connection timed out".into()))
+            }
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, CacheError> {
+        let mut connection = self.connection().await?;
+        match tokio::time::timeout(self.timeout, command.query_async::<T>(&mut connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(CacheError::Unavailable(error.to_string())),
+            Err(_) => Err(CacheError::Unavailable("redis did not answer in time".into())),
+        }
+    }
+}
+
+#[async_trait]
+impl CacheBackend for RedisCache {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        self.run(redis::Cmd::get(key)).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
+        self.run(redis::Cmd::set_ex(key, value, ttl.as_secs().max(1))).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        let removed: u64 = self.run(redis::Cmd::del(key)).await?;
+        Ok(removed > 0)
+    }
+}

@@ -1,0 +1,151 @@
+//! The `identity-provider` interface (the user service only): bcrypt password hashing on
+//! the blocking pool, and HS256 JWTs signed with a secret only the host holds.
+
+use super::CallState;
+use crate::bindings::identity_provider::{Claims, Host, TokenError};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub struct IdentityProvider {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    token_lifetime: Duration,
+    bcrypt_cost: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TokenClaims {
+    sub: String,
+    user_id: i64,
+    exp: i64,
+}
+
+impl IdentityProvider {
+    pub fn new(secret: &[u8], token_lifetime: Duration, bcrypt_cost: u32) -> IdentityProvider {
+        // Only HS256 is accepted: `alg: none` and algorithm-confusion tokens fail validation.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        IdentityProvider {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            token_lifetime,
+            bcrypt_cost,
+        }
+    }
+
+    pub fn issue(&self, subject: &str, user_id: i64) -> wasmtime::Result<String> {
+        let exp = chrono::Utc::now().timestamp() + self.token_lifetime.as_secs() as i64;
+        let claims = TokenClaims {
+            sub: subject.to_string(),
+            user_id,
+            exp,
+        };
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+    }
+
+    pub fn decode(&self, token: &str) -> Result<Claims, TokenError> {
+        match jsonwebtoken::decode::<TokenClaims>(token, &self.decoding, &self.validation) {
+            Ok(data) => Ok(Claims {
+                subject: data.claims.sub,
+                user_id: data.claims.user_id,
+                expires_at: data.claims.exp,
+            }),
+            Err(error) => match error.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(TokenError::Expired),
+                _ => Err(TokenError::Invalid(error.to_string())),
+            },
+        }
+    }
+}
+
+impl Host for CallState {
+    async fn hash_password(&mut self, password: String) -> wasmtime::Result<String> {
+        let provider = identity(self)?;
+        let cost = provider.bcrypt_cost;
+        // bcrypt is deliberately slow: keep it off the async worker threads.
+        Ok(tokio::task::spawn_blocking(move || bcrypt::hash(password, cost)).await??)
+    }
+
+    async fn verify_password(&mut self, password: String, hash: String) -> wasmtime::Result<bool> {
+        identity(self)?;
+        let verified = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash)).await?;
+        Ok(verified.unwrap_or(false))
+    }
+
+    async fn issue_token(&mut self, subject: String, user_id: i64) -> wasmtime::Result<String> {
+        identity(self)?.issue(&subject, user_id)
+    }
+
+    async fn decode_token(&mut self, token: String) -> wasmtime::Result<Result<Claims, TokenError>> {
+        Ok(identity(self)?.decode(&token))
+    }
+}
+
+fn identity(state: &CallState) -> wasmtime::Result<std::sync::Arc<IdentityProvider>> {
+    // Unreachable for a component that passed the grant check at load; a trap, not an
+    // error variant, because it is a host misconfiguration.
+    state
+        .capabilities
+        .identity
+        .clone()
+        .ok_or_else(|| wasmtime::format_err!("identity-provider is not granted to this service"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64_helpers::encode_segment;
+
+    mod base64_helpers {
+        /// Unpadded base64url, enough to forge test tokens by hand.
+        pub fn encode_segment(bytes: &[u8]) -> String {
+            const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                for i in 0..=chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+
+    fn provider(secret: &[u8]) -> IdentityProvider {
+        IdentityProvider::new(secret, Duration::from_secs(60), 4)
+    }
+
+    #[test]
+    fn issued_tokens_decode_to_their_claims() {
+        let provider = provider(b"secret");
+        let token = provider.issue("alice", 7).unwrap();
+        let claims = provider.decode(&token).unwrap();
+        assert_eq!((claims.subject.as_str(), claims.user_id), ("alice", 7));
+    }
+
+    #[test]
+    fn rejects_other_secrets_alg_none_expired_and_garbage() {
+        let token = provider(b"other").issue("alice", 7).unwrap();
+        assert!(matches!(provider(b"secret").decode(&token), Err(TokenError::Invalid(_))));
+
+        let exp = chrono::Utc::now().timestamp() + 600;
+        let header = encode_segment(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = encode_segment(format!(r#"{{"sub":"alice","user_id":7,"exp":{exp}}}"#).as_bytes());
+        let unsigned = format!("{header}.{payload}.");
+        assert!(matches!(provider(b"secret").decode(&unsigned), Err(TokenError::Invalid(_))));
+
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &TokenClaims { sub: "alice".into(), user_id: 7, exp: chrono::Utc::now().timestamp() - 5 },
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert!(matches!(provider(b"secret").decode(&expired), Err(TokenError::Expired)));
+        assert!(matches!(provider(b"secret").decode("garbage"), Err(TokenError::Invalid(_))));
+    }
+}

@@ -1,0 +1,32 @@
+//! The `logging` interface: component log records into the host's `tracing`, tagged with
+//! the service and the request id.
+
+use super::CallState;
+use crate::bindings::logging::{Host, Level};
+
+/// Longest log message kept; a component cannot flood the host's log with one call.
+const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+
+impl Host for CallState {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let mut message = message;
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut end = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("…");
+        }
+        let service = self.capabilities.service.as_str();
+        let request_id = self.request_id.as_str();
+        match level {
+            Level::Trace => tracing::trace!(target: "component", service, request_id, "{message}"),
+            Level::Debug => tracing::debug!(target: "component", service, request_id, "{message}"),
+            Level::Info => tracing::info!(target: "component", service, request_id, "{message}"),
+            Level::Warn => tracing::warn!(target: "component", service, request_id, "{message}"),
+            Level::Error => tracing::error!(target: "component", service, request_id, "{message}"),
+        }
+        Ok(())
+    }
+}

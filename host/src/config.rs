@@ -1,0 +1,562 @@
+//! `platform.toml` -> typed configuration, with environment overrides.
+//!
+//! ```toml
+//! [host]
+//! bind = "127.0.0.1"            # address every service listener binds
+//! cors_origins = ["*"]          # origins CORS allows ("*" = any)
+//! max_body_bytes = 1048576      # larger request bodies get 413
+//!
+//! [database]
+//! url = "postgres://postgres@127.0.0.1:5432/postgres"   # env DATABASE_URL
+//! max_connections = 10          # per service pool
+//! acquire_timeout_seconds = 3   # then a call fails with `unavailable` (503)
+//! migrations = "migrations"     # one folder per service inside
+//!
+//! [cache]
+//! url = "redis://127.0.0.1:6379"   # env REDIS_URL
+//! timeout_ms = 250                 # a slower call fails fast with `unavailable`
+//! default_ttl_seconds = 300        # TTL when a component gives none
+//!
+//! [messaging]
+//! url = "amqp://guest:guest@127.0.0.1:5672/%2f"   # env AMQP_URL
+//! [[messaging.exchanges]]
+//! name = "order_events"
+//! kind = "topic"                   # topic | direct | fanout | headers
+//!
+//! [auth]
+//! validate_url = "http://127.0.0.1:8001/validate-token"
+//! timeout_ms = 5000
+//!
+//! [identity]                        # the identity-provider capability (user service)
+//! access_token_expire_minutes = 30  # env ACCESS_TOKEN_EXPIRE_MINUTES
+//! bcrypt_cost = 12
+//! # secret: env JWT_SECRET only
+//!
+//! [services.order]
+//! port = 8003
+//! component = "target/wasm32-wasip2/release/order.wasm"
+//! build = "cargo build --release --target wasm32-wasip2 -p order"
+//! database = "order_service"        # created if missing; migrations/<service>/ applied
+//! grants = ["database", "messaging", "outgoing-http", "config", "logging"]
+//! allowed_hosts = ["127.0.0.1:8002"]   # outgoing-http targets
+//! publish_exchanges = ["order_events"] # messaging targets
+//! cache_namespace = "order"            # key prefix (default: the service name)
+//! memory_limit_mb = 64
+//! request_timeout_ms = 15000
+//! [services.order.config]              # values for the config capability;
+//! product_service_url = "http://127.0.0.1:8002"   # env PLATFORM_ORDER_PRODUCT_SERVICE_URL
+//!
+//! [[services.notification.subscriptions]]
+//! queue = "order_notifications"
+//! exchange = "order_events"
+//! routing_keys = ["order.created", "order.cancelled"]
+//! dead_letter_queue = "order_notifications.dlq"
+//! prefetch = 16
+//! max_retry_attempts = 3               # env MAX_RETRY_ATTEMPTS
+//! ```
+//!
+//! Relative paths are resolved against the directory of the configuration file.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why `platform.toml` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    #[serde(default)]
+    pub host: HostConfig,
+    pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub messaging: MessagingConfig,
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// Directory the relative paths are resolved against (the config file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    pub bind: String,
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            bind: "127.0.0.1".into(),
+            cors_origins: vec!["*".into()],
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    #[serde(default = "default_acquire_timeout")]
+    pub acquire_timeout_seconds: u64,
+    #[serde(default = "default_migrations")]
+    pub migrations: PathBuf,
+}
+
+fn default_max_connections() -> u32 {
+    10
+}
+fn default_acquire_timeout() -> u64 {
+    3
+}
+fn default_migrations() -> PathBuf {
+    PathBuf::from("migrations")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    pub url: String,
+    #[serde(default = "default_cache_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_ttl")]
+    pub default_ttl_seconds: u32,
+}
+
+fn default_cache_timeout() -> u64 {
+    250
+}
+fn default_ttl() -> u32 {
+    300
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagingConfig {
+    pub url: String,
+    #[serde(default)]
+    pub exchanges: Vec<ExchangeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    pub name: String,
+    #[serde(default = "default_exchange_kind")]
+    pub kind: ExchangeKindConfig,
+}
+
+fn default_exchange_kind() -> ExchangeKindConfig {
+    ExchangeKindConfig::Topic
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExchangeKindConfig {
+    Topic,
+    Direct,
+    Fanout,
+    Headers,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub validate_url: String,
+    #[serde(default = "default_auth_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_auth_timeout() -> u64 {
+    5000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    pub access_token_expire_minutes: u64,
+    pub bcrypt_cost: u32,
+    /// Only from the environment (`JWT_SECRET`), never from the file.
+    #[serde(skip)]
+    pub jwt_secret: Option<String>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            access_token_expire_minutes: 30,
+            bcrypt_cost: 12,
+            jwt_secret: None,
+        }
+    }
+}
+
+/// The capabilities a service can be granted; each is one WIT interface.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    Database,
+    Cache,
+    Messaging,
+    Auth,
+    IdentityProvider,
+    OutgoingHttp,
+    Config,
+    Logging,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 8] = [
+        Capability::Database,
+        Capability::Cache,
+        Capability::Messaging,
+        Capability::Auth,
+        Capability::IdentityProvider,
+        Capability::OutgoingHttp,
+        Capability::Config,
+        Capability::Logging,
+    ];
+
+    /// The WIT interface name, as it appears in a component's imports
+    /// (`platform:service/<name>@<version>`).
+    pub fn interface(self) -> &'static str {
+        match self {
+            Capability::Database => "database",
+            Capability::Cache => "cache",
+            Capability::Messaging => "messaging",
+            Capability::Auth => "auth",
+            Capability::IdentityProvider => "identity-provider",
+            Capability::OutgoingHttp => "outgoing-http",
+            Capability::Config => "config",
+            Capability::Logging => "logging",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub port: u16,
+    pub component: PathBuf,
+    #[serde(default)]
+    pub build: Option<String>,
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub grants: Vec<Capability>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub publish_exchanges: Vec<String>,
+    #[serde(default)]
+    pub cache_namespace: Option<String>,
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit_mb: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionConfig>,
+}
+
+fn default_memory_limit() -> u64 {
+    64
+}
+fn default_request_timeout() -> u64 {
+    10_000
+}
+
+impl ServiceConfig {
+    pub fn is_granted(&self, capability: Capability) -> bool {
+        self.grants.contains(&capability)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn memory_limit_bytes(&self) -> usize {
+        (self.memory_limit_mb as usize) * 1024 * 1024
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionConfig {
+    pub queue: String,
+    pub exchange: String,
+    pub routing_keys: Vec<String>,
+    pub dead_letter_queue: String,
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+    #[serde(default = "default_max_retry")]
+    pub max_retry_attempts: u32,
+}
+
+fn default_prefetch() -> u16 {
+    16
+}
+fn default_max_retry() -> u32 {
+    3
+}
+
+impl PlatformConfig {
+    /// Reads `path`, applies environment overrides and checks the result.
+    pub fn load(path: &Path) -> Result<PlatformConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: PlatformConfig =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        config.base_dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Environment overrides: backend URLs, secrets and the knobs the FastAPI design read
+    /// from its environment, plus `PLATFORM_<SERVICE>_<KEY>` for service config values.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(url) = env("DATABASE_URL") {
+            self.database.url = url;
+        }
+        if let Some(url) = env("REDIS_URL") {
+            self.cache.url = url;
+        }
+        if let Some(url) = env("AMQP_URL") {
+            self.messaging.url = url;
+        }
+        self.identity.jwt_secret = env("JWT_SECRET").filter(|secret| !secret.is_empty());
+        if let Some(minutes) = env("ACCESS_TOKEN_EXPIRE_MINUTES") {
+            self.identity.access_token_expire_minutes = minutes.parse().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "ACCESS_TOKEN_EXPIRE_MINUTES must be a number of minutes, got `{minutes}`"
+                ))
+            })?;
+        }
+        let max_retry = env("MAX_RETRY_ATTEMPTS")
+            .map(|value| {
+                value.parse::<u32>().map_err(|_| {
+                    ConfigError::Invalid(format!("MAX_RETRY_ATTEMPTS must be a number, got `{value}`"))
+                })
+            })
+            .transpose()?;
+        for (name, service) in &mut self.services {
+            if let Some(max_retry) = max_retry {
+                for subscription in &mut service.subscriptions {
+                    subscription.max_retry_attempts = max_retry;
+                }
+            }
+            for (key, value) in &mut service.config {
+                let variable = format!("PLATFORM_{name}_{key}")
+                    .to_uppercase()
+                    .replace('-', "_");
+                if let Some(overridden) = env(&variable) {
+                    *value = overridden;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.services.is_empty() {
+            return invalid("no [services.<name>] defined".into());
+        }
+        if !(4..=31).contains(&self.identity.bcrypt_cost) {
+            return invalid("identity.bcrypt_cost must be within 4..=31".into());
+        }
+        let mut ports = BTreeMap::new();
+        for (name, service) in &self.services {
+            if !is_identifier(name) {
+                return invalid(format!(
+                    "service name `{name}` must be lower-case letters, digits, `-` or `_`"
+                ));
+            }
+            if let Some(other) = ports.insert(service.port, name) {
+                return invalid(format!(
+                    "services `{other}` and `{name}` both use port {}",
+                    service.port
+                ));
+            }
+            match (&service.database, service.is_granted(Capability::Database)) {
+                (None, true) => {
+                    return invalid(format!(
+                        "service `{name}` is granted `database` but names no `database`"
+                    ))
+                }
+                (Some(database), _) if !is_identifier(database) => {
+                    return invalid(format!(
+                        "database name `{database}` of service `{name}` must be lower-case letters, digits or `_`"
+                    ))
+                }
+                _ => {}
+            }
+            if service.memory_limit_mb == 0 || service.request_timeout_ms == 0 {
+                return invalid(format!(
+                    "service `{name}`: memory_limit_mb and request_timeout_ms must be positive"
+                ));
+            }
+            for exchange in &service.publish_exchanges {
+                if !self.messaging.exchanges.iter().any(|e| &e.name == exchange) {
+                    return invalid(format!(
+                        "service `{name}` publishes to `{exchange}`, which [[messaging.exchanges]] does not declare"
+                    ));
+                }
+            }
+            for subscription in &service.subscriptions {
+                if !self
+                    .messaging
+                    .exchanges
+                    .iter()
+                    .any(|e| e.name == subscription.exchange)
+                {
+                    return invalid(format!(
+                        "service `{name}` subscribes to `{}`, which [[messaging.exchanges]] does not declare",
+                        subscription.exchange
+                    ));
+                }
+                if subscription.prefetch == 0 || subscription.max_retry_attempts == 0 {
+                    return invalid(format!(
+                        "subscription `{}`: prefetch and max_retry_attempts must be positive",
+                        subscription.queue
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A path from the file, resolved against the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r##"
+        [database]
+        url = "postgres://localhost/postgres"
+        [cache]
+        url = "redis://localhost"
+        [messaging]
+        url = "amqp://localhost"
+        [[messaging.exchanges]]
+        name = "events"
+        [auth]
+        validate_url = "http://127.0.0.1:8001/validate-token"
+        [services.shop]
+        port = 9001
+        component = "shop.wasm"
+        database = "shop_db"
+        grants = ["database", "outgoing-http"]
+        [services.shop.config]
+        api-url = "http://a"
+        [[services.shop.subscriptions]]
+        queue = "q"
+        exchange = "events"
+        routing_keys = ["#"]
+        dead_letter_queue = "q.dlq"
+    "##;
+
+    fn parse(text: &str) -> Result<PlatformConfig, ConfigError> {
+        let mut config: PlatformConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: "test".into(),
+            source,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn parses_with_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        let shop = &config.services["shop"];
+        assert_eq!(shop.grants, vec![Capability::Database, Capability::OutgoingHttp]);
+        assert_eq!(shop.memory_limit_mb, 64);
+        assert_eq!(config.host.max_body_bytes, 1024 * 1024);
+        assert_eq!(shop.subscriptions[0].max_retry_attempts, 3);
+    }
+
+    #[test]
+    fn environment_overrides_urls_secrets_and_service_values() {
+        let mut config = parse(MINIMAL).unwrap();
+        config
+            .apply_env(|name| match name {
+                "DATABASE_URL" => Some("postgres://db/x".into()),
+                "JWT_SECRET" => Some("s3cret".into()),
+                "MAX_RETRY_ATTEMPTS" => Some("5".into()),
+                "PLATFORM_SHOP_API_URL" => Some("http://b".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.database.url, "postgres://db/x");
+        assert_eq!(config.identity.jwt_secret.as_deref(), Some("s3cret"));
+        assert_eq!(config.services["shop"].subscriptions[0].max_retry_attempts, 5);
+        assert_eq!(config.services["shop"].config["api-url"], "http://b");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_undeclared_exchanges() {
+        assert!(matches!(
+            parse(&MINIMAL.replace("port = 9001", "port = 9001\nprot = 1")),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            parse(&MINIMAL.replace("exchange = \"events\"", "exchange = \"nope\"")),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse(&MINIMAL.replace("grants = [\"database\"", "grants = [\"telepathy\"")),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

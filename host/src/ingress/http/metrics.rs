@@ -1,0 +1,83 @@
+//! Prometheus metrics of one service, with the names the FastAPI design's instrumentation
+//! exported so existing dashboards keep working. `handler` is always a route template
+//! (or `none` for unmatched paths), never a raw path, so cardinality stays bounded.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use std::time::Duration;
+
+pub struct ServiceMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl ServiceMetrics {
+    pub fn new(service: &str) -> ServiceMetrics {
+        let registry = Registry::new_custom(None, None).expect("an empty registry is valid");
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "Total number of requests by method, status and handler.")
+                .const_label("service", service),
+            &["handler", "method", "status"],
+        )
+        .expect("valid metric definition");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Latency with only few buckets by handler and method.",
+            )
+            .const_label("service", service)
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["handler", "method"],
+        )
+        .expect("valid metric definition");
+        registry.register(Box::new(requests.clone())).expect("registered once");
+        registry.register(Box::new(duration.clone())).expect("registered once");
+        ServiceMetrics {
+            registry,
+            requests,
+            duration,
+        }
+    }
+
+    pub fn observe(&self, handler: &str, method: &str, status: u16, elapsed: Duration) {
+        // FastAPI's instrumentator groups statuses as 2xx, 4xx...: dashboards filter on that.
+        let status_group = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .with_label_values(&[handler, method, status_group])
+            .inc();
+        self.duration
+            .with_label_values(&[handler, method])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("encoding into a Vec cannot fail");
+        buffer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_requests_by_template() {
+        let metrics = ServiceMetrics::new("product");
+        metrics.observe("/products/{product_id}", "GET", 200, Duration::from_millis(3));
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains(
+            r#"http_requests_total{handler="/products/{product_id}",method="GET",service="product",status="2xx"} 1"#
+        ));
+        assert!(text.contains("http_request_duration_seconds_bucket"));
+    }
+}

@@ -1,0 +1,125 @@
+//! The OpenAPI 3.1 document and `/docs` page, generated from a version's route table once
+//! at load time.
+
+use super::router::method_name;
+use crate::bindings::http_types::Route;
+use serde_json::{json, Map, Value};
+
+pub fn document(service: &str, version: &str, routes: &[Route]) -> Value {
+    let mut paths = Map::new();
+    for route in routes {
+        let parameters: Vec<Value> = path_parameters(&route.path)
+            .map(|name| {
+                json!({
+                    "name": name,
+                    "in": "path",
+                    "required": true,
+                    "schema": { "type": "integer", "minimum": 1 },
+                })
+            })
+            .collect();
+        let mut operation = json!({
+            "summary": route.summary,
+            "operationId": format!("{}_{}", method_name(route.method).to_lowercase(), operation_suffix(&route.path)),
+            "tags": route.tags,
+            "parameters": parameters,
+            "responses": responses(route),
+        });
+        if !route.description.is_empty() {
+            operation["description"] = json!(route.description);
+        }
+        if route.requires_auth {
+            operation["security"] = json!([{ "bearerAuth": [] }]);
+        }
+        if let Some(schema) = route.request_schema.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()) {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": { "application/json": { "schema": schema } },
+            });
+        }
+        let item = paths
+            .entry(route.path.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        item[method_name(route.method).to_lowercase()] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": format!("{service} service"), "version": version },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }
+            },
+            "schemas": {
+                "HTTPValidationError": {
+                    "type": "object",
+                    "properties": { "detail": { "type": "array", "items": { "type": "object" } } }
+                },
+                "ErrorDetail": {
+                    "type": "object",
+                    "properties": { "detail": { "type": "string" } }
+                }
+            }
+        },
+    })
+}
+
+fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+}
+
+fn operation_suffix(path: &str) -> String {
+    path.trim_matches('/')
+        .replace(['{', '}'], "")
+        .replace(['/', '-'], "_")
+}
+
+fn responses(route: &Route) -> Value {
+    let mut responses = Map::new();
+    let success = if route.success_status == 204 {
+        json!({ "description": "Success, no content" })
+    } else {
+        json!({ "description": "Success", "content": { "application/json": { "schema": {} } } })
+    };
+    responses.insert(route.success_status.to_string(), success);
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorDetail" } } },
+        })
+    };
+    if route.requires_auth {
+        responses.insert("401".into(), error("Missing, invalid or expired token"));
+    }
+    responses.insert(
+        "422".into(),
+        json!({
+            "description": "Validation Error",
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HTTPValidationError" } } },
+        }),
+    );
+    Value::Object(responses)
+}
+
+/// A Swagger UI page that renders `/openapi.json`.
+pub fn docs_page(service: &str) -> String {
+    format!(
+        r##"<!DOCTYPE html>
+<html>
+<head>
+<title>{service} service - Swagger UI</title>
+<meta charset="utf-8">
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>
+SwaggerUIBundle({{ url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true }});
+</script>
+</body>
+</html>
+"##
+    )
+}

@@ -1,0 +1,12 @@
+//! Holds the compiled components and runs them: one engine and linker for the whole host,
+//! one [`ComponentVersion`] per deployed component, a fresh `Store` and instance per call.
+
+mod component;
+mod deployed;
+mod engine;
+mod invoke;
+
+pub use component::{ComponentVersion, LoadComponentError};
+pub use deployed::DeployedService;
+pub use engine::Runtime;
+pub use invoke::{CallError, CallLimits};
