@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [host]
-//! bind = "127.0.0.1"            # address every service listener binds
+//! bind = "127.0.0.1"            # address every service listener binds; env PLATFORM_BIND
 //! cors_origins = ["*"]          # origins CORS allows ("*" = any)
 //! max_body_bytes = 1048576      # larger request bodies get 413
 //!
@@ -349,6 +349,9 @@ impl PlatformConfig {
     /// Environment overrides: backend URLs, secrets and the knobs the FastAPI design read
     /// from its environment, plus `PLATFORM_<SERVICE>_<KEY>` for service config values.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(bind) = env("PLATFORM_BIND") {
+            self.host.bind = bind;
+        }
         if let Some(url) = env("DATABASE_URL") {
             self.database.url = url;
         }
