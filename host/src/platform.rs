@@ -9,7 +9,7 @@ use crate::capabilities::messaging::{AmqpPublisher, MessagePublisher, ServicePub
 use crate::capabilities::outgoing_http::{http_client, OutgoingHttp};
 use crate::capabilities::ServiceCapabilities;
 use crate::config::{Capability, PlatformConfig, ServiceConfig};
-use crate::ingress::http::metrics::ServiceMetrics;
+use crate::ingress::metrics::ServiceMetrics;
 use crate::ingress::http::{HttpSettings, ServiceEndpoint};
 use crate::ingress::{amqp, http};
 use crate::runtime::{ComponentVersion, DeployedService, LoadComponentError, Runtime};
@@ -30,28 +30,28 @@ pub enum StartError {
     CacheUrl(redis::RedisError),
     #[error("invalid auth.validate_url: {0}")]
     ValidateUrl(::http::uri::InvalidUri),
-    #[error("service `{service}`: database: {source}")]
+    #[error("service `{service}`: database: {cause}")]
     Database {
         service: String,
-        source: PostgresSetupError,
+        cause: PostgresSetupError,
     },
-    #[error("service `{service}`: cannot read component {path}: {source} (build it with `platform build {service}`)")]
+    #[error("service `{service}`: cannot read component {path}: {cause} (build it with `platform build {service}`)")]
     ComponentMissing {
         service: String,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("service `{service}`: component {path} refused: {source}")]
+    #[error("service `{service}`: component {path} refused: {cause}")]
     ComponentRefused {
         service: String,
         path: PathBuf,
-        source: LoadComponentError,
+        cause: LoadComponentError,
     },
-    #[error("service `{service}`: cannot listen on {address}: {source}")]
+    #[error("service `{service}`: cannot listen on {address}: {cause}")]
     Bind {
         service: String,
         address: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -99,10 +99,10 @@ impl Platform {
             let address = format!("{}:{}", config.host.bind, service.config.port);
             let listener = TcpListener::bind(&address)
                 .await
-                .map_err(|source| StartError::Bind {
+                .map_err(|cause| StartError::Bind {
                     service: service.name.clone(),
                     address: address.clone(),
-                    source,
+                    cause,
                 })?;
             listeners.push(listener);
         }
@@ -113,15 +113,17 @@ impl Platform {
         for (service, listener) in services.iter().zip(listeners) {
             let address = listener.local_addr().expect("a bound listener has an address");
             addresses.push((service.name.clone(), address));
+            let metrics = Arc::new(ServiceMetrics::new(&service.name));
             let endpoint = Arc::new(ServiceEndpoint {
                 service: service.clone(),
-                metrics: ServiceMetrics::new(&service.name),
+                metrics: metrics.clone(),
                 settings: settings.clone(),
             });
             tasks.spawn(http::serve(endpoint, listener, shutdown.clone()));
             for subscription in &service.config.subscriptions {
                 tasks.spawn(amqp::consume(
                     service.clone(),
+                    metrics.clone(),
                     subscription.clone(),
                     config.messaging.url.clone(),
                     config.messaging.exchanges.clone(),
@@ -220,9 +222,9 @@ async fn load_service(
                 Duration::from_secs(config.database.acquire_timeout_seconds),
             )
             .await
-            .map_err(|source| StartError::Database {
+            .map_err(|cause| StartError::Database {
                 service: name.to_string(),
-                source,
+                cause,
             })?;
             Some(Arc::new(backend))
         }
@@ -269,17 +271,17 @@ async fn load_service(
     let path = config.resolve(&service.component);
     let bytes = tokio::fs::read(&path)
         .await
-        .map_err(|source| StartError::ComponentMissing {
+        .map_err(|cause| StartError::ComponentMissing {
             service: name.to_string(),
             path: path.clone(),
-            source,
+            cause,
         })?;
     let version = ComponentVersion::load(runtime, name, service, &capabilities, bytes)
         .await
-        .map_err(|source| StartError::ComponentRefused {
+        .map_err(|cause| StartError::ComponentRefused {
             service: name.to_string(),
             path: path.clone(),
-            source,
+            cause,
         })?;
     tracing::info!(service = name, digest = %version.short_digest(), routes = version.routes.len(), "component loaded");
     Ok(Arc::new(DeployedService::new(name, service.clone(), capabilities, version)))

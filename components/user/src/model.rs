@@ -65,12 +65,8 @@ impl NewUser {
     /// every failing field at once (in field order: username, then password).
     pub fn from_json(body: &Map<String, Value>) -> Result<NewUser, Vec<FieldError>> {
         let mut validation = Validation::new();
-        let username = validation.check(fields::string(
-            body,
-            "username",
-            USERNAME_MIN,
-            USERNAME_MAX,
-        ));
+        let username =
+            validation.check(fields::string(body, "username", USERNAME_MIN, USERNAME_MAX));
         let password = validation.check(match body.get("password") {
             Some(value) => password_value(value),
             None => Err(FieldError::missing(
@@ -165,7 +161,10 @@ impl LoginEncoding {
 /// Parses the body of `POST /login` (form, multipart or JSON) into credentials, or the
 /// 422 field errors: `username` and `password` are required, `grant_type` if present must
 /// be `password` (as in FastAPI's `OAuth2PasswordRequestForm`).
-pub fn parse_login(content_type: Option<&str>, body: &[u8]) -> Result<Credentials, Vec<FieldError>> {
+pub fn parse_login(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Credentials, Vec<FieldError>> {
     match LoginEncoding::from_content_type(content_type) {
         LoginEncoding::Json => credentials_from_json(&json_object(body).map_err(|e| vec![e])?),
         LoginEncoding::Form => credentials_from_form(&form_pairs(body)),
@@ -278,15 +277,13 @@ pub fn form_decode(raw: &[u8]) -> String {
     while index < raw.len() {
         match raw[index] {
             b'+' => bytes.push(b' '),
-            b'%' if index + 2 < raw.len() => {
-                match (hex(raw[index + 1]), hex(raw[index + 2])) {
-                    (Some(high), Some(low)) => {
-                        bytes.push(high << 4 | low);
-                        index += 2;
-                    }
-                    _ => bytes.push(b'%'),
+            b'%' if index + 2 < raw.len() => match (hex(raw[index + 1]), hex(raw[index + 2])) {
+                (Some(high), Some(low)) => {
+                    bytes.push(high << 4 | low);
+                    index += 2;
                 }
-            }
+                _ => bytes.push(b'%'),
+            },
             byte => bytes.push(byte),
         }
         index += 1;
@@ -490,7 +487,10 @@ mod tests {
     #[test]
     fn password_rules() {
         let short = register(json!({"username": "alice", "password": "Ab1"})).unwrap_err();
-        assert_eq!(kinds(&short), vec![("string_too_short", vec![json!("body"), json!("password")])]);
+        assert_eq!(
+            kinds(&short),
+            vec![("string_too_short", vec![json!("body"), json!("password")])]
+        );
         assert_eq!(short[0].msg, "String should have at least 6 characters");
         assert_eq!(short[0].ctx, Some(json!({"min_length": 6})));
 
@@ -553,14 +553,21 @@ mod tests {
         assert_eq!(form_decode(b"100%"), "100%");
         assert_eq!(form_decode(b"%zz%4"), "%zz%4");
         assert_eq!(form_decode(b"%ff"), "\u{fffd}");
-        assert_eq!(form_pairs(b"a=b=c"), vec![("a".to_string(), "b=c".to_string())]);
+        assert_eq!(
+            form_pairs(b"a=b=c"),
+            vec![("a".to_string(), "b=c".to_string())]
+        );
         assert_eq!(form_pairs(b""), Vec::<(String, String)>::new());
     }
 
     #[test]
     fn login_from_form() {
         let form = Some("application/x-www-form-urlencoded");
-        let creds = parse_login(form, b"grant_type=password&username=alice&password=Se+cret%21").unwrap();
+        let creds = parse_login(
+            form,
+            b"grant_type=password&username=alice&password=Se+cret%21",
+        )
+        .unwrap();
         assert_eq!(creds.username, "alice");
         assert_eq!(creds.password, "Se cret!");
 
@@ -593,7 +600,10 @@ mod tests {
             br#"{"username": "alice", "password": "Secret1"}"#,
         )
         .unwrap();
-        assert_eq!((creds.username.as_str(), creds.password.as_str()), ("alice", "Secret1"));
+        assert_eq!(
+            (creds.username.as_str(), creds.password.as_str()),
+            ("alice", "Secret1")
+        );
 
         let errors = parse_login(Some("application/json"), br#"{"username": 5}"#).unwrap_err();
         assert_eq!(
@@ -616,7 +626,10 @@ mod tests {
         let json_body = parse_login(None, br#"{"username": "a", "password": "b"}"#).unwrap();
         assert_eq!(json_body.username, "a");
         let form_body = parse_login(None, b"username=c&password=d").unwrap();
-        assert_eq!((form_body.username.as_str(), form_body.password.as_str()), ("c", "d"));
+        assert_eq!(
+            (form_body.username.as_str(), form_body.password.as_str()),
+            ("c", "d")
+        );
         let neither = parse_login(Some("text/plain"), b"").unwrap_err();
         assert_eq!(neither.len(), 2);
     }
@@ -639,8 +652,14 @@ mod tests {
 
     #[test]
     fn token_body() {
-        assert_eq!(token_from_json(&object(json!({"token": "abc"}))), Ok("abc".to_string()));
-        assert_eq!(token_from_json(&object(json!({}))).unwrap_err()[0].kind, "missing");
+        assert_eq!(
+            token_from_json(&object(json!({"token": "abc"}))),
+            Ok("abc".to_string())
+        );
+        assert_eq!(
+            token_from_json(&object(json!({}))).unwrap_err()[0].kind,
+            "missing"
+        );
         assert_eq!(
             token_from_json(&object(json!({"token": 1}))).unwrap_err()[0].kind,
             "string_type"
@@ -665,9 +684,15 @@ mod tests {
                    "created_at": "2026-11-25T10:00:00.123456Z",
                    "updated_at": "2026-11-25T10:00:00.123456Z"})
         );
-        let stored = StoredUser { user: alice(), hashed_password: "$2b$12$secret".into() };
+        let stored = StoredUser {
+            user: alice(),
+            hashed_password: "$2b$12$secret".into(),
+        };
         assert!(!format!("{stored:?}").contains("secret"));
-        let new = NewUser { username: "a".into(), password: "Hunter2".into() };
+        let new = NewUser {
+            username: "a".into(),
+            password: "Hunter2".into(),
+        };
         assert!(!format!("{new:?}").contains("Hunter2"));
     }
 

@@ -11,6 +11,7 @@
 use crate::bindings::messaging_types::{Delivery as GuestDelivery, Message, Outcome};
 use crate::capabilities::messaging::{connect, declare_exchanges};
 use crate::config::{ExchangeConfig, SubscriptionConfig};
+use crate::ingress::metrics::{MessageOutcome, ServiceMetrics};
 use crate::runtime::DeployedService;
 use futures::StreamExt;
 use lapin::message::Delivery;
@@ -36,6 +37,7 @@ const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(10);
 /// broker goes away.
 pub async fn consume(
     service: Arc<DeployedService>,
+    metrics: Arc<ServiceMetrics>,
     subscription: SubscriptionConfig,
     url: String,
     exchanges: Vec<ExchangeConfig>,
@@ -44,7 +46,7 @@ pub async fn consume(
     let mut pause = Duration::from_millis(500);
     loop {
         let outcome = tokio::select! {
-            outcome = consume_once(&service, &subscription, &url, &exchanges, &shutdown) => outcome,
+            outcome = consume_once(&service, &metrics, &subscription, &url, &exchanges, &shutdown) => outcome,
             _ = shutdown.cancelled() => Ok(()),
         };
         service.broker_connected.store(false, Ordering::Relaxed);
@@ -63,6 +65,7 @@ pub async fn consume(
 
 async fn consume_once(
     service: &Arc<DeployedService>,
+    metrics: &ServiceMetrics,
     subscription: &SubscriptionConfig,
     url: &str,
     exchanges: &[ExchangeConfig],
@@ -101,7 +104,12 @@ async fn consume_once(
             let channel = channel.clone();
             async move {
                 match delivery {
-                    Ok(delivery) => process(service, subscription, &channel, delivery).await,
+                    Ok(delivery) => {
+                        let outcome = process(service, subscription, &channel, delivery).await;
+                        if let Some(outcome) = outcome {
+                            metrics.observe_message(&subscription.queue, outcome);
+                        }
+                    }
                     Err(error) => tracing::warn!(service = %service.name, %error, "delivery error"),
                 }
             }
@@ -154,7 +162,14 @@ async fn declare_topology(
     Ok(())
 }
 
-async fn process(service: &DeployedService, subscription: &SubscriptionConfig, channel: &Channel, delivery: Delivery) {
+/// Runs one delivery through the component and settles it; `None` if it could not be
+/// settled (the broker redelivers it).
+async fn process(
+    service: &DeployedService,
+    subscription: &SubscriptionConfig,
+    channel: &Channel,
+    delivery: Delivery,
+) -> Option<MessageOutcome> {
     let headers = string_headers(delivery.properties.headers());
     let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let retries: u32 = header(RETRY_HEADER).and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -186,13 +201,13 @@ async fn process(service: &DeployedService, subscription: &SubscriptionConfig, c
         .await
         .unwrap_or_else(|error| Outcome::Retry(error.to_string()));
 
-    let settled = match outcome {
-        Outcome::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+    let (settled, settled_as) = match outcome {
+        Outcome::Ack => (delivery.acker.ack(BasicAckOptions::default()).await, MessageOutcome::Acked),
         Outcome::Retry(reason) if attempt < subscription.max_retry_attempts => {
             tracing::warn!(service = %service.name, message_id, attempt, %reason, "message failed; retrying");
             // A short, growing pause keeps a failing backend from being hammered.
             tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-            match republish(channel, subscription, &delivery, attempt, &exchange, &routing_key).await {
+            let settled = match republish(channel, subscription, &delivery, attempt, &exchange, &routing_key).await {
                 Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
                 Err(error) => {
                     tracing::warn!(service = %service.name, message_id, %error, "retry copy not confirmed; requeueing the original");
@@ -201,16 +216,24 @@ async fn process(service: &DeployedService, subscription: &SubscriptionConfig, c
                         .nack(BasicNackOptions { requeue: true, multiple: false })
                         .await
                 }
-            }
+            };
+            (settled, MessageOutcome::Retried)
         }
         Outcome::Retry(reason) | Outcome::DeadLetter(reason) => {
             tracing::error!(service = %service.name, message_id, attempt, %reason, dead_letter_queue = %subscription.dead_letter_queue, "message dead-lettered");
-            delivery.acker.reject(BasicRejectOptions { requeue: false }).await
+            (
+                delivery.acker.reject(BasicRejectOptions { requeue: false }).await,
+                MessageOutcome::DeadLettered,
+            )
         }
     };
-    if let Err(error) = settled {
-        // The broker will redeliver it to the next consumer: nothing is lost.
-        tracing::warn!(service = %service.name, message_id, %error, "could not settle a delivery");
+    match settled {
+        Ok(()) => Some(settled_as),
+        Err(error) => {
+            // The broker will redeliver it to the next consumer: nothing is lost.
+            tracing::warn!(service = %service.name, message_id, %error, "could not settle a delivery");
+            None
+        }
     }
 }
 

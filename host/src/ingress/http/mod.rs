@@ -3,7 +3,6 @@
 //! authentication, FastAPI-shaped errors, metrics, `/health`, `/`, `/openapi.json`,
 //! `/docs` and `/metrics`. Only a matched, authenticated request reaches a component.
 
-pub mod metrics;
 pub mod openapi;
 pub mod router;
 
@@ -17,7 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use metrics::ServiceMetrics;
+use super::metrics::ServiceMetrics;
 use router::{method_name, RouteMatch};
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -39,7 +38,7 @@ pub struct HttpSettings {
 /// What one listener serves: a service and its metrics.
 pub struct ServiceEndpoint {
     pub service: Arc<DeployedService>,
-    pub metrics: ServiceMetrics,
+    pub metrics: Arc<ServiceMetrics>,
     pub settings: HttpSettings,
 }
 
@@ -254,7 +253,14 @@ fn path_label(service: &DeployedService, path: &str) -> String {
 
 /// Reads the body up to `limit`; 413 beyond it (announced or actual).
 async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, HttpResponse> {
-    let too_large = || detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+    let too_large = || {
+        let mut response = detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+        // The rest of the body was never read, so the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    };
     let announced = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())

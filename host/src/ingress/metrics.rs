@@ -1,6 +1,8 @@
-//! Prometheus metrics of one service, with the names the FastAPI design's instrumentation
-//! exported so existing dashboards keep working. `handler` is always a route template
-//! (or `none` for unmatched paths), never a raw path, so cardinality stays bounded.
+//! Prometheus metrics of one service, shared by its HTTP listener and its AMQP consumers.
+//!
+//! The HTTP names are the ones the FastAPI design's instrumentation exported, so existing
+//! dashboards keep working. `handler` is always a route template (or `none` for unmatched
+//! paths), never a raw path, so cardinality stays bounded.
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 use std::time::Duration;
@@ -9,6 +11,25 @@ pub struct ServiceMetrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
+    messages: IntCounterVec,
+}
+
+/// How a consumed message was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageOutcome {
+    Acked,
+    Retried,
+    DeadLettered,
+}
+
+impl MessageOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            MessageOutcome::Acked => "ack",
+            MessageOutcome::Retried => "retry",
+            MessageOutcome::DeadLettered => "dead_letter",
+        }
+    }
 }
 
 impl ServiceMetrics {
@@ -30,13 +51,29 @@ impl ServiceMetrics {
             &["handler", "method"],
         )
         .expect("valid metric definition");
+        let messages = IntCounterVec::new(
+            Opts::new(
+                "messages_consumed_total",
+                "Messages consumed by queue and by how they were settled (ack, retry, dead_letter).",
+            )
+            .const_label("service", service),
+            &["queue", "outcome"],
+        )
+        .expect("valid metric definition");
         registry.register(Box::new(requests.clone())).expect("registered once");
         registry.register(Box::new(duration.clone())).expect("registered once");
+        registry.register(Box::new(messages.clone())).expect("registered once");
         ServiceMetrics {
             registry,
             requests,
             duration,
+            messages,
         }
+    }
+
+    /// Counts one settled delivery of `queue`.
+    pub fn observe_message(&self, queue: &str, outcome: MessageOutcome) {
+        self.messages.with_label_values(&[queue, outcome.label()]).inc();
     }
 
     pub fn observe(&self, handler: &str, method: &str, status: u16, elapsed: Duration) {
@@ -79,5 +116,16 @@ mod tests {
             r#"http_requests_total{handler="/products/{product_id}",method="GET",service="product",status="2xx"} 1"#
         ));
         assert!(text.contains("http_request_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn counts_messages_by_queue_and_outcome() {
+        let metrics = ServiceMetrics::new("notification");
+        metrics.observe_message("q", MessageOutcome::Acked);
+        metrics.observe_message("q", MessageOutcome::Acked);
+        metrics.observe_message("q", MessageOutcome::DeadLettered);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains(r#"messages_consumed_total{outcome="ack",queue="q",service="notification"} 2"#));
+        assert!(text.contains(r#"messages_consumed_total{outcome="dead_letter",queue="q",service="notification"} 1"#));
     }
 }

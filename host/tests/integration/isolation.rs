@@ -1,0 +1,97 @@
+//! A component that panics, loops forever or exhausts its memory fails that one request
+//! with 500; the host, the component's next requests and the other services carry on. A
+//! component importing an interface its service was not granted is refused at load.
+
+use crate::support::{component_path, free_ports, set, Platform, RunNames, Test, AMQP_URL, POSTGRES_URL};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+pub fn tests() -> Vec<Test> {
+    crate::tests![
+        traps_loops_and_memory_exhaustion_fail_one_request,
+        an_ungranted_import_is_refused_with_its_name,
+    ]
+}
+
+/// Two services running the misbehaving fixture: `misbehaving` and `bystander`.
+fn fixture_config(names: &RunNames, grants: &[&str]) -> toml::Table {
+    let mut config = toml::Table::new();
+    set(&mut config, &["database", "url"], POSTGRES_URL.into());
+    set(&mut config, &["database", "migrations"], "/nonexistent".into());
+    set(&mut config, &["cache", "url"], "redis://127.0.0.1:6379".into());
+    set(&mut config, &["messaging", "url"], AMQP_URL.into());
+    set(&mut config, &["auth", "validate_url"], "http://127.0.0.1:9/validate-token".into());
+    let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
+    for (service, port) in ["misbehaving", "bystander"].into_iter().zip(free_ports(2)) {
+        let path = |key: &'static str| ["services", service, key];
+        set(&mut config, &path("port"), i64::from(port).into());
+        set(&mut config, &path("component"), component_path("misbehaving").display().to_string().into());
+        if grants.contains(&"database".to_string()) {
+            set(&mut config, &path("database"), names.name(service).into());
+        }
+        set(&mut config, &path("grants"), grants.clone().into());
+        set(&mut config, &path("memory_limit_mb"), 32.into());
+        set(&mut config, &path("request_timeout_ms"), 1500.into());
+    }
+    config
+}
+
+async fn traps_loops_and_memory_exhaustion_fail_one_request(_: &'static Platform) -> anyhow::Result<()> {
+    let names = RunNames::new();
+    let platform = Platform::start(names.clone(), fixture_config(&names, &["database", "logging"])).await?;
+    let result = misbehave(&platform).await;
+    platform.stop().await;
+    result
+}
+
+async fn misbehave(platform: &Platform) -> anyhow::Result<()> {
+    let http = platform.http();
+    let get = |service: &str, path: &str| http.get(platform.url(service, path)).send();
+
+    let response = get("misbehaving", "/panic").await?;
+    assert_eq!(response.status(), 500);
+    assert_eq!(response.json::<Value>().await?, json!({ "detail": "Internal Server Error" }));
+
+    let response = get("misbehaving", "/oom").await?;
+    assert_eq!(response.status(), 500);
+
+    // While one request spins forever, the same component and the other service answer.
+    let started = Instant::now();
+    let looping = tokio::spawn(get("misbehaving", "/loop"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for service in ["misbehaving", "bystander"] {
+        let asked = Instant::now();
+        let response = get(service, "/ok").await?;
+        assert_eq!(response.status(), 200);
+        assert!(asked.elapsed() < Duration::from_secs(1), "{service} waited {:?} behind the loop", asked.elapsed());
+    }
+    let response = looping.await??;
+    assert_eq!(response.status(), 500);
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(10), "the loop ended after {elapsed:?}");
+
+    // Fresh instances afterwards: everything works, including the capabilities.
+    for path in ["/ok", "/db"] {
+        assert_eq!(get("misbehaving", path).await?.status(), 200, "{path}");
+    }
+    assert!(platform.is_running());
+    let log = platform.log();
+    assert!(log.contains("trapped"), "the trap is logged");
+    Ok(())
+}
+
+async fn an_ungranted_import_is_refused_with_its_name(_: &'static Platform) -> anyhow::Result<()> {
+    let names = RunNames::new();
+    let error = match Platform::start(names.clone(), fixture_config(&names, &["logging"])).await {
+        Ok(platform) => {
+            platform.stop().await;
+            anyhow::bail!("a component importing `database` without the grant was loaded");
+        }
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains("imports `database`, which this service was not granted"),
+        "the refusal names the interface: {error}"
+    );
+    Ok(())
+}

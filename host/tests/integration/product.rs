@@ -1,0 +1,7 @@
+//! The product service's contract (`../shared/contract/rest-api.md`), row by row.
+
+use crate::support::{Platform, Test};
+
+pub fn tests() -> Vec<Test> {
+    crate::tests![]
+}

@@ -1,0 +1,507 @@
+//! The test platform: builds the components, boots the real `platform` binary on free ports
+//! with names unique to this run (databases, exchange, queues, cache namespace), waits until
+//! every service answers, and cleans all of it up afterwards.
+
+use anyhow::{bail, ensure, Context};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// PostgreSQL server the tests create their databases on (the one `platform.toml` names).
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Every database, exchange and queue of a test run starts with this.
+const RUN_PREFIX: &str = "it_";
+/// Databases of runs older than this were left by a killed run and are dropped.
+const STALE_AFTER: Duration = Duration::from_secs(3 * 3600);
+/// The user service's bcrypt cost in tests: real hashes, a fraction of the time.
+const TEST_BCRYPT_COST: i64 = 6;
+
+pub type TestFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// One named integration test.
+pub struct Test {
+    pub name: String,
+    pub run: fn(&'static Platform) -> TestFuture,
+}
+
+/// `tests![a, b]`: the async test functions `a`, `b` of the current module, named after it.
+#[macro_export]
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        vec![$($crate::support::Test {
+            name: format!("{}::{}", module_path!().trim_start_matches("integration::"), stringify!($name)),
+            run: |platform| Box::pin($name(platform)),
+        }),*]
+    };
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// Builds the service components and the test fixture for `wasm32-wasip2`, once.
+pub fn build_components() -> anyhow::Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(["-p", "user", "-p", "product", "-p", "order", "-p", "notification"])
+        .args(["-p", "misbehaving"])
+        .current_dir(workspace_root())
+        .status()
+        .context("running cargo to build the components")?;
+    ensure!(status.success(), "building the components failed ({status})");
+    Ok(())
+}
+
+pub fn component_path(crate_name: &str) -> PathBuf {
+    workspace_root()
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{crate_name}.wasm"))
+}
+
+/// Names unique to one run, so runs never see each other's data.
+#[derive(Clone)]
+pub struct RunNames {
+    pub id: String,
+}
+
+impl RunNames {
+    pub fn new() -> RunNames {
+        let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let random = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        RunNames {
+            id: format!("{RUN_PREFIX}{stamp}_{random}"),
+        }
+    }
+
+    /// `<run>_<name>`: a database, exchange, queue or cache namespace of this run.
+    pub fn name(&self, name: &str) -> String {
+        format!("{}_{name}", self.id)
+    }
+}
+
+/// Picks `count` distinct free TCP ports on 127.0.0.1.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
+}
+
+/// `platform.toml` of the repository, rewritten for one run: free ports, the run's
+/// database names, exchange, queues and cache namespaces, absolute paths.
+pub fn shop_config(names: &RunNames, ports: &BTreeMap<&str, u16>) -> toml::Table {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("platform.toml")).expect("platform.toml");
+    let mut config: toml::Table = toml::from_str(&text).expect("platform.toml parses");
+    let exchange = names.name("order_events");
+    set(&mut config, &["database", "url"], POSTGRES_URL.into());
+    set(
+        &mut config,
+        &["database", "migrations"],
+        root.join("migrations").display().to_string().into(),
+    );
+    set(&mut config, &["messaging", "url"], AMQP_URL.into());
+    config["messaging"]["exchanges"][0]
+        .as_table_mut()
+        .unwrap()
+        .insert("name".into(), exchange.clone().into());
+    set(
+        &mut config,
+        &["auth", "validate_url"],
+        format!("http://127.0.0.1:{}/validate-token", ports["user"]).into(),
+    );
+    set(&mut config, &["identity", "bcrypt_cost"], TEST_BCRYPT_COST.into());
+    for (service, port) in ports {
+        let path = ["services", service];
+        set(&mut config, &[path[0], path[1], "port"], i64::from(*port).into());
+        set(
+            &mut config,
+            &[path[0], path[1], "component"],
+            component_path(service).display().to_string().into(),
+        );
+        set(&mut config, &[path[0], path[1], "database"], names.name(service).into());
+        set(&mut config, &[path[0], path[1], "cache_namespace"], names.name(service).into());
+    }
+    let product = format!("127.0.0.1:{}", ports["product"]);
+    set(&mut config, &["services", "order", "allowed_hosts"], vec![product.clone()].into());
+    set(&mut config, &["services", "order", "publish_exchanges"], vec![exchange.clone()].into());
+    set(
+        &mut config,
+        &["services", "order", "config", "product_service_url"],
+        format!("http://{product}").into(),
+    );
+    set(&mut config, &["services", "order", "config", "events_exchange"], exchange.clone().into());
+    let subscription = config["services"]["notification"]["subscriptions"][0]
+        .as_table_mut()
+        .unwrap();
+    subscription.insert("exchange".into(), exchange.into());
+    subscription.insert("queue".into(), names.name("order_notifications").into());
+    subscription.insert(
+        "dead_letter_queue".into(),
+        format!("{}.dlq", names.name("order_notifications")).into(),
+    );
+    config
+}
+
+/// Sets `value` at `path` in `table`, creating intermediate tables.
+pub fn set(table: &mut toml::Table, path: &[&str], value: toml::Value) {
+    let (last, parents) = path.split_last().expect("a non-empty path");
+    let mut current = table;
+    for key in parents {
+        current = current
+            .entry(key.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("a table on the path");
+    }
+    current.insert(last.to_string(), value);
+}
+
+/// A running `platform` process and everything its run created.
+pub struct Platform {
+    pub names: RunNames,
+    pub config: toml::Table,
+    /// The secret tokens are signed with (tests forge tokens with it and with others).
+    pub jwt_secret: String,
+    child: Mutex<Option<Child>>,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Platform {
+    /// Writes `config`, starts the host with it and waits until every service is healthy.
+    pub async fn start(names: RunNames, config: toml::Table) -> anyhow::Result<Platform> {
+        let dir = tempfile::tempdir()?;
+        let config_path = dir.path().join("platform.toml");
+        std::fs::write(&config_path, toml::to_string(&config)?)?;
+        let log = std::fs::File::create(dir.path().join("platform.log"))?;
+        let jwt_secret = uuid::Uuid::new_v4().simple().to_string();
+        let child = Command::new(env!("CARGO_BIN_EXE_platform"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(["up", "--no-build"])
+            .env("JWT_SECRET", &jwt_secret)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the platform binary")?;
+        let platform = Platform {
+            names,
+            config,
+            jwt_secret,
+            child: Mutex::new(Some(child)),
+            dir,
+            http: client(),
+        };
+        platform.wait_until_healthy().await?;
+        Ok(platform)
+    }
+
+    /// Starts the four e-commerce services as `platform.toml` defines them.
+    pub async fn start_shop() -> anyhow::Result<Platform> {
+        let names = RunNames::new();
+        let ports = free_ports(4);
+        let ports: BTreeMap<&str, u16> = ["user", "product", "order", "notification"]
+            .into_iter()
+            .zip(ports)
+            .collect();
+        let config = shop_config(&names, &ports);
+        Platform::start(names, config).await
+    }
+
+    async fn wait_until_healthy(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for service in self.services() {
+            loop {
+                if let Some(status) = self.child.lock().unwrap().as_mut().unwrap().try_wait()? {
+                    bail!("the platform exited ({status}) while starting:\n{}", self.log());
+                }
+                if self.is_healthy(&service).await {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("service `{service}` not healthy after 120 s:\n{}", self.log());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// `/health` answers 200 and, for a consumer, its broker connection is up.
+    async fn is_healthy(&self, service: &str) -> bool {
+        let Ok(response) = self.http.get(self.url(service, "/health")).send().await else {
+            return false;
+        };
+        if !response.status().is_success() {
+            return false;
+        }
+        let health: Value = response.json().await.unwrap_or_default();
+        health.get("rabbitmq").is_none_or(|broker| broker["status"] == "healthy")
+    }
+
+    pub fn services(&self) -> Vec<String> {
+        self.config["services"].as_table().unwrap().keys().cloned().collect()
+    }
+
+    pub fn port(&self, service: &str) -> u16 {
+        self.config["services"][service]["port"].as_integer().unwrap() as u16
+    }
+
+    /// `http://127.0.0.1:<port of service><path>`.
+    pub fn url(&self, service: &str, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port(service))
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Everything the host printed so far.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(self.dir.path().join("platform.log")) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Whether the host process is still running.
+    pub fn is_running(&self) -> bool {
+        matches!(self.child.lock().unwrap().as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The database name of `service` in this run.
+    pub fn database(&self, service: &str) -> String {
+        self.config["services"][service]["database"].as_str().unwrap().to_string()
+    }
+
+    /// A connection to `service`'s database, for checks and for states the API cannot
+    /// produce (a deleted or deactivated user).
+    pub async fn database_connection(&self, service: &str) -> anyhow::Result<sqlx::PgConnection> {
+        use sqlx::Connection;
+        let url = format!("postgres://postgres@127.0.0.1:5432/{}", self.database(service));
+        Ok(sqlx::PgConnection::connect(&url).await?)
+    }
+
+    /// The run's exchange, queue and dead-letter queue.
+    pub fn exchange(&self) -> String {
+        self.names.name("order_events")
+    }
+
+    pub fn queue(&self) -> String {
+        self.names.name("order_notifications")
+    }
+
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dlq", self.queue())
+    }
+
+    /// The value of a counter or gauge line of `service`'s `/metrics` whose labels include
+    /// all of `labels` (0 when absent).
+    pub async fn metric(&self, service: &str, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
+        let text = self.http.get(self.url(service, "/metrics")).send().await?.text().await?;
+        Ok(text
+            .lines()
+            .filter(|line| line.starts_with(&format!("{name}{{")))
+            .filter(|line| {
+                labels
+                    .iter()
+                    .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
+    /// Stops the host (SIGTERM, then SIGKILL after 20 s) and drops everything the run created.
+    pub async fn stop(&self) {
+        let child = self.child.lock().unwrap().take();
+        if let Some(mut child) = child {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Err(error) = self.drop_run_resources().await {
+            eprintln!("cleaning up run {}: {error:#}", self.names.id);
+        }
+    }
+
+    async fn drop_run_resources(&self) -> anyhow::Result<()> {
+        for service in self.services() {
+            if self.config["services"][&service].get("database").is_some() {
+                drop_database(&self.database(&service)).await?;
+            }
+        }
+        if self.config["services"].get("notification").is_some() {
+            let connection = amqp_connection().await?;
+            let channel = connection.create_channel().await?;
+            for queue in [self.queue(), self.dead_letter_queue()] {
+                channel
+                    .queue_delete(&queue, Default::default())
+                    .await
+                    .with_context(|| format!("deleting queue {queue}"))?;
+            }
+            channel.exchange_delete(&self.exchange(), Default::default()).await?;
+            let _ = connection.close(200, "done").await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        // A failing test must not leave a host running; resources are dropped in `stop`.
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+pub async fn amqp_connection() -> anyhow::Result<lapin::Connection> {
+    let properties = lapin::ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    Ok(lapin::Connection::connect(AMQP_URL, properties).await?)
+}
+
+async fn drop_database(name: &str) -> anyhow::Result<()> {
+    use sqlx::{Connection, Executor};
+    let mut admin = sqlx::PgConnection::connect(POSTGRES_URL).await?;
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+        .await
+        .with_context(|| format!("dropping database {name}"))?;
+    Ok(())
+}
+
+/// Drops the databases of earlier runs that were killed before their teardown.
+pub async fn drop_stale_databases() -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(POSTGRES_URL).await?;
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'it\\_%'")
+        .fetch_all(&mut admin)
+        .await?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    for name in names {
+        let stamp = name
+            .strip_prefix(RUN_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|stamp| stamp.parse::<u64>().ok());
+        if stamp.is_some_and(|stamp| now.saturating_sub(stamp) > STALE_AFTER.as_secs()) {
+            drop_database(&name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A name no other test or run uses, e.g. for a username (at most 50 characters).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, failing after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A registered user with a token.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: i64,
+    pub username: String,
+    pub password: String,
+    pub token: String,
+}
+
+impl TestUser {
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+}
+
+impl Platform {
+    /// Registers a fresh user and logs it in.
+    pub async fn new_user(&self) -> anyhow::Result<TestUser> {
+        let username = unique("user");
+        let password = "Secret123".to_string();
+        let response = self
+            .http
+            .post(self.url("user", "/register"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await?;
+        ensure!(response.status() == 201, "register: {} {}", response.status(), response.text().await?);
+        let user: Value = response.json().await?;
+        let response = self
+            .http
+            .post(self.url("user", "/login"))
+            .form(&[("username", username.as_str()), ("password", password.as_str())])
+            .send()
+            .await?;
+        ensure!(response.status() == 200, "login: {} {}", response.status(), response.text().await?);
+        let token: Value = response.json().await?;
+        Ok(TestUser {
+            id: user["id"].as_i64().context("user id")?,
+            username,
+            password,
+            token: token["access_token"].as_str().context("access_token")?.to_string(),
+        })
+    }
+
+    /// Creates a product as `user` and returns its JSON.
+    pub async fn new_product(&self, user: &TestUser, price: &str, quantity: i64) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(self.url("product", "/products"))
+            .header("authorization", user.bearer())
+            .json(&json!({ "name": unique("widget"), "description": "a test product", "price": price, "quantity": quantity }))
+            .send()
+            .await?;
+        ensure!(response.status() == 201, "create product: {} {}", response.status(), response.text().await?);
+        Ok(response.json().await?)
+    }
+}
+
+/// The shared platform of the contract tests, started by `main`.
+pub static SHOP: OnceLock<Platform> = OnceLock::new();
