@@ -208,7 +208,10 @@ impl Platform {
             dir,
             http: client(),
         };
-        platform.wait_until_healthy().await?;
+        if let Err(error) = platform.wait_until_healthy().await {
+            platform.stop().await;
+            return Err(error);
+        }
         Ok(platform)
     }
 
