@@ -372,7 +372,9 @@ impl PlatformConfig {
         let max_retry = env("MAX_RETRY_ATTEMPTS")
             .map(|value| {
                 value.parse::<u32>().map_err(|_| {
-                    ConfigError::Invalid(format!("MAX_RETRY_ATTEMPTS must be a number, got `{value}`"))
+                    ConfigError::Invalid(format!(
+                        "MAX_RETRY_ATTEMPTS must be a number, got `{value}`"
+                    ))
                 })
             })
             .transpose()?;
@@ -511,7 +513,7 @@ mod tests {
     "##;
 
     fn parse(text: &str) -> Result<PlatformConfig, ConfigError> {
-        let mut config: PlatformConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        let config: PlatformConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: "test".into(),
             source,
         })?;
@@ -523,7 +525,10 @@ mod tests {
     fn parses_with_defaults() {
         let config = parse(MINIMAL).unwrap();
         let shop = &config.services["shop"];
-        assert_eq!(shop.grants, vec![Capability::Database, Capability::OutgoingHttp]);
+        assert_eq!(
+            shop.grants,
+            vec![Capability::Database, Capability::OutgoingHttp]
+        );
         assert_eq!(shop.memory_limit_mb, 64);
         assert_eq!(config.host.max_body_bytes, 1024 * 1024);
         assert_eq!(shop.subscriptions[0].max_retry_attempts, 3);
@@ -543,7 +548,10 @@ mod tests {
             .unwrap();
         assert_eq!(config.database.url, "postgres://db/x");
         assert_eq!(config.identity.jwt_secret.as_deref(), Some("s3cret"));
-        assert_eq!(config.services["shop"].subscriptions[0].max_retry_attempts, 5);
+        assert_eq!(
+            config.services["shop"].subscriptions[0].max_retry_attempts,
+            5
+        );
         assert_eq!(config.services["shop"].config["api-url"], "http://b");
     }
 

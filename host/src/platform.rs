@@ -9,8 +9,8 @@ use crate::capabilities::messaging::{AmqpPublisher, MessagePublisher, ServicePub
 use crate::capabilities::outgoing_http::{http_client, OutgoingHttp};
 use crate::capabilities::ServiceCapabilities;
 use crate::config::{Capability, PlatformConfig, ServiceConfig};
-use crate::ingress::metrics::ServiceMetrics;
 use crate::ingress::http::{HttpSettings, ServiceEndpoint};
+use crate::ingress::metrics::ServiceMetrics;
 use crate::ingress::{amqp, http};
 use crate::runtime::{ComponentVersion, DeployedService, LoadComponentError, Runtime};
 use std::net::SocketAddr;
@@ -111,7 +111,9 @@ impl Platform {
         let tasks = TaskTracker::new();
         let mut addresses = Vec::new();
         for (service, listener) in services.iter().zip(listeners) {
-            let address = listener.local_addr().expect("a bound listener has an address");
+            let address = listener
+                .local_addr()
+                .expect("a bound listener has an address");
             addresses.push((service.name.clone(), address));
             let metrics = Arc::new(ServiceMetrics::new(&service.name));
             let endpoint = Arc::new(ServiceEndpoint {
@@ -166,15 +168,22 @@ impl SharedBackends {
             .map_err(StartError::ValidateUrl)?,
         );
         let cache: Option<Arc<dyn CacheBackend>> = if granted(Capability::Cache) {
-            let redis = RedisCache::new(&config.cache.url, Duration::from_millis(config.cache.timeout_ms))
-                .map_err(StartError::CacheUrl)?;
+            let redis = RedisCache::new(
+                &config.cache.url,
+                Duration::from_millis(config.cache.timeout_ms),
+            )
+            .map_err(StartError::CacheUrl)?;
             Some(Arc::new(redis))
         } else {
             None
         };
-        let publisher: Option<Arc<dyn MessagePublisher>> = granted(Capability::Messaging).then(|| {
-            Arc::new(AmqpPublisher::new(&config.messaging.url, config.messaging.exchanges.clone())) as _
-        });
+        let publisher: Option<Arc<dyn MessagePublisher>> =
+            granted(Capability::Messaging).then(|| {
+                Arc::new(AmqpPublisher::new(
+                    &config.messaging.url,
+                    config.messaging.exchanges.clone(),
+                )) as _
+            });
         let identity = granted(Capability::IdentityProvider).then(|| {
             let secret = match &config.identity.jwt_secret {
                 Some(secret) => secret.clone().into_bytes(),
@@ -211,25 +220,26 @@ async fn load_service(
     name: &str,
     service: &ServiceConfig,
 ) -> Result<Arc<DeployedService>, StartError> {
-    let database: Option<Arc<dyn DatabaseBackend>> = match (&service.database, service.is_granted(Capability::Database)) {
-        (Some(database), true) => {
-            let migrations = config.resolve(&config.database.migrations).join(name);
-            let backend = PostgresBackend::connect(
-                &config.database.url,
-                database,
-                &migrations,
-                config.database.max_connections,
-                Duration::from_secs(config.database.acquire_timeout_seconds),
-            )
-            .await
-            .map_err(|cause| StartError::Database {
-                service: name.to_string(),
-                cause,
-            })?;
-            Some(Arc::new(backend))
-        }
-        _ => None,
-    };
+    let database: Option<Arc<dyn DatabaseBackend>> =
+        match (&service.database, service.is_granted(Capability::Database)) {
+            (Some(database), true) => {
+                let migrations = config.resolve(&config.database.migrations).join(name);
+                let backend = PostgresBackend::connect(
+                    &config.database.url,
+                    database,
+                    &migrations,
+                    config.database.max_connections,
+                    Duration::from_secs(config.database.acquire_timeout_seconds),
+                )
+                .await
+                .map_err(|cause| StartError::Database {
+                    service: name.to_string(),
+                    cause,
+                })?;
+                Some(Arc::new(backend))
+            }
+            _ => None,
+        };
     let capabilities = Arc::new(ServiceCapabilities {
         service: name.to_string(),
         database,
@@ -284,5 +294,10 @@ async fn load_service(
             cause,
         })?;
     tracing::info!(service = name, digest = %version.short_digest(), routes = version.routes.len(), "component loaded");
-    Ok(Arc::new(DeployedService::new(name, service.clone(), capabilities, version)))
+    Ok(Arc::new(DeployedService::new(
+        name,
+        service.clone(),
+        capabilities,
+        version,
+    )))
 }

@@ -114,7 +114,10 @@ pub mod fields {
         max: usize,
     ) -> Result<String, FieldError> {
         let Some(value) = body.get(name) else {
-            return Err(FieldError::missing(&["body", name], Value::Object(body.clone())));
+            return Err(FieldError::missing(
+                &["body", name],
+                Value::Object(body.clone()),
+            ));
         };
         string_value(value, name, min, max)
     }
@@ -209,7 +212,10 @@ pub mod fields {
     pub fn integer(body: &Map<String, Value>, name: &str, min: i64) -> Result<i64, FieldError> {
         match body.get(name) {
             Some(value) => integer_value(value, name, min),
-            None => Err(FieldError::missing(&["body", name], Value::Object(body.clone()))),
+            None => Err(FieldError::missing(
+                &["body", name],
+                Value::Object(body.clone()),
+            )),
         }
     }
 }
@@ -232,11 +238,28 @@ mod tests {
         assert_eq!(fields::integer_value(&json!(5), "q", 1), Ok(5));
         assert_eq!(fields::integer_value(&json!("7"), "q", 1), Ok(7));
         assert_eq!(fields::integer_value(&json!(3.0), "q", 1), Ok(3));
-        assert_eq!(fields::integer_value(&json!(0), "q", 1).unwrap_err().kind, "greater_than");
-        assert_eq!(fields::integer_value(&json!(-1), "q", 0).unwrap_err().kind, "greater_than_equal");
-        assert_eq!(fields::integer_value(&json!(1.5), "q", 1).unwrap_err().kind, "int_from_float");
-        assert_eq!(fields::integer_value(&json!("x"), "q", 1).unwrap_err().kind, "int_parsing");
-        assert_eq!(fields::integer_value(&json!(true), "q", 1).unwrap_err().kind, "int_type");
+        assert_eq!(
+            fields::integer_value(&json!(0), "q", 1).unwrap_err().kind,
+            "greater_than"
+        );
+        assert_eq!(
+            fields::integer_value(&json!(-1), "q", 0).unwrap_err().kind,
+            "greater_than_equal"
+        );
+        assert_eq!(
+            fields::integer_value(&json!(1.5), "q", 1).unwrap_err().kind,
+            "int_from_float"
+        );
+        assert_eq!(
+            fields::integer_value(&json!("x"), "q", 1).unwrap_err().kind,
+            "int_parsing"
+        );
+        assert_eq!(
+            fields::integer_value(&json!(true), "q", 1)
+                .unwrap_err()
+                .kind,
+            "int_type"
+        );
     }
 
     #[test]
@@ -244,8 +267,17 @@ mod tests {
         let body = json!({"name": "é".repeat(3)});
         let body = body.as_object().unwrap();
         assert_eq!(fields::string(body, "name", 3, 3).unwrap(), "ééé");
-        assert_eq!(fields::string(body, "name", 4, 9).unwrap_err().kind, "string_too_short");
-        assert_eq!(fields::string(body, "name", 1, 2).unwrap_err().kind, "string_too_long");
-        assert_eq!(fields::string(body, "other", 1, 2).unwrap_err().kind, "missing");
+        assert_eq!(
+            fields::string(body, "name", 4, 9).unwrap_err().kind,
+            "string_too_short"
+        );
+        assert_eq!(
+            fields::string(body, "name", 1, 2).unwrap_err().kind,
+            "string_too_long"
+        );
+        assert_eq!(
+            fields::string(body, "other", 1, 2).unwrap_err().kind,
+            "missing"
+        );
     }
 }

@@ -197,7 +197,10 @@ mod tests {
             route_index: 0,
             method: Method::Post,
             path: "/x".into(),
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             query: Vec::new(),
             headers: Vec::new(),
             body: body.to_vec(),
@@ -210,14 +213,32 @@ mod tests {
     fn malformed_and_non_object_bodies_are_422() {
         assert_eq!(request(b"{", &[]).json_object().unwrap_err().status, 422);
         assert_eq!(request(b"[1]", &[]).json_object().unwrap_err().status, 422);
-        assert_eq!(request(&[0xff, 0xfe], &[]).json_object().unwrap_err().status, 422);
+        assert_eq!(
+            request(&[0xff, 0xfe], &[])
+                .json_object()
+                .unwrap_err()
+                .status,
+            422
+        );
         assert!(request(br#"{"a":1}"#, &[]).json_object().is_ok());
     }
 
     #[test]
     fn id_params_must_be_positive_integers() {
         assert_eq!(request(b"", &[("id", "42")]).id_param("id").unwrap(), 42);
-        assert_eq!(request(b"", &[("id", "abc")]).id_param("id").unwrap_err().status, 422);
-        assert_eq!(request(b"", &[("id", "0")]).id_param("id").unwrap_err().status, 422);
+        assert_eq!(
+            request(b"", &[("id", "abc")])
+                .id_param("id")
+                .unwrap_err()
+                .status,
+            422
+        );
+        assert_eq!(
+            request(b"", &[("id", "0")])
+                .id_param("id")
+                .unwrap_err()
+                .status,
+            422
+        );
     }
 }

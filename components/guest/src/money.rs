@@ -90,10 +90,20 @@ fn decimal_to_cents(text: &str) -> Result<i64, DecimalError> {
     let whole = whole.trim_start_matches('0');
     if whole.len() > 12 {
         // Far beyond the maximum; report it as out of range rather than overflowing.
-        return Ok(if negative { -MAX_CENTS - 1 } else { MAX_CENTS + 1 });
+        return Ok(if negative {
+            -MAX_CENTS - 1
+        } else {
+            MAX_CENTS + 1
+        });
     }
-    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| DecimalError::Invalid)? };
-    let cents_part: i64 = format!("{fraction:0<2}").parse().map_err(|_| DecimalError::Invalid)?;
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| DecimalError::Invalid)?
+    };
+    let cents_part: i64 = format!("{fraction:0<2}")
+        .parse()
+        .map_err(|_| DecimalError::Invalid)?;
     let cents = whole * 100 + cents_part;
     Ok(if negative { -cents } else { cents })
 }

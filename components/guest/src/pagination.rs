@@ -72,7 +72,10 @@ mod tests {
             method: Method::Get,
             path: "/".into(),
             params: Vec::new(),
-            query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             headers: Vec::new(),
             body: Vec::new(),
             caller: None,
@@ -82,11 +85,29 @@ mod tests {
 
     #[test]
     fn defaults_and_bounds() {
-        assert_eq!(page(&[]), Ok(Page { skip: 0, limit: 100 }));
-        assert_eq!(page(&[("skip", "5"), ("limit", "1")]), Ok(Page { skip: 5, limit: 1 }));
-        assert_eq!(page(&[("limit", "0")]).unwrap_err()[0].kind, "greater_than_equal");
-        assert_eq!(page(&[("limit", "101")]).unwrap_err()[0].kind, "less_than_equal");
-        assert_eq!(page(&[("skip", "-1")]).unwrap_err()[0].kind, "greater_than_equal");
+        assert_eq!(
+            page(&[]),
+            Ok(Page {
+                skip: 0,
+                limit: 100
+            })
+        );
+        assert_eq!(
+            page(&[("skip", "5"), ("limit", "1")]),
+            Ok(Page { skip: 5, limit: 1 })
+        );
+        assert_eq!(
+            page(&[("limit", "0")]).unwrap_err()[0].kind,
+            "greater_than_equal"
+        );
+        assert_eq!(
+            page(&[("limit", "101")]).unwrap_err()[0].kind,
+            "less_than_equal"
+        );
+        assert_eq!(
+            page(&[("skip", "-1")]).unwrap_err()[0].kind,
+            "greater_than_equal"
+        );
         assert_eq!(page(&[("skip", "x"), ("limit", "y")]).unwrap_err().len(), 2);
     }
 }

@@ -235,7 +235,8 @@ mod tests {
 
     #[test]
     fn create_accepts_a_full_body() {
-        let body = object(json!({"name": "Widget", "description": "d", "price": 19.99, "quantity": 3}));
+        let body =
+            object(json!({"name": "Widget", "description": "d", "price": 19.99, "quantity": 3}));
         assert_eq!(
             NewProduct::from_json(&body),
             Ok(NewProduct {
@@ -254,7 +255,10 @@ mod tests {
         let null = object(json!({"name": "W", "description": null, "price": 5, "quantity": 0}));
         assert_eq!(NewProduct::from_json(&null).unwrap().description, None);
         let empty = object(json!({"name": "W", "description": "", "price": 5, "quantity": 0}));
-        assert_eq!(NewProduct::from_json(&empty).unwrap().description, Some(String::new()));
+        assert_eq!(
+            NewProduct::from_json(&empty).unwrap().description,
+            Some(String::new())
+        );
     }
 
     #[test]
@@ -313,7 +317,10 @@ mod tests {
         // Boundaries that fail.
         assert_eq!(
             check(json!({"name": "n".repeat(256), "price": 100000000, "quantity": 1})).unwrap_err(),
-            vec![("string_too_long", loc("name")), ("less_than_equal", loc("price"))]
+            vec![
+                ("string_too_long", loc("name")),
+                ("less_than_equal", loc("price"))
+            ]
         );
         assert_eq!(
             check(json!({"name": "n", "price": 0, "quantity": 1})).unwrap_err(),
@@ -325,7 +332,8 @@ mod tests {
         );
         // Wrong types.
         assert_eq!(
-            check(json!({"name": 5, "description": 3, "price": "abc", "quantity": 1.5})).unwrap_err(),
+            check(json!({"name": 5, "description": 3, "price": "abc", "quantity": 1.5}))
+                .unwrap_err(),
             vec![
                 ("string_type", loc("name")),
                 ("string_type", loc("description")),
@@ -357,11 +365,19 @@ mod tests {
 
     #[test]
     fn update_accepts_any_subset() {
-        assert_eq!(ProductUpdate::from_json(&object(json!({}))), Ok(ProductUpdate::default()));
-        assert!(ProductUpdate::from_json(&object(json!({}))).unwrap().is_empty());
+        assert_eq!(
+            ProductUpdate::from_json(&object(json!({}))),
+            Ok(ProductUpdate::default())
+        );
+        assert!(ProductUpdate::from_json(&object(json!({})))
+            .unwrap()
+            .is_empty());
         assert_eq!(
             ProductUpdate::from_json(&object(json!({"price": "2.5"}))),
-            Ok(ProductUpdate { price_cents: Some(250), ..Default::default() })
+            Ok(ProductUpdate {
+                price_cents: Some(250),
+                ..Default::default()
+            })
         );
         assert_eq!(
             ProductUpdate::from_json(&object(json!({"quantity": 0, "name": "New"}))),
@@ -430,11 +446,15 @@ mod tests {
                 ("greater_than_equal", loc("quantity")),
             ]
         );
-        let errors = ProductUpdate::from_json(&object(json!({"name": "n".repeat(256), "price": 0})))
-            .unwrap_err();
+        let errors =
+            ProductUpdate::from_json(&object(json!({"name": "n".repeat(256), "price": 0})))
+                .unwrap_err();
         assert_eq!(
             kinds(&errors),
-            vec![("string_too_long", loc("name")), ("greater_than", loc("price"))]
+            vec![
+                ("string_too_long", loc("name")),
+                ("greater_than", loc("price"))
+            ]
         );
     }
 
@@ -473,7 +493,11 @@ mod tests {
                 "updated_at": "2026-11-25T10:05:00Z",
             })
         );
-        let without = Product { description: None, price_cents: 2000, ..sample() };
+        let without = Product {
+            description: None,
+            price_cents: 2000,
+            ..sample()
+        };
         assert_eq!(without.to_json()["description"], Value::Null);
         assert_eq!(without.to_json()["price"].to_string(), "20.0");
     }
@@ -491,13 +515,33 @@ mod tests {
     fn cache_value_round_trips() {
         for product in [
             sample(),
-            Product { description: None, ..sample() },
-            Product { price_cents: 1, quantity: 0, ..sample() },
-            Product { price_cents: money::MAX_CENTS, ..sample() },
-            Product { price_cents: 30, ..sample() },
-            Product { price_cents: 2000, name: "ünïcødé \"quoted\"".into(), ..sample() },
+            Product {
+                description: None,
+                ..sample()
+            },
+            Product {
+                price_cents: 1,
+                quantity: 0,
+                ..sample()
+            },
+            Product {
+                price_cents: money::MAX_CENTS,
+                ..sample()
+            },
+            Product {
+                price_cents: 30,
+                ..sample()
+            },
+            Product {
+                price_cents: 2000,
+                name: "ünïcødé \"quoted\"".into(),
+                ..sample()
+            },
         ] {
-            assert_eq!(Product::from_cache_value(&product.to_cache_value()), Some(product));
+            assert_eq!(
+                Product::from_cache_value(&product.to_cache_value()),
+                Some(product)
+            );
         }
     }
 
@@ -505,7 +549,15 @@ mod tests {
     fn malformed_cache_values_are_rejected() {
         let good = sample().to_json();
         let mut broken = Vec::new();
-        for field in ["id", "name", "description", "price", "quantity", "created_at", "updated_at"] {
+        for field in [
+            "id",
+            "name",
+            "description",
+            "price",
+            "quantity",
+            "created_at",
+            "updated_at",
+        ] {
             let mut value = good.clone();
             value.as_object_mut().unwrap().remove(field);
             broken.push(value);

@@ -28,7 +28,9 @@ impl From<DatabaseError> for StoreError {
             DatabaseError::CheckViolation(name) => {
                 StoreError::Internal(format!("check violation: {name}"))
             }
-            DatabaseError::QueryFailed(cause) => StoreError::Internal(format!("query failed: {cause}")),
+            DatabaseError::QueryFailed(cause) => {
+                StoreError::Internal(format!("query failed: {cause}"))
+            }
             DatabaseError::InvalidState(cause) => {
                 StoreError::Internal(format!("invalid state: {cause}"))
             }
@@ -168,7 +170,10 @@ impl ProductStore for Repository {
     }
 
     fn stock_of(&self, id: i64) -> Result<Option<i64>, StoreError> {
-        let result = query("SELECT quantity FROM products WHERE id = $1", &[Value::Int(id)])?;
+        let result = query(
+            "SELECT quantity FROM products WHERE id = $1",
+            &[Value::Int(id)],
+        )?;
         Ok(first(&result).map(|row| row.int("quantity")).transpose()?)
     }
 }
@@ -211,7 +216,9 @@ mod tests {
                 updated_at: "2026-11-25T10:00:01Z".into(),
             }
         );
-        let described = one(&rows_of(vec![row(Value::Text("d".into()))])).unwrap().unwrap();
+        let described = one(&rows_of(vec![row(Value::Text("d".into()))]))
+            .unwrap()
+            .unwrap();
         assert_eq!(described.description.as_deref(), Some("d"));
         assert_eq!(one(&rows_of(Vec::new())).unwrap(), None);
     }
@@ -220,7 +227,10 @@ mod tests {
     fn a_wrong_row_shape_is_internal() {
         let mut bad = row(Value::Null);
         bad[3] = Value::Text("19.99".into());
-        assert!(matches!(one(&rows_of(vec![bad])), Err(StoreError::Internal(_))));
+        assert!(matches!(
+            one(&rows_of(vec![bad])),
+            Err(StoreError::Internal(_))
+        ));
     }
 
     #[test]
@@ -230,7 +240,9 @@ mod tests {
             StoreError::Unavailable("down".into())
         );
         assert!(matches!(
-            StoreError::from(DatabaseError::CheckViolation("products_quantity_check".into())),
+            StoreError::from(DatabaseError::CheckViolation(
+                "products_quantity_check".into()
+            )),
             StoreError::Internal(_)
         ));
         assert!(matches!(

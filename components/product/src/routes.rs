@@ -53,7 +53,9 @@ impl Endpoint {
                 .build(),
             Endpoint::GetProduct => http::route(Method::Get, "/products/{product_id}")
                 .summary("Get a product")
-                .description("One product by id (served from the cache when present). 404 if unknown.")
+                .description(
+                    "One product by id (served from the cache when present). 404 if unknown.",
+                )
                 .tag(TAG)
                 .build(),
             Endpoint::CreateProduct => http::route(Method::Post, "/products")
@@ -121,7 +123,10 @@ impl Endpoint {
 
 /// The route table `routes()` exports.
 pub fn table() -> Vec<Route> {
-    Endpoint::ALL.iter().map(|endpoint| endpoint.route()).collect()
+    Endpoint::ALL
+        .iter()
+        .map(|endpoint| endpoint.route())
+        .collect()
 }
 
 /// Dispatches a request by the index of the route the host matched.
@@ -245,7 +250,8 @@ fn get_product(request: &Request) -> Handled {
 }
 
 fn create_product(request: &Request) -> Handled {
-    let new = body(request, NewProduct::from_json).map_err(|errors| validation(Vec::new(), errors))?;
+    let new =
+        body(request, NewProduct::from_json).map_err(|errors| validation(Vec::new(), errors))?;
     let product = service().create(&new).map_err(error_response)?;
     platform_guest::log_info(&format!("created product {}", product.id));
     Ok(product_response(201, &product))
@@ -266,13 +272,17 @@ fn delete_product(request: &Request) -> Handled {
 
 fn reserve_stock(request: &Request) -> Handled {
     let (id, change) = id_and_body(request, StockChange::from_json)?;
-    let product = service().reserve(id, change.quantity).map_err(error_response)?;
+    let product = service()
+        .reserve(id, change.quantity)
+        .map_err(error_response)?;
     Ok(product_response(200, &product))
 }
 
 fn release_stock(request: &Request) -> Handled {
     let (id, change) = id_and_body(request, StockChange::from_json)?;
-    let product = service().release(id, change.quantity).map_err(error_response)?;
+    let product = service()
+        .release(id, change.quantity)
+        .map_err(error_response)?;
     Ok(product_response(200, &product))
 }
 
@@ -310,7 +320,8 @@ fn body<T>(
     let object = request
         .json_object()
         .map_err(|response| BodyError::Invalid(details(&response)))?;
-    parse(&object).map_err(|errors| BodyError::Invalid(errors.iter().map(FieldError::to_json).collect()))
+    parse(&object)
+        .map_err(|errors| BodyError::Invalid(errors.iter().map(FieldError::to_json).collect()))
 }
 
 /// Validates the `product_id` path parameter and the body together, reporting the errors
@@ -326,7 +337,10 @@ fn id_and_body<T>(
         (Ok(id), Ok(body)) => Ok((id, body)),
         (Err(id_error), Ok(_)) => Err(id_error),
         (id, Err(BodyError::Invalid(body_errors))) => {
-            let path_errors = id.err().map(|response| details(&response)).unwrap_or_default();
+            let path_errors = id
+                .err()
+                .map(|response| details(&response))
+                .unwrap_or_default();
             Err(validation(path_errors, BodyError::Invalid(body_errors)))
         }
     }
@@ -370,7 +384,10 @@ mod tests {
             route_index,
             method: Method::Post,
             path: "/products".into(),
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             query: Vec::new(),
             headers: Vec::new(),
             body: body.to_vec(),
@@ -401,7 +418,14 @@ mod tests {
         assert_eq!(table.len(), Endpoint::ALL.len());
         let summary: Vec<_> = table
             .iter()
-            .map(|r| (r.method.as_str(), r.path.as_str(), r.requires_auth, r.success_status))
+            .map(|r| {
+                (
+                    r.method.as_str(),
+                    r.path.as_str(),
+                    r.requires_auth,
+                    r.success_status,
+                )
+            })
             .collect();
         assert_eq!(
             summary,
@@ -474,10 +498,16 @@ mod tests {
         // Malformed JSON: only the decode error, even with a bad id.
         let response = handle(request(3, &[("product_id", "abc")], b"{nope"));
         assert_eq!(response.status, 422);
-        assert_eq!(detail_types(&response), vec![("json_invalid".into(), json!(["body"]))]);
+        assert_eq!(
+            detail_types(&response),
+            vec![("json_invalid".into(), json!(["body"]))]
+        );
         // Empty body: the body is required.
         let response = handle(request(5, &[("product_id", "1")], b""));
-        assert_eq!(detail_types(&response), vec![("missing".into(), json!(["body"]))]);
+        assert_eq!(
+            detail_types(&response),
+            vec![("missing".into(), json!(["body"]))]
+        );
         // Not an object.
         let response = handle(request(6, &[("product_id", "1")], b"[1]"));
         assert_eq!(

@@ -392,7 +392,9 @@ mod tests {
             self.check()?;
             let mut state = self.0.borrow_mut();
             let now = Self::now(&mut state);
-            let Some(row) = state.rows.get_mut(&id) else { return Ok(None) };
+            let Some(row) = state.rows.get_mut(&id) else {
+                return Ok(None);
+            };
             if let Some(name) = &changes.name {
                 row.name = name.clone();
             }
@@ -471,7 +473,11 @@ mod tests {
         }
 
         fn entry(&self, key: &str) -> Option<Vec<u8>> {
-            self.0.borrow().entries.get(key).map(|(value, _)| value.clone())
+            self.0
+                .borrow()
+                .entries
+                .get(key)
+                .map(|(value, _)| value.clone())
         }
 
         fn put(&self, key: &str, value: &[u8]) {
@@ -561,7 +567,11 @@ mod tests {
 
         let finds = store.0.borrow().finds;
         assert_eq!(service.get(1).unwrap(), product);
-        assert_eq!(store.0.borrow().finds, finds, "a hit does not touch the database");
+        assert_eq!(
+            store.0.borrow().finds,
+            finds,
+            "a hit does not touch the database"
+        );
     }
 
     #[test]
@@ -602,7 +612,10 @@ mod tests {
         assert_eq!(service.get(1).unwrap().quantity, 5);
         assert_eq!(service.reserve(1, 2).unwrap().quantity, 3);
         assert_eq!(service.release(1, 1).unwrap().quantity, 4);
-        let update = ProductUpdate { name: Some("Renamed".into()), ..Default::default() };
+        let update = ProductUpdate {
+            name: Some("Renamed".into()),
+            ..Default::default()
+        };
         assert_eq!(service.update(1, &update).unwrap().name, "Renamed");
         assert_eq!(service.get(1).unwrap().name, "Renamed");
         let created = service.create(&new_product(1)).unwrap();
@@ -621,7 +634,11 @@ mod tests {
             writer_store.set_quantity(1, 4);
         }));
         let service = service(&store, &cache);
-        assert_eq!(service.get(1).unwrap().quantity, 5, "the read itself linearises before the write");
+        assert_eq!(
+            service.get(1).unwrap().quantity,
+            5,
+            "the read itself linearises before the write"
+        );
         assert_eq!(cache.entry("product:1"), None, "the stale fill was dropped");
         assert_eq!(service.get(1).unwrap().quantity, 4);
         assert!(cache.entry("product:1").is_some());
@@ -636,7 +653,10 @@ mod tests {
         let service = service(&store, &cache);
         service.get(1).unwrap();
 
-        let update = ProductUpdate { price_cents: Some(500), ..Default::default() };
+        let update = ProductUpdate {
+            price_cents: Some(500),
+            ..Default::default()
+        };
         service.update(1, &update).unwrap();
         assert_eq!(cache.entry("product:1"), None);
         assert_eq!(service.get(1).unwrap().price_cents, 500);
@@ -673,7 +693,13 @@ mod tests {
         let service = service(&store, &cache);
         let created = service.create(&new_product(4)).unwrap();
         let cleared = service
-            .update(1, &ProductUpdate { description: Some(None), ..Default::default() })
+            .update(
+                1,
+                &ProductUpdate {
+                    description: Some(None),
+                    ..Default::default()
+                },
+            )
             .unwrap();
         assert_eq!(cleared.description, None);
         assert_eq!(
@@ -702,7 +728,10 @@ mod tests {
         let store = MemoryStore::default();
         let cache = MemoryCache::default();
         let service = service(&store, &cache);
-        let update = ProductUpdate { quantity: Some(1), ..Default::default() };
+        let update = ProductUpdate {
+            quantity: Some(1),
+            ..Default::default()
+        };
         assert_eq!(service.update(5, &update), Err(ProductError::NotFound));
         assert_eq!(service.delete(5), Err(ProductError::NotFound));
         assert_eq!(service.reserve(5, 1), Err(ProductError::NotFound));
@@ -738,7 +767,11 @@ mod tests {
             error.to_string(),
             "Not enough stock for product 1: requested 5, available 3"
         );
-        assert_eq!(store.quantity(1), Some(3), "a refused reservation changes nothing");
+        assert_eq!(
+            store.quantity(1),
+            Some(3),
+            "a refused reservation changes nothing"
+        );
     }
 
     #[test]
@@ -756,7 +789,9 @@ mod tests {
         let service = service(&store, &cache);
         let error = service.release(1, 2).unwrap_err();
         assert_eq!(error.status(), 409);
-        assert!(matches!(error, ProductError::StockOverflow { available, .. } if available == i64::MAX - 1));
+        assert!(
+            matches!(error, ProductError::StockOverflow { available, .. } if available == i64::MAX - 1)
+        );
         assert_eq!(service.release(1, 1).unwrap().quantity, i64::MAX);
     }
 
@@ -787,7 +822,13 @@ mod tests {
                 .map(|p| p.id)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(ids(Page { skip: 0, limit: 100 }), vec![1, 2, 3, 4]);
+        assert_eq!(
+            ids(Page {
+                skip: 0,
+                limit: 100
+            }),
+            vec![1, 2, 3, 4]
+        );
         assert_eq!(ids(Page { skip: 1, limit: 2 }), vec![2, 3]);
         assert_eq!(ids(Page { skip: 10, limit: 2 }), Vec::<i64>::new());
     }

@@ -28,7 +28,11 @@ struct ValidateTokenAnswer {
 }
 
 impl TokenValidator {
-    pub fn new(client: HttpClient, validate_url: &str, timeout: Duration) -> Result<TokenValidator, http::uri::InvalidUri> {
+    pub fn new(
+        client: HttpClient,
+        validate_url: &str,
+        timeout: Duration,
+    ) -> Result<TokenValidator, http::uri::InvalidUri> {
         Ok(TokenValidator {
             client,
             validate_url: validate_url.parse()?,
@@ -39,17 +43,16 @@ impl TokenValidator {
     /// The identity behind `token`, `invalid` if the identity service refused it, or
     /// `unavailable` if it could not be asked.
     pub async fn validate(&self, token: &str) -> Result<Identity, AuthError> {
-        let body = serde_json::to_vec(&serde_json::json!({ "token": token })).expect("JSON of a string");
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "token": token })).expect("JSON of a string");
         let request = http::Request::post(self.validate_url.clone())
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|error| AuthError::Unavailable(error.to_string()))?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|error| AuthError::Unavailable(format!("identity service unreachable: {error}")))?;
+            let response = self.client.request(request).await.map_err(|error| {
+                AuthError::Unavailable(format!("identity service unreachable: {error}"))
+            })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), 64 * 1024)
                 .collect()
@@ -57,10 +60,13 @@ impl TokenValidator {
                 .map_err(|error| AuthError::Unavailable(error.to_string()))?
                 .to_bytes();
             if !status.is_success() {
-                return Err(AuthError::Unavailable(format!("identity service answered {status}")));
+                return Err(AuthError::Unavailable(format!(
+                    "identity service answered {status}"
+                )));
             }
-            let answer: ValidateTokenAnswer = serde_json::from_slice(&body)
-                .map_err(|error| AuthError::Unavailable(format!("identity service answer unreadable: {error}")))?;
+            let answer: ValidateTokenAnswer = serde_json::from_slice(&body).map_err(|error| {
+                AuthError::Unavailable(format!("identity service answer unreadable: {error}"))
+            })?;
             match (answer.valid, answer.user_id, answer.username) {
                 (true, Some(user_id), Some(username)) => Ok(Identity { user_id, username }),
                 _ => Err(AuthError::Invalid(
@@ -70,12 +76,19 @@ impl TokenValidator {
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .unwrap_or_else(|_| Err(AuthError::Unavailable("identity service did not answer in time".into())))
+            .unwrap_or_else(|_| {
+                Err(AuthError::Unavailable(
+                    "identity service did not answer in time".into(),
+                ))
+            })
     }
 }
 
 impl Host for CallState {
-    async fn validate_token(&mut self, token: String) -> wasmtime::Result<Result<Identity, AuthError>> {
+    async fn validate_token(
+        &mut self,
+        token: String,
+    ) -> wasmtime::Result<Result<Identity, AuthError>> {
         Ok(self.capabilities.auth.validate(&token).await)
     }
 }

@@ -32,7 +32,11 @@ const MAX_KEY_BYTES: usize = 1024;
 const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
 impl ServiceCache {
-    pub fn new(backend: Arc<dyn CacheBackend>, namespace: &str, default_ttl: Duration) -> ServiceCache {
+    pub fn new(
+        backend: Arc<dyn CacheBackend>,
+        namespace: &str,
+        default_ttl: Duration,
+    ) -> ServiceCache {
         ServiceCache {
             backend,
             namespace: format!("{namespace}:"),
@@ -76,7 +80,11 @@ impl Host for CallState {
             ))));
         }
         let ttl = match ttl_seconds {
-            Some(0) => return Ok(Err(CacheError::Invalid("a TTL must be at least 1 second".into()))),
+            Some(0) => {
+                return Ok(Err(CacheError::Invalid(
+                    "a TTL must be at least 1 second".into(),
+                )))
+            }
             Some(seconds) => Duration::from_secs(seconds.into()),
             None => cache.default_ttl,
         };
@@ -134,14 +142,20 @@ impl RedisCache {
         }
         let now = self.started.elapsed().as_millis() as u64;
         let last_failure = self.last_failure_ms.load(Ordering::Relaxed);
-        if last_failure != 0 && now.saturating_sub(last_failure) < RECONNECT_PAUSE.as_millis() as u64 {
+        if last_failure != 0
+            && now.saturating_sub(last_failure) < RECONNECT_PAUSE.as_millis() as u64
+        {
             return Err(CacheError::Unavailable("redis is unreachable".into()));
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.timeout)
             .set_response_timeout(self.timeout)
             .set_number_of_retries(1);
-        match tokio::time::timeout(self.timeout * 2, ConnectionManager::new_with_config(self.client.clone(), config)).await
+        match tokio::time::timeout(
+            self.timeout * 2,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
         {
             Ok(Ok(connection)) => {
                 *slot = Some(connection.clone());
@@ -163,7 +177,9 @@ impl RedisCache {
         match tokio::time::timeout(self.timeout, command.query_async::<T>(&mut connection)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(CacheError::Unavailable(error.to_string())),
-            Err(_) => Err(CacheError::Unavailable("redis did not answer in time".into())),
+            Err(_) => Err(CacheError::Unavailable(
+                "redis did not answer in time".into(),
+            )),
         }
     }
 }
@@ -175,7 +191,8 @@ impl CacheBackend for RedisCache {
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
-        self.run(redis::Cmd::set_ex(key, value, ttl.as_secs().max(1))).await
+        self.run(redis::Cmd::set_ex(key, value, ttl.as_secs().max(1)))
+            .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {

@@ -44,7 +44,11 @@ impl IdentityProvider {
             user_id,
             exp,
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     pub fn decode(&self, token: &str) -> Result<Claims, TokenError> {
@@ -80,7 +84,10 @@ impl Host for CallState {
         identity(self)?.issue(&subject, user_id)
     }
 
-    async fn decode_token(&mut self, token: String) -> wasmtime::Result<Result<Claims, TokenError>> {
+    async fn decode_token(
+        &mut self,
+        token: String,
+    ) -> wasmtime::Result<Result<Claims, TokenError>> {
         Ok(identity(self)?.decode(&token))
     }
 }
@@ -103,10 +110,15 @@ mod tests {
     mod base64_helpers {
         /// Unpadded base64url, enough to forge test tokens by hand.
         pub fn encode_segment(bytes: &[u8]) -> String {
-            const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            const ALPHABET: &[u8] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
             let mut out = String::new();
             for chunk in bytes.chunks(3) {
-                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
                 let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
                 for i in 0..=chunk.len() {
                     out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -131,21 +143,38 @@ mod tests {
     #[test]
     fn rejects_other_secrets_alg_none_expired_and_garbage() {
         let token = provider(b"other").issue("alice", 7).unwrap();
-        assert!(matches!(provider(b"secret").decode(&token), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            provider(b"secret").decode(&token),
+            Err(TokenError::Invalid(_))
+        ));
 
         let exp = chrono::Utc::now().timestamp() + 600;
         let header = encode_segment(br#"{"alg":"none","typ":"JWT"}"#);
-        let payload = encode_segment(format!(r#"{{"sub":"alice","user_id":7,"exp":{exp}}}"#).as_bytes());
+        let payload =
+            encode_segment(format!(r#"{{"sub":"alice","user_id":7,"exp":{exp}}}"#).as_bytes());
         let unsigned = format!("{header}.{payload}.");
-        assert!(matches!(provider(b"secret").decode(&unsigned), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            provider(b"secret").decode(&unsigned),
+            Err(TokenError::Invalid(_))
+        ));
 
         let expired = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &TokenClaims { sub: "alice".into(), user_id: 7, exp: chrono::Utc::now().timestamp() - 5 },
+            &TokenClaims {
+                sub: "alice".into(),
+                user_id: 7,
+                exp: chrono::Utc::now().timestamp() - 5,
+            },
             &EncodingKey::from_secret(b"secret"),
         )
         .unwrap();
-        assert!(matches!(provider(b"secret").decode(&expired), Err(TokenError::Expired)));
-        assert!(matches!(provider(b"secret").decode("garbage"), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            provider(b"secret").decode(&expired),
+            Err(TokenError::Expired)
+        ));
+        assert!(matches!(
+            provider(b"secret").decode("garbage"),
+            Err(TokenError::Invalid(_))
+        ));
     }
 }

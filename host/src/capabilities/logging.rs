@@ -16,7 +16,7 @@ impl Host for CallState {
                 end -= 1;
             }
             message.truncate(end);
-            message.push_str("…");
+            message.push('…');
         }
         let service = self.capabilities.service.as_str();
         let request_id = self.request_id.as_str();

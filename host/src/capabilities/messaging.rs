@@ -57,7 +57,10 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Connection, String>
 }
 
 /// Declares the exchanges of `platform.toml` (durable) on `channel`.
-pub async fn declare_exchanges(channel: &Channel, exchanges: &[ExchangeConfig]) -> Result<(), lapin::Error> {
+pub async fn declare_exchanges(
+    channel: &Channel,
+    exchanges: &[ExchangeConfig],
+) -> Result<(), lapin::Error> {
     for exchange in exchanges {
         let kind = match exchange.kind {
             ExchangeKindConfig::Topic => ExchangeKind::Topic,
@@ -163,15 +166,21 @@ impl MessagePublisher for AmqpPublisher {
         };
         match tokio::time::timeout(CONFIRM_TIMEOUT, publish).await {
             Ok(Ok(Confirmation::Ack(_))) | Ok(Ok(Confirmation::NotRequested)) => Ok(()),
-            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Rejected("the broker did not confirm the message".into())),
-            Ok(Err(lapin::Error::ProtocolError(error))) => Err(PublishError::Rejected(error.to_string())),
+            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Rejected(
+                "the broker did not confirm the message".into(),
+            )),
+            Ok(Err(lapin::Error::ProtocolError(error))) => {
+                Err(PublishError::Rejected(error.to_string()))
+            }
             Ok(Err(error)) => {
                 *self.channel.lock().await = None;
                 Err(PublishError::Unavailable(error.to_string()))
             }
             Err(_) => {
                 *self.channel.lock().await = None;
-                Err(PublishError::Unavailable("the broker did not confirm in time".into()))
+                Err(PublishError::Unavailable(
+                    "the broker did not confirm in time".into(),
+                ))
             }
         }
     }

@@ -41,7 +41,10 @@ impl OutgoingHttp {
             .parse()
             .map_err(|error: http::uri::InvalidUri| RequestError::InvalidUrl(error.to_string()))?;
         if uri.scheme_str() != Some("http") {
-            return Err(RequestError::InvalidUrl(format!("`{}` is not an http:// URL", request.url)));
+            return Err(RequestError::InvalidUrl(format!(
+                "`{}` is not an http:// URL",
+                request.url
+            )));
         }
         let authority = uri
             .authority()
@@ -50,12 +53,18 @@ impl OutgoingHttp {
             Some(port) => format!("{}:{port}", authority.host()),
             None => format!("{}:80", authority.host()),
         };
-        if !self.allowed_hosts.iter().any(|allowed| allowed == &target || allowed == authority.as_str()) {
+        if !self
+            .allowed_hosts
+            .iter()
+            .any(|allowed| allowed == &target || allowed == authority.as_str())
+        {
             return Err(RequestError::NotAllowed(format!(
                 "`{target}` is not in this service's allowed_hosts"
             )));
         }
-        let mut builder = http::Request::builder().method(method(request.method)).uri(uri);
+        let mut builder = http::Request::builder()
+            .method(method(request.method))
+            .uri(uri);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
@@ -84,7 +93,10 @@ impl OutgoingHttp {
                     .headers
                     .iter()
                     .filter_map(|(name, value)| {
-                        value.to_str().ok().map(|value| (name.as_str().to_string(), value.to_string()))
+                        value
+                            .to_str()
+                            .ok()
+                            .map(|value| (name.as_str().to_string(), value.to_string()))
                     })
                     .collect(),
                 body: body.to_vec(),
@@ -107,7 +119,10 @@ fn method(method: Method) -> http::Method {
 }
 
 impl Host for CallState {
-    async fn send(&mut self, request: OutgoingRequest) -> wasmtime::Result<Result<IncomingResponse, RequestError>> {
+    async fn send(
+        &mut self,
+        request: OutgoingRequest,
+    ) -> wasmtime::Result<Result<IncomingResponse, RequestError>> {
         Ok(self.capabilities.outgoing_http.send(request).await)
     }
 }

@@ -22,7 +22,12 @@ pub fn run(config_path: &Path, args: BuildArgs) -> anyhow::Result<()> {
                 bail!(
                     "unknown service `{name}`; {} defines: {}",
                     config_path.display(),
-                    config.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                    config
+                        .services
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
         }
@@ -59,6 +64,10 @@ pub fn build_service(config: &PlatformConfig, name: &str) -> anyhow::Result<()> 
             artifact.display()
         );
     }
-    eprintln!("{name}: built {} in {:.1?}", artifact.display(), started.elapsed());
+    eprintln!(
+        "{name}: built {} in {:.1?}",
+        artifact.display(),
+        started.elapsed()
+    );
     Ok(())
 }

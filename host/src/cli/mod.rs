@@ -11,7 +11,13 @@ use std::process::ExitCode;
 #[command(name = "platform", version, about = "Runs services as Wasm components")]
 pub struct Cli {
     /// The platform configuration file.
-    #[arg(long, short, global = true, default_value = "platform.toml", env = "PLATFORM_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "platform.toml",
+        env = "PLATFORM_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,

@@ -16,7 +16,9 @@ pub struct UpArgs {
 
 pub fn run(config_path: &Path, args: UpArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let config = PlatformConfig::load(config_path)?;
     if !args.no_build {

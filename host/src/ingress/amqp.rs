@@ -52,8 +52,12 @@ pub async fn consume(
         service.broker_connected.store(false, Ordering::Relaxed);
         match outcome {
             Ok(()) if shutdown.is_cancelled() => return,
-            Ok(()) => tracing::warn!(service = %service.name, queue = %subscription.queue, "consumer stopped by the broker; reconnecting"),
-            Err(error) => tracing::warn!(service = %service.name, queue = %subscription.queue, %error, "broker unavailable; reconnecting in {pause:?}"),
+            Ok(()) => {
+                tracing::warn!(service = %service.name, queue = %subscription.queue, "consumer stopped by the broker; reconnecting")
+            }
+            Err(error) => {
+                tracing::warn!(service = %service.name, queue = %subscription.queue, %error, "broker unavailable; reconnecting in {pause:?}")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -72,7 +76,10 @@ async fn consume_once(
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let connection = connect(url, CONNECT_TIMEOUT).await?;
-    let channel = connection.create_channel().await.map_err(|e| e.to_string())?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -134,7 +141,11 @@ async fn declare_topology(
         ..Default::default()
     };
     channel
-        .queue_declare(&subscription.dead_letter_queue, durable, FieldTable::default())
+        .queue_declare(
+            &subscription.dead_letter_queue,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     let mut arguments = FieldTable::default();
     arguments.insert(
@@ -171,13 +182,28 @@ async fn process(
     delivery: Delivery,
 ) -> Option<MessageOutcome> {
     let headers = string_headers(delivery.properties.headers());
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let retries: u32 = header(RETRY_HEADER).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let retries: u32 = header(RETRY_HEADER)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let attempt = retries + 1;
-    let exchange = header(ORIGINAL_EXCHANGE_HEADER).unwrap_or_else(|| delivery.exchange.to_string());
-    let routing_key = header(ORIGINAL_ROUTING_KEY_HEADER).unwrap_or_else(|| delivery.routing_key.to_string());
+    let exchange =
+        header(ORIGINAL_EXCHANGE_HEADER).unwrap_or_else(|| delivery.exchange.to_string());
+    let routing_key =
+        header(ORIGINAL_ROUTING_KEY_HEADER).unwrap_or_else(|| delivery.routing_key.to_string());
     let message_id = header("event_id")
-        .or_else(|| delivery.properties.message_id().as_ref().map(|id| id.to_string()))
+        .or_else(|| {
+            delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.to_string())
+        })
         .unwrap_or_else(|| format!("delivery-{}", delivery.delivery_tag));
 
     let guest_delivery = GuestDelivery {
@@ -186,7 +212,11 @@ async fn process(
             exchange: exchange.clone(),
             routing_key: routing_key.clone(),
             payload: delivery.data.clone(),
-            content_type: delivery.properties.content_type().as_ref().map(|c| c.to_string()),
+            content_type: delivery
+                .properties
+                .content_type()
+                .as_ref()
+                .map(|c| c.to_string()),
             headers: headers
                 .iter()
                 .filter(|(name, _)| !name.starts_with("x-"))
@@ -197,23 +227,43 @@ async fn process(
     };
     let version = service.current.load_full();
     let outcome = version
-        .handle_message(&service.capabilities, &service.limits, &message_id, guest_delivery)
+        .handle_message(
+            &service.capabilities,
+            &service.limits,
+            &message_id,
+            guest_delivery,
+        )
         .await
         .unwrap_or_else(|error| Outcome::Retry(error.to_string()));
 
     let (settled, settled_as) = match outcome {
-        Outcome::Ack => (delivery.acker.ack(BasicAckOptions::default()).await, MessageOutcome::Acked),
+        Outcome::Ack => (
+            delivery.acker.ack(BasicAckOptions::default()).await,
+            MessageOutcome::Acked,
+        ),
         Outcome::Retry(reason) if attempt < subscription.max_retry_attempts => {
             tracing::warn!(service = %service.name, message_id, attempt, %reason, "message failed; retrying");
             // A short, growing pause keeps a failing backend from being hammered.
             tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-            let settled = match republish(channel, subscription, &delivery, attempt, &exchange, &routing_key).await {
+            let settled = match republish(
+                channel,
+                subscription,
+                &delivery,
+                attempt,
+                &exchange,
+                &routing_key,
+            )
+            .await
+            {
                 Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
                 Err(error) => {
                     tracing::warn!(service = %service.name, message_id, %error, "retry copy not confirmed; requeueing the original");
                     delivery
                         .acker
-                        .nack(BasicNackOptions { requeue: true, multiple: false })
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            multiple: false,
+                        })
                         .await
                 }
             };
@@ -222,7 +272,10 @@ async fn process(
         Outcome::Retry(reason) | Outcome::DeadLetter(reason) => {
             tracing::error!(service = %service.name, message_id, attempt, %reason, dead_letter_queue = %subscription.dead_letter_queue, "message dead-lettered");
             (
-                delivery.acker.reject(BasicRejectOptions { requeue: false }).await,
+                delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await,
                 MessageOutcome::DeadLettered,
             )
         }
@@ -246,23 +299,46 @@ async fn republish(
     routing_key: &str,
 ) -> Result<(), lapin::Error> {
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    headers.insert(ShortString::from(RETRY_HEADER), AMQPValue::LongString(LongString::from(attempt.to_string())));
-    headers.insert(ShortString::from(ORIGINAL_EXCHANGE_HEADER), AMQPValue::LongString(LongString::from(exchange)));
-    headers.insert(ShortString::from(ORIGINAL_ROUTING_KEY_HEADER), AMQPValue::LongString(LongString::from(routing_key)));
-    let properties: BasicProperties = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
+    headers.insert(
+        ShortString::from(RETRY_HEADER),
+        AMQPValue::LongString(LongString::from(attempt.to_string())),
+    );
+    headers.insert(
+        ShortString::from(ORIGINAL_EXCHANGE_HEADER),
+        AMQPValue::LongString(LongString::from(exchange)),
+    );
+    headers.insert(
+        ShortString::from(ORIGINAL_ROUTING_KEY_HEADER),
+        AMQPValue::LongString(LongString::from(routing_key)),
+    );
+    let properties: BasicProperties = delivery
+        .properties
+        .clone()
+        .with_headers(headers)
+        .with_delivery_mode(2);
     let confirmation = channel
-        .basic_publish("", &subscription.queue, BasicPublishOptions::default(), &delivery.data, properties)
+        .basic_publish(
+            "",
+            &subscription.queue,
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
         .await?
         .await?;
     match confirmation {
-        Confirmation::Nack(_) => Err(lapin::Error::InvalidChannelState(lapin::ChannelState::Error)),
+        Confirmation::Nack(_) => Err(lapin::Error::InvalidChannelState(
+            lapin::ChannelState::Error,
+        )),
         _ => Ok(()),
     }
 }
 
 /// The headers whose values are text or numbers, as strings.
 fn string_headers(headers: &Option<FieldTable>) -> Vec<(String, String)> {
-    let Some(headers) = headers else { return Vec::new() };
+    let Some(headers) = headers else {
+        return Vec::new();
+    };
     headers
         .inner()
         .iter()

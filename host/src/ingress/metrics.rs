@@ -4,7 +4,9 @@
 //! dashboards keep working. `handler` is always a route template (or `none` for unmatched
 //! paths), never a raw path, so cardinality stays bounded.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 use std::time::Duration;
 
 pub struct ServiceMetrics {
@@ -36,8 +38,11 @@ impl ServiceMetrics {
     pub fn new(service: &str) -> ServiceMetrics {
         let registry = Registry::new_custom(None, None).expect("an empty registry is valid");
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "Total number of requests by method, status and handler.")
-                .const_label("service", service),
+            Opts::new(
+                "http_requests_total",
+                "Total number of requests by method, status and handler.",
+            )
+            .const_label("service", service),
             &["handler", "method", "status"],
         )
         .expect("valid metric definition");
@@ -47,7 +52,9 @@ impl ServiceMetrics {
                 "Latency with only few buckets by handler and method.",
             )
             .const_label("service", service)
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["handler", "method"],
         )
         .expect("valid metric definition");
@@ -60,9 +67,15 @@ impl ServiceMetrics {
             &["queue", "outcome"],
         )
         .expect("valid metric definition");
-        registry.register(Box::new(requests.clone())).expect("registered once");
-        registry.register(Box::new(duration.clone())).expect("registered once");
-        registry.register(Box::new(messages.clone())).expect("registered once");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(messages.clone()))
+            .expect("registered once");
         ServiceMetrics {
             registry,
             requests,
@@ -73,7 +86,9 @@ impl ServiceMetrics {
 
     /// Counts one settled delivery of `queue`.
     pub fn observe_message(&self, queue: &str, outcome: MessageOutcome) {
-        self.messages.with_label_values(&[queue, outcome.label()]).inc();
+        self.messages
+            .with_label_values(&[queue, outcome.label()])
+            .inc();
     }
 
     pub fn observe(&self, handler: &str, method: &str, status: u16, elapsed: Duration) {
@@ -110,7 +125,12 @@ mod tests {
     #[test]
     fn renders_requests_by_template() {
         let metrics = ServiceMetrics::new("product");
-        metrics.observe("/products/{product_id}", "GET", 200, Duration::from_millis(3));
+        metrics.observe(
+            "/products/{product_id}",
+            "GET",
+            200,
+            Duration::from_millis(3),
+        );
         let text = String::from_utf8(metrics.render()).unwrap();
         assert!(text.contains(
             r#"http_requests_total{handler="/products/{product_id}",method="GET",service="product",status="2xx"} 1"#
@@ -125,7 +145,11 @@ mod tests {
         metrics.observe_message("q", MessageOutcome::Acked);
         metrics.observe_message("q", MessageOutcome::DeadLettered);
         let text = String::from_utf8(metrics.render()).unwrap();
-        assert!(text.contains(r#"messages_consumed_total{outcome="ack",queue="q",service="notification"} 2"#));
-        assert!(text.contains(r#"messages_consumed_total{outcome="dead_letter",queue="q",service="notification"} 1"#));
+        assert!(text.contains(
+            r#"messages_consumed_total{outcome="ack",queue="q",service="notification"} 2"#
+        ));
+        assert!(text.contains(
+            r#"messages_consumed_total{outcome="dead_letter",queue="q",service="notification"} 1"#
+        ));
     }
 }

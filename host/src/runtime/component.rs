@@ -83,8 +83,10 @@ impl ComponentVersion {
             .await
             .map_err(LoadComponentError::RouteTable)?;
         version.router = RouteTable::build(&routes)?;
-        let document = crate::ingress::http::openapi::document(service_name, version.short_digest(), &routes);
-        version.openapi = bytes::Bytes::from(serde_json::to_vec_pretty(&document).expect("JSON of a JSON value"));
+        let document =
+            crate::ingress::http::openapi::document(service_name, version.short_digest(), &routes);
+        version.openapi =
+            bytes::Bytes::from(serde_json::to_vec_pretty(&document).expect("JSON of a JSON value"));
         version.routes = routes;
         Ok(version)
     }
@@ -97,7 +99,11 @@ impl ComponentVersion {
 
 /// Every `platform:service/*` import must be granted; WASI is always linked (with nothing
 /// in it granted); anything else cannot be satisfied.
-fn check_imports(runtime: &Runtime, component: &Component, service: &ServiceConfig) -> Result<(), LoadComponentError> {
+fn check_imports(
+    runtime: &Runtime,
+    component: &Component,
+    service: &ServiceConfig,
+) -> Result<(), LoadComponentError> {
     for (name, _) in component.component_type().imports(&runtime.engine) {
         if let Some(interface) = name.strip_prefix(PLATFORM_PACKAGE) {
             let interface = interface.split('@').next().unwrap_or(interface);

@@ -84,12 +84,17 @@ impl ComponentVersion {
         request: Request,
     ) -> Result<Response, CallError> {
         let request_id = request.request_id.clone();
-        self.with_instance(capabilities, limits, &request_id, |instance, mut store| async move {
-            instance
-                .platform_service_http_handler()
-                .call_handle(&mut store, &request)
-                .await
-        })
+        self.with_instance(
+            capabilities,
+            limits,
+            &request_id,
+            |instance, mut store| async move {
+                instance
+                    .platform_service_http_handler()
+                    .call_handle(&mut store, &request)
+                    .await
+            },
+        )
         .await
     }
 
@@ -100,12 +105,17 @@ impl ComponentVersion {
         message_id: &str,
         delivery: Delivery,
     ) -> Result<Outcome, CallError> {
-        self.with_instance(capabilities, limits, message_id, |instance, mut store| async move {
-            instance
-                .platform_service_message_handler()
-                .call_handle_message(&mut store, &delivery)
-                .await
-        })
+        self.with_instance(
+            capabilities,
+            limits,
+            message_id,
+            |instance, mut store| async move {
+                instance
+                    .platform_service_message_handler()
+                    .call_handle_message(&mut store, &delivery)
+                    .await
+            },
+        )
         .await
     }
 
@@ -114,12 +124,17 @@ impl ComponentVersion {
         capabilities: &Arc<ServiceCapabilities>,
         limits: &CallLimits,
     ) -> Result<Vec<Route>, CallError> {
-        self.with_instance(capabilities, limits, "load", |instance, mut store| async move {
-            instance
-                .platform_service_http_handler()
-                .call_routes(&mut store)
-                .await
-        })
+        self.with_instance(
+            capabilities,
+            limits,
+            "load",
+            |instance, mut store| async move {
+                instance
+                    .platform_service_http_handler()
+                    .call_routes(&mut store)
+                    .await
+            },
+        )
         .await
     }
 }

@@ -20,15 +20,33 @@ pub fn tests() -> Vec<Test> {
     ]
 }
 
-async fn health_and_root_answer_for_every_service(platform: &'static Platform) -> anyhow::Result<()> {
+async fn health_and_root_answer_for_every_service(
+    platform: &'static Platform,
+) -> anyhow::Result<()> {
     for service in ["user", "product", "order", "notification"] {
-        let health: Value = platform.http().get(platform.url(service, "/health")).send().await?.json().await?;
+        let health: Value = platform
+            .http()
+            .get(platform.url(service, "/health"))
+            .send()
+            .await?
+            .json()
+            .await?;
         assert_eq!(health["status"], "healthy", "{service}: {health}");
         assert_eq!(health["service"], service);
         let version = health["version"].as_str().unwrap_or_default();
-        assert_eq!(version.len(), 12, "{service}: version is the digest prefix: {health}");
+        assert_eq!(
+            version.len(),
+            12,
+            "{service}: version is the digest prefix: {health}"
+        );
 
-        let root: Value = platform.http().get(platform.url(service, "/")).send().await?.json().await?;
+        let root: Value = platform
+            .http()
+            .get(platform.url(service, "/"))
+            .send()
+            .await?
+            .json()
+            .await?;
         assert_eq!(root["service"], service);
         assert_eq!(root["version"], version);
         assert_eq!(root["docs"], "/docs");
@@ -41,7 +59,10 @@ async fn health_and_root_answer_for_every_service(platform: &'static Platform) -
         .await?
         .json()
         .await?;
-    assert_eq!(notification["rabbitmq"]["status"], "healthy", "{notification}");
+    assert_eq!(
+        notification["rabbitmq"]["status"], "healthy",
+        "{notification}"
+    );
     Ok(())
 }
 
@@ -76,31 +97,59 @@ async fn openapi_documents_every_contract_route(platform: &'static Platform) -> 
             .await?;
         assert_eq!(document["openapi"], "3.1.0");
         let operation = &document["paths"][path][method];
-        assert!(operation.is_object(), "{service}: {method} {path} missing from OpenAPI");
+        assert!(
+            operation.is_object(),
+            "{service}: {method} {path} missing from OpenAPI"
+        );
         assert!(operation["summary"].as_str().is_some_and(|s| !s.is_empty()));
     }
     Ok(())
 }
 
 async fn docs_page_renders_the_openapi_document(platform: &'static Platform) -> anyhow::Result<()> {
-    let response = platform.http().get(platform.url("product", "/docs")).send().await?;
+    let response = platform
+        .http()
+        .get(platform.url("product", "/docs"))
+        .send()
+        .await?;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str()?.starts_with("text/html"));
+    assert!(response.headers()["content-type"]
+        .to_str()?
+        .starts_with("text/html"));
     let page = response.text().await?;
     assert!(page.contains("/openapi.json"), "{page}");
     Ok(())
 }
 
-async fn unknown_path_is_404_and_wrong_method_is_405(platform: &'static Platform) -> anyhow::Result<()> {
-    let response = platform.http().get(platform.url("product", "/nope")).send().await?;
+async fn unknown_path_is_404_and_wrong_method_is_405(
+    platform: &'static Platform,
+) -> anyhow::Result<()> {
+    let response = platform
+        .http()
+        .get(platform.url("product", "/nope"))
+        .send()
+        .await?;
     assert_eq!(response.status(), 404);
-    assert_eq!(response.json::<Value>().await?, json!({ "detail": "Not Found" }));
+    assert_eq!(
+        response.json::<Value>().await?,
+        json!({ "detail": "Not Found" })
+    );
 
-    let response = platform.http().delete(platform.url("product", "/products")).send().await?;
+    let response = platform
+        .http()
+        .delete(platform.url("product", "/products"))
+        .send()
+        .await?;
     assert_eq!(response.status(), 405);
     let allow = response.headers()["allow"].to_str()?.to_string();
-    assert!(allow.contains("GET") && allow.contains("POST"), "allow: {allow}");
-    assert_eq!(response.json::<Value>().await?, json!({ "detail": "Method Not Allowed" }));
+    assert!(
+        allow.contains("GET") && allow.contains("POST"),
+        "allow: {allow}"
+    );
+    assert_eq!(
+        response.json::<Value>().await?,
+        json!({ "detail": "Method Not Allowed" })
+    );
     Ok(())
 }
 
@@ -110,13 +159,22 @@ async fn cors_preflight_and_simple_requests(platform: &'static Platform) -> anyh
         .request(reqwest::Method::OPTIONS, platform.url("order", "/orders"))
         .header("origin", "https://shop.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, content-type")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
         .send()
         .await?;
-    assert!(response.status().is_success(), "preflight: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "preflight: {}",
+        response.status()
+    );
     let headers = response.headers();
     assert_eq!(headers["access-control-allow-origin"], "*");
-    assert!(headers["access-control-allow-methods"].to_str()?.contains("POST"));
+    assert!(headers["access-control-allow-methods"]
+        .to_str()?
+        .contains("POST"));
     assert!(headers["access-control-allow-headers"]
         .to_str()?
         .to_ascii_lowercase()
@@ -134,11 +192,21 @@ async fn cors_preflight_and_simple_requests(platform: &'static Platform) -> anyh
 
 async fn request_ids_are_echoed_or_generated(platform: &'static Platform) -> anyhow::Result<()> {
     let url = platform.url("product", "/products");
-    let echoed = platform.http().get(&url).header("x-request-id", "trace-42").send().await?;
+    let echoed = platform
+        .http()
+        .get(&url)
+        .header("x-request-id", "trace-42")
+        .send()
+        .await?;
     assert_eq!(echoed.headers()["x-request-id"], "trace-42");
 
     let too_long = "a".repeat(129);
-    let replaced = platform.http().get(&url).header("x-request-id", &too_long).send().await?;
+    let replaced = platform
+        .http()
+        .get(&url)
+        .header("x-request-id", &too_long)
+        .send()
+        .await?;
     let id = replaced.headers()["x-request-id"].to_str()?;
     assert!(!id.is_empty() && id != too_long);
 
@@ -146,10 +214,18 @@ async fn request_ids_are_echoed_or_generated(platform: &'static Platform) -> any
     let second = platform.http().get(&url).send().await?;
     let first = first.headers()["x-request-id"].to_str()?.to_string();
     ensure!(!first.is_empty());
-    assert_ne!(first, second.headers()["x-request-id"].to_str()?, "ids are generated per request");
+    assert_ne!(
+        first,
+        second.headers()["x-request-id"].to_str()?,
+        "ids are generated per request"
+    );
 
     // Errors the host answers itself carry one too.
-    let not_found = platform.http().get(platform.url("user", "/nope")).send().await?;
+    let not_found = platform
+        .http()
+        .get(platform.url("user", "/nope"))
+        .send()
+        .await?;
     assert!(not_found.headers().contains_key("x-request-id"));
     Ok(())
 }
@@ -167,7 +243,11 @@ async fn bodies_over_one_mebibyte_are_413(platform: &'static Platform) -> anyhow
     assert!(response.json::<Value>().await?["detail"].is_string());
 
     // Without a content-length (chunked), the limit holds while reading.
-    let stream = futures::stream::iter(big.chunks(64 * 1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let stream = futures::stream::iter(
+        big.chunks(64 * 1024)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
     let response = platform
         .http()
         .post(platform.url("user", "/register"))
@@ -178,19 +258,45 @@ async fn bodies_over_one_mebibyte_are_413(platform: &'static Platform) -> anyhow
     assert_eq!(response.status(), 413);
 
     // The service still works afterwards.
-    let response = platform.http().get(platform.url("user", "/health")).send().await?;
+    let response = platform
+        .http()
+        .get(platform.url("user", "/health"))
+        .send()
+        .await?;
     assert_eq!(response.status(), 200);
     Ok(())
 }
 
-async fn malformed_json_wrong_types_and_invalid_utf8_are_422(platform: &'static Platform) -> anyhow::Result<()> {
+async fn malformed_json_wrong_types_and_invalid_utf8_are_422(
+    platform: &'static Platform,
+) -> anyhow::Result<()> {
     let user = platform.new_user().await?;
     let cases: [(&str, &str, Vec<u8>, &str); 5] = [
-        ("user", "/register", b"{\"username\": ".to_vec(), "json_invalid"),
-        ("user", "/register", br#"{"username": 5, "password": ["x"]}"#.to_vec(), "string_type"),
+        (
+            "user",
+            "/register",
+            b"{\"username\": ".to_vec(),
+            "json_invalid",
+        ),
+        (
+            "user",
+            "/register",
+            br#"{"username": 5, "password": ["x"]}"#.to_vec(),
+            "string_type",
+        ),
         ("user", "/register", vec![0xff, 0xfe, 0x7b], "json_invalid"),
-        ("product", "/products", br#"{"name": "x", "price": "cheap", "quantity": 1}"#.to_vec(), "decimal_parsing"),
-        ("order", "/orders", br#"{"product_id": "one", "quantity": 1}"#.to_vec(), "int_parsing"),
+        (
+            "product",
+            "/products",
+            br#"{"name": "x", "price": "cheap", "quantity": 1}"#.to_vec(),
+            "decimal_parsing",
+        ),
+        (
+            "order",
+            "/orders",
+            br#"{"product_id": "one", "quantity": 1}"#.to_vec(),
+            "int_parsing",
+        ),
     ];
     for (service, path, body, kind) in cases {
         let response = platform
@@ -201,15 +307,26 @@ async fn malformed_json_wrong_types_and_invalid_utf8_are_422(platform: &'static 
             .body(body.clone())
             .send()
             .await?;
-        assert_eq!(response.status(), 422, "{service} {path} {:?}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            response.status(),
+            422,
+            "{service} {path} {:?}",
+            String::from_utf8_lossy(&body)
+        );
         let detail: Value = response.json().await?;
         let kinds: Vec<&str> = detail["detail"]
             .as_array()
             .map(|errors| errors.iter().filter_map(|e| e["type"].as_str()).collect())
             .unwrap_or_default();
-        assert!(kinds.contains(&kind), "{service} {path}: expected {kind} in {detail}");
+        assert!(
+            kinds.contains(&kind),
+            "{service} {path}: expected {kind} in {detail}"
+        );
         for error in detail["detail"].as_array().unwrap() {
-            assert!(error["loc"].is_array() && error["msg"].is_string(), "FastAPI shape: {error}");
+            assert!(
+                error["loc"].is_array() && error["msg"].is_string(),
+                "FastAPI shape: {error}"
+            );
         }
     }
     Ok(())
@@ -217,7 +334,11 @@ async fn malformed_json_wrong_types_and_invalid_utf8_are_422(platform: &'static 
 
 async fn non_numeric_path_ids_are_422(platform: &'static Platform) -> anyhow::Result<()> {
     let user = platform.new_user().await?;
-    for (service, path) in [("product", "/products/abc"), ("product", "/products/1.5"), ("order", "/orders/abc")] {
+    for (service, path) in [
+        ("product", "/products/abc"),
+        ("product", "/products/1.5"),
+        ("order", "/orders/abc"),
+    ] {
         let response = platform
             .http()
             .get(platform.url(service, path))
@@ -231,16 +352,41 @@ async fn non_numeric_path_ids_are_422(platform: &'static Platform) -> anyhow::Re
     Ok(())
 }
 
-async fn metrics_label_requests_by_route_template(platform: &'static Platform) -> anyhow::Result<()> {
-    let labels = [("handler", "/products/{product_id}"), ("method", "GET"), ("status", "4xx")];
-    let before = platform.metric("product", "http_requests_total", &labels).await?;
-    let response = platform.http().get(platform.url("product", "/products/999999999")).send().await?;
+async fn metrics_label_requests_by_route_template(
+    platform: &'static Platform,
+) -> anyhow::Result<()> {
+    let labels = [
+        ("handler", "/products/{product_id}"),
+        ("method", "GET"),
+        ("status", "4xx"),
+    ];
+    let before = platform
+        .metric("product", "http_requests_total", &labels)
+        .await?;
+    let response = platform
+        .http()
+        .get(platform.url("product", "/products/999999999"))
+        .send()
+        .await?;
     assert_eq!(response.status(), 404);
-    let after = platform.metric("product", "http_requests_total", &labels).await?;
+    let after = platform
+        .metric("product", "http_requests_total", &labels)
+        .await?;
     assert_eq!(after, before + 1.0);
 
-    let text = platform.http().get(platform.url("product", "/metrics")).send().await?.text().await?;
-    assert!(text.contains("http_request_duration_seconds_bucket{handler=\"/products/{product_id}\""));
-    assert!(!text.contains("handler=\"/products/999999999\""), "raw paths must not become labels");
+    let text = platform
+        .http()
+        .get(platform.url("product", "/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        text.contains("http_request_duration_seconds_bucket{handler=\"/products/{product_id}\"")
+    );
+    assert!(
+        !text.contains("handler=\"/products/999999999\""),
+        "raw paths must not become labels"
+    );
     Ok(())
 }

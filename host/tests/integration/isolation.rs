@@ -2,7 +2,9 @@
 //! with 500; the host, the component's next requests and the other services carry on. A
 //! component importing an interface its service was not granted is refused at load.
 
-use crate::support::{component_path, free_ports, set, Platform, RunNames, Test, AMQP_URL, POSTGRES_URL};
+use crate::support::{
+    component_path, free_ports, set, Platform, RunNames, Test, AMQP_URL, POSTGRES_URL,
+};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -17,15 +19,31 @@ pub fn tests() -> Vec<Test> {
 fn fixture_config(names: &RunNames, grants: &[&str]) -> toml::Table {
     let mut config = toml::Table::new();
     set(&mut config, &["database", "url"], POSTGRES_URL.into());
-    set(&mut config, &["database", "migrations"], "/nonexistent".into());
-    set(&mut config, &["cache", "url"], "redis://127.0.0.1:6379".into());
+    set(
+        &mut config,
+        &["database", "migrations"],
+        "/nonexistent".into(),
+    );
+    set(
+        &mut config,
+        &["cache", "url"],
+        "redis://127.0.0.1:6379".into(),
+    );
     set(&mut config, &["messaging", "url"], AMQP_URL.into());
-    set(&mut config, &["auth", "validate_url"], "http://127.0.0.1:9/validate-token".into());
+    set(
+        &mut config,
+        &["auth", "validate_url"],
+        "http://127.0.0.1:9/validate-token".into(),
+    );
     let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
     for (service, port) in ["misbehaving", "bystander"].into_iter().zip(free_ports(2)) {
         let path = |key: &'static str| ["services", service, key];
         set(&mut config, &path("port"), i64::from(port).into());
-        set(&mut config, &path("component"), component_path("misbehaving").display().to_string().into());
+        set(
+            &mut config,
+            &path("component"),
+            component_path("misbehaving").display().to_string().into(),
+        );
         if grants.contains(&"database".to_string()) {
             set(&mut config, &path("database"), names.name(service).into());
         }
@@ -36,9 +54,15 @@ fn fixture_config(names: &RunNames, grants: &[&str]) -> toml::Table {
     config
 }
 
-async fn traps_loops_and_memory_exhaustion_fail_one_request(_: &'static Platform) -> anyhow::Result<()> {
+async fn traps_loops_and_memory_exhaustion_fail_one_request(
+    _: &'static Platform,
+) -> anyhow::Result<()> {
     let names = RunNames::new();
-    let platform = Platform::start(names.clone(), fixture_config(&names, &["database", "logging"])).await?;
+    let platform = Platform::start(
+        names.clone(),
+        fixture_config(&names, &["database", "logging"]),
+    )
+    .await?;
     let result = misbehave(&platform).await;
     platform.stop().await;
     result
@@ -50,7 +74,10 @@ async fn misbehave(platform: &Platform) -> anyhow::Result<()> {
 
     let response = get("misbehaving", "/panic").await?;
     assert_eq!(response.status(), 500);
-    assert_eq!(response.json::<Value>().await?, json!({ "detail": "Internal Server Error" }));
+    assert_eq!(
+        response.json::<Value>().await?,
+        json!({ "detail": "Internal Server Error" })
+    );
 
     let response = get("misbehaving", "/oom").await?;
     assert_eq!(response.status(), 500);
@@ -63,12 +90,19 @@ async fn misbehave(platform: &Platform) -> anyhow::Result<()> {
         let asked = Instant::now();
         let response = get(service, "/ok").await?;
         assert_eq!(response.status(), 200);
-        assert!(asked.elapsed() < Duration::from_secs(1), "{service} waited {:?} behind the loop", asked.elapsed());
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "{service} waited {:?} behind the loop",
+            asked.elapsed()
+        );
     }
     let response = looping.await??;
     assert_eq!(response.status(), 500);
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(10), "the loop ended after {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(10),
+        "the loop ended after {elapsed:?}"
+    );
 
     // Fresh instances afterwards: everything works, including the capabilities.
     for path in ["/ok", "/db"] {

@@ -53,12 +53,24 @@ pub fn workspace_root() -> PathBuf {
 pub fn build_components() -> anyhow::Result<()> {
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .args(["-p", "user", "-p", "product", "-p", "order", "-p", "notification"])
+        .args([
+            "-p",
+            "user",
+            "-p",
+            "product",
+            "-p",
+            "order",
+            "-p",
+            "notification",
+        ])
         .args(["-p", "misbehaving"])
         .current_dir(workspace_root())
         .status()
         .context("running cargo to build the components")?;
-    ensure!(status.success(), "building the components failed ({status})");
+    ensure!(
+        status.success(),
+        "building the components failed ({status})"
+    );
     Ok(())
 }
 
@@ -76,7 +88,10 @@ pub struct RunNames {
 
 impl RunNames {
     pub fn new() -> RunNames {
-        let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let random = &uuid::Uuid::new_v4().simple().to_string()[..6];
         RunNames {
             id: format!("{RUN_PREFIX}{stamp}_{random}"),
@@ -123,27 +138,55 @@ pub fn shop_config(names: &RunNames, ports: &BTreeMap<&str, u16>) -> toml::Table
         &["auth", "validate_url"],
         format!("http://127.0.0.1:{}/validate-token", ports["user"]).into(),
     );
-    set(&mut config, &["identity", "bcrypt_cost"], TEST_BCRYPT_COST.into());
+    set(
+        &mut config,
+        &["identity", "bcrypt_cost"],
+        TEST_BCRYPT_COST.into(),
+    );
     for (service, port) in ports {
         let path = ["services", service];
-        set(&mut config, &[path[0], path[1], "port"], i64::from(*port).into());
+        set(
+            &mut config,
+            &[path[0], path[1], "port"],
+            i64::from(*port).into(),
+        );
         set(
             &mut config,
             &[path[0], path[1], "component"],
             component_path(service).display().to_string().into(),
         );
-        set(&mut config, &[path[0], path[1], "database"], names.name(service).into());
-        set(&mut config, &[path[0], path[1], "cache_namespace"], names.name(service).into());
+        set(
+            &mut config,
+            &[path[0], path[1], "database"],
+            names.name(service).into(),
+        );
+        set(
+            &mut config,
+            &[path[0], path[1], "cache_namespace"],
+            names.name(service).into(),
+        );
     }
     let product = format!("127.0.0.1:{}", ports["product"]);
-    set(&mut config, &["services", "order", "allowed_hosts"], vec![product.clone()].into());
-    set(&mut config, &["services", "order", "publish_exchanges"], vec![exchange.clone()].into());
+    set(
+        &mut config,
+        &["services", "order", "allowed_hosts"],
+        vec![product.clone()].into(),
+    );
+    set(
+        &mut config,
+        &["services", "order", "publish_exchanges"],
+        vec![exchange.clone()].into(),
+    );
     set(
         &mut config,
         &["services", "order", "config", "product_service_url"],
         format!("http://{product}").into(),
     );
-    set(&mut config, &["services", "order", "config", "events_exchange"], exchange.clone().into());
+    set(
+        &mut config,
+        &["services", "order", "config", "events_exchange"],
+        exchange.clone().into(),
+    );
     let subscription = config["services"]["notification"]["subscriptions"][0]
         .as_table_mut()
         .unwrap();
@@ -232,13 +275,19 @@ impl Platform {
         for service in self.services() {
             loop {
                 if let Some(status) = self.child.lock().unwrap().as_mut().unwrap().try_wait()? {
-                    bail!("the platform exited ({status}) while starting:\n{}", self.log());
+                    bail!(
+                        "the platform exited ({status}) while starting:\n{}",
+                        self.log()
+                    );
                 }
                 if self.is_healthy(&service).await {
                     break;
                 }
                 if Instant::now() > deadline {
-                    bail!("service `{service}` not healthy after 120 s:\n{}", self.log());
+                    bail!(
+                        "service `{service}` not healthy after 120 s:\n{}",
+                        self.log()
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -255,15 +304,24 @@ impl Platform {
             return false;
         }
         let health: Value = response.json().await.unwrap_or_default();
-        health.get("rabbitmq").is_none_or(|broker| broker["status"] == "healthy")
+        health
+            .get("rabbitmq")
+            .is_none_or(|broker| broker["status"] == "healthy")
     }
 
     pub fn services(&self) -> Vec<String> {
-        self.config["services"].as_table().unwrap().keys().cloned().collect()
+        self.config["services"]
+            .as_table()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub fn port(&self, service: &str) -> u16 {
-        self.config["services"][service]["port"].as_integer().unwrap() as u16
+        self.config["services"][service]["port"]
+            .as_integer()
+            .unwrap() as u16
     }
 
     /// `http://127.0.0.1:<port of service><path>`.
@@ -286,19 +344,28 @@ impl Platform {
 
     /// Whether the host process is still running.
     pub fn is_running(&self) -> bool {
-        matches!(self.child.lock().unwrap().as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+        matches!(
+            self.child.lock().unwrap().as_mut().map(|c| c.try_wait()),
+            Some(Ok(None))
+        )
     }
 
     /// The database name of `service` in this run.
     pub fn database(&self, service: &str) -> String {
-        self.config["services"][service]["database"].as_str().unwrap().to_string()
+        self.config["services"][service]["database"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// A connection to `service`'s database, for checks and for states the API cannot
     /// produce (a deleted or deactivated user).
     pub async fn database_connection(&self, service: &str) -> anyhow::Result<sqlx::PgConnection> {
         use sqlx::Connection;
-        let url = format!("postgres://postgres@127.0.0.1:5432/{}", self.database(service));
+        let url = format!(
+            "postgres://postgres@127.0.0.1:5432/{}",
+            self.database(service)
+        );
         Ok(sqlx::PgConnection::connect(&url).await?)
     }
 
@@ -317,8 +384,19 @@ impl Platform {
 
     /// The value of a counter or gauge line of `service`'s `/metrics` whose labels include
     /// all of `labels` (0 when absent).
-    pub async fn metric(&self, service: &str, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
-        let text = self.http.get(self.url(service, "/metrics")).send().await?.text().await?;
+    pub async fn metric(
+        &self,
+        service: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> anyhow::Result<f64> {
+        let text = self
+            .http
+            .get(self.url(service, "/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
         Ok(text
             .lines()
             .filter(|line| line.starts_with(&format!("{name}{{")))
@@ -335,7 +413,10 @@ impl Platform {
     pub async fn stop(&self) {
         let child = self.child.lock().unwrap().take();
         if let Some(mut child) = child {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -363,7 +444,9 @@ impl Platform {
                     .await
                     .with_context(|| format!("deleting queue {queue}"))?;
             }
-            channel.exchange_delete(&self.exchange(), Default::default()).await?;
+            channel
+                .exchange_delete(&self.exchange(), Default::default())
+                .await?;
             let _ = connection.close(200, "done").await;
         }
         Ok(())
@@ -409,9 +492,10 @@ async fn drop_database(name: &str) -> anyhow::Result<()> {
 pub async fn drop_stale_databases() -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(POSTGRES_URL).await?;
-    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'it\\_%'")
-        .fetch_all(&mut admin)
-        .await?;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'it\\_%'")
+            .fetch_all(&mut admin)
+            .await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     for name in names {
         let stamp = name
@@ -427,7 +511,10 @@ pub async fn drop_stale_databases() -> anyhow::Result<()> {
 
 /// A name no other test or run uses, e.g. for a username (at most 50 characters).
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, failing after `timeout`.
@@ -474,26 +561,47 @@ impl Platform {
             .json(&json!({ "username": username, "password": password }))
             .send()
             .await?;
-        ensure!(response.status() == 201, "register: {} {}", response.status(), response.text().await?);
+        ensure!(
+            response.status() == 201,
+            "register: {} {}",
+            response.status(),
+            response.text().await?
+        );
         let user: Value = response.json().await?;
         let response = self
             .http
             .post(self.url("user", "/login"))
-            .form(&[("username", username.as_str()), ("password", password.as_str())])
+            .form(&[
+                ("username", username.as_str()),
+                ("password", password.as_str()),
+            ])
             .send()
             .await?;
-        ensure!(response.status() == 200, "login: {} {}", response.status(), response.text().await?);
+        ensure!(
+            response.status() == 200,
+            "login: {} {}",
+            response.status(),
+            response.text().await?
+        );
         let token: Value = response.json().await?;
         Ok(TestUser {
             id: user["id"].as_i64().context("user id")?,
             username,
             password,
-            token: token["access_token"].as_str().context("access_token")?.to_string(),
+            token: token["access_token"]
+                .as_str()
+                .context("access_token")?
+                .to_string(),
         })
     }
 
     /// Creates a product as `user` and returns its JSON.
-    pub async fn new_product(&self, user: &TestUser, price: &str, quantity: i64) -> anyhow::Result<Value> {
+    pub async fn new_product(
+        &self,
+        user: &TestUser,
+        price: &str,
+        quantity: i64,
+    ) -> anyhow::Result<Value> {
         let response = self
             .http
             .post(self.url("product", "/products"))
@@ -501,7 +609,12 @@ impl Platform {
             .json(&json!({ "name": unique("widget"), "description": "a test product", "price": price, "quantity": quantity }))
             .send()
             .await?;
-        ensure!(response.status() == 201, "create product: {} {}", response.status(), response.text().await?);
+        ensure!(
+            response.status() == 201,
+            "create product: {} {}",
+            response.status(),
+            response.text().await?
+        );
         Ok(response.json().await?)
     }
 }

@@ -36,29 +36,38 @@ fn finished() -> DatabaseError {
 
 impl CallState {
     fn database(&self) -> Result<&dyn DatabaseBackend, DatabaseError> {
-        self.capabilities
-            .database
-            .as_deref()
-            .ok_or_else(|| DatabaseError::InvalidState("no database is configured for this service".into()))
+        self.capabilities.database.as_deref().ok_or_else(|| {
+            DatabaseError::InvalidState("no database is configured for this service".into())
+        })
     }
 }
 
 impl Host for CallState {
-    async fn query(&mut self, sql: String, params: Vec<Value>) -> wasmtime::Result<Result<Rows, DatabaseError>> {
+    async fn query(
+        &mut self,
+        sql: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<Rows, DatabaseError>> {
         Ok(match self.database() {
             Ok(database) => database.query(&sql, params).await,
             Err(error) => Err(error),
         })
     }
 
-    async fn execute(&mut self, sql: String, params: Vec<Value>) -> wasmtime::Result<Result<u64, DatabaseError>> {
+    async fn execute(
+        &mut self,
+        sql: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<u64, DatabaseError>> {
         Ok(match self.database() {
             Ok(database) => database.execute(&sql, params).await,
             Err(error) => Err(error),
         })
     }
 
-    async fn begin(&mut self) -> wasmtime::Result<Result<Resource<TransactionHandle>, DatabaseError>> {
+    async fn begin(
+        &mut self,
+    ) -> wasmtime::Result<Result<Resource<TransactionHandle>, DatabaseError>> {
         let transaction = match self.database() {
             Ok(database) => database.begin().await,
             Err(error) => Err(error),
@@ -95,14 +104,20 @@ impl HostTransaction for CallState {
         })
     }
 
-    async fn commit(&mut self, transaction: Resource<TransactionHandle>) -> wasmtime::Result<Result<(), DatabaseError>> {
+    async fn commit(
+        &mut self,
+        transaction: Resource<TransactionHandle>,
+    ) -> wasmtime::Result<Result<(), DatabaseError>> {
         Ok(match self.table.get_mut(&transaction)?.0.take() {
             Some(open) => open.commit().await,
             None => Err(finished()),
         })
     }
 
-    async fn rollback(&mut self, transaction: Resource<TransactionHandle>) -> wasmtime::Result<Result<(), DatabaseError>> {
+    async fn rollback(
+        &mut self,
+        transaction: Resource<TransactionHandle>,
+    ) -> wasmtime::Result<Result<(), DatabaseError>> {
         Ok(match self.table.get_mut(&transaction)?.0.take() {
             Some(open) => open.rollback().await,
             None => Err(finished()),

@@ -19,11 +19,20 @@ pub enum PostgresSetupError {
     #[error("cannot reach PostgreSQL at {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("cannot create database `{database}`: {source}")]
-    Create { database: String, source: sqlx::Error },
+    Create {
+        database: String,
+        source: sqlx::Error,
+    },
     #[error("cannot read migrations in {path}: {source}")]
-    Migrations { path: String, source: sqlx::migrate::MigrateError },
+    Migrations {
+        path: String,
+        source: sqlx::migrate::MigrateError,
+    },
     #[error("migration of database `{database}` failed: {source}")]
-    Migrate { database: String, source: sqlx::migrate::MigrateError },
+    Migrate {
+        database: String,
+        source: sqlx::migrate::MigrateError,
+    },
 }
 
 pub struct PostgresBackend {
@@ -42,28 +51,34 @@ impl PostgresBackend {
     ) -> Result<PostgresBackend, PostgresSetupError> {
         let server = PgConnectOptions::from_str(server_url).map_err(PostgresSetupError::Url)?;
         let redacted = redact(server_url);
-        let mut admin = tokio::time::timeout(acquire_timeout.max(Duration::from_secs(5)), server.connect())
-            .await
-            .map_err(|_| PostgresSetupError::Connect {
-                url: redacted.clone(),
-                source: sqlx::Error::PoolTimedOut,
-            })?
-            .map_err(|source| PostgresSetupError::Connect {
-                url: redacted.clone(),
-                source,
-            })?;
-        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-            .bind(database)
-            .fetch_optional(&mut admin)
-            .await
-            .map_err(|source| PostgresSetupError::Connect {
-                url: redacted.clone(),
-                source,
-            })?;
+        let mut admin = tokio::time::timeout(
+            acquire_timeout.max(Duration::from_secs(5)),
+            server.connect(),
+        )
+        .await
+        .map_err(|_| PostgresSetupError::Connect {
+            url: redacted.clone(),
+            source: sqlx::Error::PoolTimedOut,
+        })?
+        .map_err(|source| PostgresSetupError::Connect {
+            url: redacted.clone(),
+            source,
+        })?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                .bind(database)
+                .fetch_optional(&mut admin)
+                .await
+                .map_err(|source| PostgresSetupError::Connect {
+                    url: redacted.clone(),
+                    source,
+                })?;
         if exists.is_none() {
             // The name was checked to be [a-z0-9_-] when the config was loaded, so quoting it
             // as an identifier is safe; CREATE DATABASE takes no parameters.
-            let created = admin.execute(format!("CREATE DATABASE \"{database}\"").as_str()).await;
+            let created = admin
+                .execute(format!("CREATE DATABASE \"{database}\"").as_str())
+                .await;
             match created {
                 Ok(_) => tracing::info!(database, "created database"),
                 // Another host created it at the same moment: that is what we wanted.
@@ -130,13 +145,17 @@ fn bind<'q>(sql: &'q str, params: Vec<Value>) -> Result<PgQuery<'q>, DatabaseErr
             Value::Bytes(value) => query.bind(value),
             Value::Timestamp(text) => {
                 let parsed = DateTime::parse_from_rfc3339(&text).map_err(|_| {
-                    DatabaseError::QueryFailed(format!("timestamp parameter `{text}` is not RFC 3339"))
+                    DatabaseError::QueryFailed(format!(
+                        "timestamp parameter `{text}` is not RFC 3339"
+                    ))
                 })?;
                 query.bind(parsed.with_timezone(&Utc))
             }
             Value::Numeric(text) => {
                 let parsed = rust_decimal::Decimal::from_str(&text).map_err(|_| {
-                    DatabaseError::QueryFailed(format!("numeric parameter `{text}` is not a decimal"))
+                    DatabaseError::QueryFailed(format!(
+                        "numeric parameter `{text}` is not a decimal"
+                    ))
                 })?;
                 query.bind(parsed)
             }
@@ -161,7 +180,9 @@ fn to_rows(rows: Vec<PgRow>) -> Result<Rows, DatabaseError> {
 }
 
 fn row_values(row: &PgRow) -> Result<Vec<Value>, DatabaseError> {
-    (0..row.columns().len()).map(|index| column_value(row, index)).collect()
+    (0..row.columns().len())
+        .map(|index| column_value(row, index))
+        .collect()
 }
 
 fn column_value(row: &PgRow, index: usize) -> Result<Value, DatabaseError> {
@@ -180,11 +201,17 @@ fn column_value(row: &PgRow, index: usize) -> Result<Value, DatabaseError> {
         "INT8" => get::<i64>(row, index)?.map(Value::Int),
         "FLOAT4" => get::<f32>(row, index)?.map(|v| Value::Float(v.into())),
         "FLOAT8" => get::<f64>(row, index)?.map(Value::Float),
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => get::<String>(row, index)?.map(Value::Text),
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => {
+            get::<String>(row, index)?.map(Value::Text)
+        }
         "BYTEA" => get::<Vec<u8>>(row, index)?.map(Value::Bytes),
         "TIMESTAMPTZ" => get::<DateTime<Utc>>(row, index)?.map(|t| Value::Timestamp(rfc3339(t))),
-        "TIMESTAMP" => get::<NaiveDateTime>(row, index)?.map(|t| Value::Timestamp(rfc3339(t.and_utc()))),
-        "NUMERIC" => get::<rust_decimal::Decimal>(row, index)?.map(|d| Value::Numeric(d.to_string())),
+        "TIMESTAMP" => {
+            get::<NaiveDateTime>(row, index)?.map(|t| Value::Timestamp(rfc3339(t.and_utc())))
+        }
+        "NUMERIC" => {
+            get::<rust_decimal::Decimal>(row, index)?.map(|d| Value::Numeric(d.to_string()))
+        }
         "UUID" => get::<uuid::Uuid>(row, index)?.map(|u| Value::Uuid(u.to_string())),
         other => {
             return Err(DatabaseError::QueryFailed(format!(
@@ -209,11 +236,13 @@ fn classify(error: sqlx::Error) -> DatabaseError {
             match db.code().as_deref() {
                 Some("23505") => DatabaseError::UniqueViolation(constraint),
                 Some("23503") => DatabaseError::ForeignKeyViolation(constraint),
-                Some("23514") | Some("23502") => DatabaseError::CheckViolation(if constraint.is_empty() {
-                    db.message().to_string()
-                } else {
-                    constraint
-                }),
+                Some("23514") | Some("23502") => {
+                    DatabaseError::CheckViolation(if constraint.is_empty() {
+                        db.message().to_string()
+                    } else {
+                        constraint
+                    })
+                }
                 // Class 08 (connection exception), 57P0x (server shutting down).
                 Some(code) if code.starts_with("08") || code.starts_with("57P") => {
                     DatabaseError::Unavailable(db.message().to_string())
@@ -221,9 +250,10 @@ fn classify(error: sqlx::Error) -> DatabaseError {
                 _ => DatabaseError::QueryFailed(db.message().to_string()),
             }
         }
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            DatabaseError::Unavailable(error.to_string())
-        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => DatabaseError::Unavailable(error.to_string()),
         other => DatabaseError::QueryFailed(other.to_string()),
     }
 }
@@ -231,7 +261,12 @@ fn classify(error: sqlx::Error) -> DatabaseError {
 #[async_trait]
 impl DatabaseBackend for PostgresBackend {
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
-        to_rows(bind(sql, params)?.fetch_all(&self.pool).await.map_err(classify)?)
+        to_rows(
+            bind(sql, params)?
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?,
+        )
     }
 
     async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {
@@ -253,7 +288,12 @@ struct PostgresTransaction(sqlx::Transaction<'static, Postgres>);
 #[async_trait]
 impl DatabaseTransaction for PostgresTransaction {
     async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
-        to_rows(bind(sql, params)?.fetch_all(&mut *self.0).await.map_err(classify)?)
+        to_rows(
+            bind(sql, params)?
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(classify)?,
+        )
     }
 
     async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {

@@ -6,6 +6,7 @@
 pub mod openapi;
 pub mod router;
 
+use super::metrics::ServiceMetrics;
 use crate::bindings::auth::AuthError;
 use crate::bindings::http_types::{Request as GuestRequest, Response as GuestResponse};
 use crate::runtime::{CallError, DeployedService};
@@ -16,7 +17,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use super::metrics::ServiceMetrics;
 use router::{method_name, RouteMatch};
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -44,7 +44,11 @@ pub struct ServiceEndpoint {
 
 /// Accepts connections on `listener` until `shutdown` fires, then lets the connections
 /// finish the requests they are serving.
-pub async fn serve(endpoint: Arc<ServiceEndpoint>, listener: TcpListener, shutdown: CancellationToken) {
+pub async fn serve(
+    endpoint: Arc<ServiceEndpoint>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) {
     let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -98,9 +102,12 @@ pub async fn handle(endpoint: &ServiceEndpoint, request: http::Request<Incoming>
         HeaderValue::from_str(&request_id).expect("request ids are printable ASCII"),
     );
     cors_headers(&endpoint.settings, origin.as_ref(), headers);
-    endpoint
-        .metrics
-        .observe(&handler, method.as_str(), response.status().as_u16(), started.elapsed());
+    endpoint.metrics.observe(
+        &handler,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -109,7 +116,9 @@ fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        .filter(|id| {
+            !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| (0x20..0x7f).contains(&b))
+        })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
@@ -118,7 +127,12 @@ fn cors_headers(settings: &HttpSettings, origin: Option<&HeaderValue>, headers: 
     let allow_any = settings.cors_origins.iter().any(|o| o == "*");
     let allowed = match origin {
         _ if allow_any => Some(HeaderValue::from_static("*")),
-        Some(origin) if settings.cors_origins.iter().any(|o| o.as_bytes() == origin.as_bytes()) => {
+        Some(origin)
+            if settings
+                .cors_origins
+                .iter()
+                .any(|o| o.as_bytes() == origin.as_bytes()) =>
+        {
             headers.insert(http::header::VARY, HeaderValue::from_static("Origin"));
             Some(origin.clone())
         }
@@ -160,7 +174,11 @@ fn unauthorized(message: &str) -> HttpResponse {
 }
 
 /// Routes the request; returns the response and the `handler` label for the metrics.
-async fn route(endpoint: &ServiceEndpoint, request: http::Request<Incoming>, request_id: &str) -> (HttpResponse, String) {
+async fn route(
+    endpoint: &ServiceEndpoint,
+    request: http::Request<Incoming>,
+    request_id: &str,
+) -> (HttpResponse, String) {
     let service = &endpoint.service;
     let path = request.uri().path().to_string();
     let method = request.method().clone();
@@ -175,10 +193,18 @@ async fn route(endpoint: &ServiceEndpoint, request: http::Request<Incoming>, req
     // One atomic load: this request runs to its end on the version it saw here.
     let version = service.current.load_full();
     let (route_index, template, params) = match version.router.lookup(&method, &path) {
-        RouteMatch::Found { route_index, template, params } => (route_index, template.to_string(), params),
+        RouteMatch::Found {
+            route_index,
+            template,
+            params,
+        } => (route_index, template.to_string(), params),
         RouteMatch::MethodNotAllowed { template, allowed } => {
             let mut response = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-            let allow = allowed.iter().map(|m| method_name(*m)).collect::<Vec<_>>().join(", ");
+            let allow = allowed
+                .iter()
+                .map(|m| method_name(*m))
+                .collect::<Vec<_>>()
+                .join(", ");
             response.headers_mut().insert(
                 http::header::ALLOW,
                 HeaderValue::from_str(&allow).expect("method names are valid header values"),
@@ -201,10 +227,18 @@ async fn route(endpoint: &ServiceEndpoint, request: http::Request<Incoming>, req
         };
         match service.capabilities.auth.validate(token).await {
             Ok(identity) => Some(identity),
-            Err(AuthError::Invalid(_)) => return (unauthorized("Could not validate credentials"), template),
+            Err(AuthError::Invalid(_)) => {
+                return (unauthorized("Could not validate credentials"), template)
+            }
             Err(AuthError::Unavailable(cause)) => {
                 tracing::error!(service = %service.name, request_id, %cause, "token validation unavailable");
-                return (detail(StatusCode::SERVICE_UNAVAILABLE, "Authentication service unavailable"), template);
+                return (
+                    detail(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Authentication service unavailable",
+                    ),
+                    template,
+                );
             }
         }
     } else {
@@ -220,7 +254,12 @@ async fn route(endpoint: &ServiceEndpoint, request: http::Request<Incoming>, req
         headers: parts
             .headers
             .iter()
-            .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str().to_string(), v.to_string())))
+            .filter_map(|(name, value)| {
+                value
+                    .to_str()
+                    .ok()
+                    .map(|v| (name.as_str().to_string(), v.to_string()))
+            })
             .collect(),
         body: body.to_vec(),
         caller,
@@ -234,7 +273,10 @@ async fn route(endpoint: &ServiceEndpoint, request: http::Request<Incoming>, req
         Err(error) => {
             tracing::error!(service = %service.name, request_id, route = %template, %error, "request failed");
             match error {
-                CallError::Instantiate(_) => detail(StatusCode::SERVICE_UNAVAILABLE, "Service at capacity, retry later"),
+                CallError::Instantiate(_) => detail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service at capacity, retry later",
+                ),
                 CallError::Trap(_) | CallError::Timeout(_) => {
                     detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
                 }
@@ -246,13 +288,19 @@ async fn route(endpoint: &ServiceEndpoint, request: http::Request<Incoming>, req
 
 fn path_label(service: &DeployedService, path: &str) -> String {
     match service.current.load().router.lookup(&Method::GET, path) {
-        RouteMatch::Found { template, .. } | RouteMatch::MethodNotAllowed { template, .. } => template.to_string(),
+        RouteMatch::Found { template, .. } | RouteMatch::MethodNotAllowed { template, .. } => {
+            template.to_string()
+        }
         RouteMatch::NotFound => "none".into(),
     }
 }
 
 /// Reads the body up to `limit`; 413 beyond it (announced or actual).
-async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, HttpResponse> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, HttpResponse> {
     let too_large = || {
         let mut response = detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
         // The rest of the body was never read, so the connection cannot carry another request.
@@ -270,8 +318,17 @@ async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(_) => Err(detail(StatusCode::BAD_REQUEST, "Could not read the request body")),
+        Err(error)
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(_) => Err(detail(
+            StatusCode::BAD_REQUEST,
+            "Could not read the request body",
+        )),
     }
 }
 
@@ -300,15 +357,24 @@ fn guest_response(response: GuestResponse) -> HttpResponse {
     let headers = http_response.headers_mut();
     for (name, value) in response.headers {
         // Framing headers are the host's business; a component cannot corrupt the stream.
-        if matches!(name.to_ascii_lowercase().as_str(), "content-length" | "transfer-encoding" | "connection") {
+        if matches!(
+            name.to_ascii_lowercase().as_str(),
+            "content-length" | "transfer-encoding" | "connection"
+        ) {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             headers.append(name, value);
         }
     }
     if has_body && !headers.contains_key(http::header::CONTENT_TYPE) {
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     http_response
 }
@@ -328,7 +394,10 @@ fn preflight(request: &http::Request<Incoming>) -> HttpResponse {
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("authorization, content-type, x-request-id"));
     headers.insert(http::header::ACCESS_CONTROL_ALLOW_HEADERS, requested);
-    headers.insert(http::header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    headers.insert(
+        http::header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
     response
 }
 
@@ -339,7 +408,9 @@ fn builtin(endpoint: &ServiceEndpoint, method: &Method, path: &str) -> Option<Ht
     }
     if method != Method::GET && method != Method::HEAD {
         let mut response = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-        response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("GET"));
+        response
+            .headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("GET"));
         return Some(response);
     }
     let service = &endpoint.service;
@@ -372,16 +443,24 @@ fn builtin(endpoint: &ServiceEndpoint, method: &Method, path: &str) -> Option<Ht
         ),
         "/openapi.json" => {
             let mut response = http::Response::new(Full::new(version.openapi.clone()));
-            response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             response
         }
         "/docs" => {
-            let mut response = http::Response::new(Full::new(Bytes::from(openapi::docs_page(&service.name))));
-            response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            let mut response =
+                http::Response::new(Full::new(Bytes::from(openapi::docs_page(&service.name))));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             response
         }
         "/metrics" => {
-            let mut response = http::Response::new(Full::new(Bytes::from(endpoint.metrics.render())));
+            let mut response =
+                http::Response::new(Full::new(Bytes::from(endpoint.metrics.render())));
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -401,9 +480,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-request-id", HeaderValue::from_static("abc-123"));
         assert_eq!(request_id(&headers), "abc-123");
-        headers.insert("x-request-id", HeaderValue::from_str(&"a".repeat(129)).unwrap());
+        headers.insert(
+            "x-request-id",
+            HeaderValue::from_str(&"a".repeat(129)).unwrap(),
+        );
         assert_ne!(request_id(&headers).len(), 129);
-        headers.insert("x-request-id", HeaderValue::from_bytes(b"bad\xffid").unwrap());
+        headers.insert(
+            "x-request-id",
+            HeaderValue::from_bytes(b"bad\xffid").unwrap(),
+        );
         assert_ne!(request_id(&headers), "bad\u{ff}id");
     }
 

@@ -31,7 +31,11 @@ pub fn document(service: &str, version: &str, routes: &[Route]) -> Value {
         if route.requires_auth {
             operation["security"] = json!([{ "bearerAuth": [] }]);
         }
-        if let Some(schema) = route.request_schema.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()) {
+        if let Some(schema) = route
+            .request_schema
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        {
             operation["requestBody"] = json!({
                 "required": true,
                 "content": { "application/json": { "schema": schema } },

@@ -37,7 +37,10 @@ pub enum RouteMatch<'a> {
         params: Vec<(String, String)>,
     },
     /// The path exists but not with this method; carries the allowed methods.
-    MethodNotAllowed { template: &'a str, allowed: Vec<Method> },
+    MethodNotAllowed {
+        template: &'a str,
+        allowed: Vec<Method>,
+    },
     NotFound,
 }
 
@@ -46,7 +49,9 @@ impl RouteTable {
         let mut table = RouteTable::default();
         for (index, route) in routes.iter().enumerate() {
             if RESERVED_PATHS.contains(&route.path.as_str()) {
-                return Err(RouteTableError::Reserved { path: route.path.clone() });
+                return Err(RouteTableError::Reserved {
+                    path: route.path.clone(),
+                });
             }
             if !route.path.starts_with('/') {
                 return Err(RouteTableError::InvalidPath {
@@ -161,7 +166,11 @@ mod tests {
         ])
         .unwrap();
         match table.lookup(&http::Method::PUT, "/products/a%20b") {
-            RouteMatch::Found { route_index, template, params } => {
+            RouteMatch::Found {
+                route_index,
+                template,
+                params,
+            } => {
                 assert_eq!(route_index, 2);
                 assert_eq!(template, "/products/{product_id}");
                 assert_eq!(params, vec![("product_id".to_string(), "a b".to_string())]);
@@ -169,11 +178,19 @@ mod tests {
             _ => panic!("expected a match"),
         }
         match table.lookup(&http::Method::DELETE, "/products/1") {
-            RouteMatch::MethodNotAllowed { allowed, .. } => assert_eq!(allowed, vec![Method::Get, Method::Put]),
+            RouteMatch::MethodNotAllowed { allowed, .. } => {
+                assert_eq!(allowed, vec![Method::Get, Method::Put])
+            }
             _ => panic!("expected 405"),
         }
-        assert!(matches!(table.lookup(&http::Method::GET, "/nope"), RouteMatch::NotFound));
-        assert!(matches!(table.lookup(&http::Method::GET, "/products/1/reserve"), RouteMatch::MethodNotAllowed { .. }));
+        assert!(matches!(
+            table.lookup(&http::Method::GET, "/nope"),
+            RouteMatch::NotFound
+        ));
+        assert!(matches!(
+            table.lookup(&http::Method::GET, "/products/1/reserve"),
+            RouteMatch::MethodNotAllowed { .. }
+        ));
     }
 
     #[test]
