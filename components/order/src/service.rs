@@ -1009,7 +1009,7 @@ mod tests {
             .collect();
         assert_eq!(
             order_ids,
-            vec![first.id.into(), second.id.into(), third.id.into()],
+            vec![Value::from(first.id), Value::from(second.id), Value::from(third.id)],
             "oldest first"
         );
         assert!(w.store.outbox().is_empty());
