@@ -12,8 +12,10 @@
 //! - `conventions`: what the host does for every service (CORS, request ids, errors, docs, metrics).
 //! - `user`, `product`, `order`, `notification`: the contract of each service, row by row.
 //! - `isolation`: traps, endless loops, memory exhaustion, refused imports.
+//! - `degraded`: a backing service that is down.
 
 mod conventions;
+mod degraded;
 mod isolation;
 mod notification;
 mod order;
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         order::tests(),
         notification::tests(),
         isolation::tests(),
+        degraded::tests(),
     ]
     .into_iter()
     .flatten()
