@@ -69,9 +69,13 @@ impl Request {
         lookup(&self.params, name)
     }
 
-    /// The first query parameter of that name.
+    /// The query parameter of that name; the last one when it is repeated, as FastAPI reads it.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        lookup(&self.query, name)
+        self.query
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// A header by lower-case name.
