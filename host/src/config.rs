@@ -27,6 +27,14 @@
 //! validate_url = "http://127.0.0.1:8001/validate-token"
 //! timeout_ms = 5000
 //!
+//! [state]
+//! dir = ".platform"                 # deployed versions, compiled code, the admin token
+//! history_limit = 10                # versions kept per service
+//!
+//! [admin]                           # the API `platform deploy / rollback / ps` talk to
+//! bind = "127.0.0.1:9000"           # a non-loopback address needs PLATFORM_ADMIN_TOKEN
+//! max_upload_mb = 64                # largest component a deploy may send
+//!
 //! [identity]                        # the identity-provider capability (user service)
 //! access_token_expire_minutes = 30  # env ACCESS_TOKEN_EXPIRE_MINUTES
 //! bcrypt_cost = 12
@@ -36,6 +44,7 @@
 //! port = 8003
 //! component = "target/wasm32-wasip2/release/order.wasm"
 //! build = "cargo build --release --target wasm32-wasip2 -p order"
+//! watch = ["components/order", "components/guest"]   # `platform up --watch` rebuilds on change
 //! database = "order_service"        # created if missing; migrations/<service>/ applied
 //! grants = ["database", "messaging", "outgoing-http", "config", "logging"]
 //! allowed_hosts = ["127.0.0.1:8002"]   # outgoing-http targets
@@ -90,6 +99,10 @@ pub struct PlatformConfig {
     pub auth: AuthConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
     pub services: BTreeMap<String, ServiceConfig>,
     /// Directory the relative paths are resolved against (the config file's directory).
     #[serde(skip)]
@@ -214,6 +227,48 @@ impl Default for IdentityConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    pub dir: PathBuf,
+    pub history_limit: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from(".platform"),
+            history_limit: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub bind: String,
+    pub max_upload_mb: u64,
+    /// Only from the environment (`PLATFORM_ADMIN_TOKEN`), never from the file.
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            bind: "127.0.0.1:9000".into(),
+            max_upload_mb: 64,
+            token: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    pub fn max_upload_bytes(&self) -> usize {
+        (self.max_upload_mb as usize) * 1024 * 1024
+    }
+}
+
 /// The capabilities a service can be granted; each is one WIT interface.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
@@ -263,6 +318,9 @@ pub struct ServiceConfig {
     pub component: PathBuf,
     #[serde(default)]
     pub build: Option<String>,
+    /// Files or folders whose changes `platform up --watch` rebuilds and redeploys on.
+    #[serde(default)]
+    pub watch: Vec<PathBuf>,
     #[serde(default)]
     pub database: Option<String>,
     #[serde(default)]
@@ -362,6 +420,10 @@ impl PlatformConfig {
             self.messaging.url = url;
         }
         self.identity.jwt_secret = env("JWT_SECRET").filter(|secret| !secret.is_empty());
+        self.admin.token = env("PLATFORM_ADMIN_TOKEN").filter(|token| !token.is_empty());
+        if let Some(bind) = env("PLATFORM_ADMIN_BIND") {
+            self.admin.bind = bind;
+        }
         if let Some(minutes) = env("ACCESS_TOKEN_EXPIRE_MINUTES") {
             self.identity.access_token_expire_minutes = minutes.parse().map_err(|_| {
                 ConfigError::Invalid(format!(
@@ -400,6 +462,12 @@ impl PlatformConfig {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
         if self.services.is_empty() {
             return invalid("no [services.<name>] defined".into());
+        }
+        if self.state.history_limit == 0 {
+            return invalid("state.history_limit must be at least 1".into());
+        }
+        if self.admin.max_upload_mb == 0 {
+            return invalid("admin.max_upload_mb must be positive".into());
         }
         if !(4..=31).contains(&self.identity.bcrypt_cost) {
             return invalid("identity.bcrypt_cost must be within 4..=31".into());

@@ -1,18 +1,21 @@
 //! Assembles a running platform from its configuration: backends, capabilities, the
-//! services' components, HTTP listeners and AMQP consumers.
+//! services' components (the last deployed versions), HTTP listeners, AMQP consumers and
+//! the admin API.
 
 use crate::capabilities::auth::TokenValidator;
 use crate::capabilities::cache::{CacheBackend, RedisCache, ServiceCache};
-use crate::capabilities::database::{DatabaseBackend, PostgresBackend, PostgresSetupError};
+use crate::capabilities::database::{DatabaseBackend, MigrateDatabaseError, PostgresBackend, PostgresSetupError};
 use crate::capabilities::identity::IdentityProvider;
 use crate::capabilities::messaging::{AmqpPublisher, MessagePublisher, ServicePublisher};
 use crate::capabilities::outgoing_http::{http_client, OutgoingHttp};
 use crate::capabilities::ServiceCapabilities;
 use crate::config::{Capability, PlatformConfig, ServiceConfig};
+use crate::ingress::admin::AdminApi;
 use crate::ingress::http::{HttpSettings, ServiceEndpoint};
 use crate::ingress::metrics::ServiceMetrics;
-use crate::ingress::{amqp, http};
-use crate::runtime::{ComponentVersion, DeployedService, LoadComponentError, Runtime};
+use crate::ingress::{admin, amqp, http};
+use crate::runtime::{ComponentVersion, DeployedService, LoadComponentError, Registry, Runtime};
+use crate::state::{DeploySource, StateDir, StateError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +38,17 @@ pub enum StartError {
         service: String,
         cause: PostgresSetupError,
     },
+    #[error("service `{service}`: {cause}")]
+    Migrations {
+        service: String,
+        cause: MigrateDatabaseError,
+    },
+    #[error("state directory: {0}")]
+    State(StateError),
+    #[error("admin.bind `{0}` is not a loopback address: set PLATFORM_ADMIN_TOKEN to expose the admin API")]
+    AdminExposed(String),
+    #[error("admin.bind `{0}` is not an address:port")]
+    AdminAddress(String),
     #[error("service `{service}`: cannot read component {path}: {cause} (build it with `platform build {service}`)")]
     ComponentMissing {
         service: String,
@@ -57,8 +71,9 @@ pub enum StartError {
 
 /// A started platform: its services and the tasks serving them.
 pub struct Platform {
-    pub services: Vec<Arc<DeployedService>>,
+    pub registry: Arc<Registry>,
     pub addresses: Vec<(String, SocketAddr)>,
+    pub admin_address: SocketAddr,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -81,14 +96,23 @@ impl Platform {
             .map(ServiceConfig::memory_limit_bytes)
             .max()
             .unwrap_or(64 << 20);
-        let runtime = Runtime::new(max_memory).map_err(StartError::Runtime)?;
+        let state = Arc::new(
+            StateDir::open(&config.resolve(&config.state.dir), config.state.history_limit).map_err(StartError::State)?,
+        );
+        let runtime = Runtime::new(max_memory, Some(state.clone())).map_err(StartError::Runtime)?;
         let shared = SharedBackends::new(config)?;
 
         let loads = config
             .services
             .iter()
-            .map(|(name, service)| load_service(&runtime, config, &shared, name, service));
+            .map(|(name, service)| load_service(&runtime, &state, config, &shared, name, service));
         let services = futures::future::try_join_all(loads).await?;
+
+        let admin_listener = admin_listener(config).await?;
+        let admin_token = match &config.admin.token {
+            Some(token) => token.clone(),
+            None => state.admin_token().map_err(StartError::State)?,
+        };
 
         let settings = HttpSettings {
             cors_origins: config.host.cors_origins.clone(),
@@ -139,13 +163,28 @@ impl Platform {
                 "serving"
             );
         }
+        let registry = Arc::new(Registry::new(runtime, state, services));
+        let admin_address = admin_listener.local_addr().expect("a bound listener has an address");
+        let admin_api = Arc::new(AdminApi {
+            registry: registry.clone(),
+            token: admin_token,
+            max_upload_bytes: config.admin.max_upload_bytes(),
+        });
+        tasks.spawn(admin::serve(admin_api, admin_listener, shutdown.clone()));
+        tracing::info!(address = %admin_address, "admin API listening");
         tasks.close();
         Ok(Platform {
-            services,
+            registry,
             addresses,
+            admin_address,
             shutdown,
             tasks,
         })
+    }
+
+    /// Cancelled when the platform shuts down: for tasks started beside it (`--watch`).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 
     /// Stops accepting work and waits for requests and messages in progress to finish.
@@ -153,6 +192,24 @@ impl Platform {
         self.shutdown.cancel();
         self.tasks.wait().await;
     }
+}
+
+/// Binds the admin API, refusing a non-loopback address unless a token was configured.
+async fn admin_listener(config: &PlatformConfig) -> Result<TcpListener, StartError> {
+    let bind = &config.admin.bind;
+    let address: SocketAddr = tokio::net::lookup_host(bind)
+        .await
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| StartError::AdminAddress(bind.clone()))?;
+    if !address.ip().is_loopback() && config.admin.token.is_none() {
+        return Err(StartError::AdminExposed(bind.clone()));
+    }
+    TcpListener::bind(address).await.map_err(|cause| StartError::Bind {
+        service: "admin API".into(),
+        address: bind.clone(),
+        cause,
+    })
 }
 
 impl SharedBackends {
@@ -215,31 +272,34 @@ impl SharedBackends {
 
 async fn load_service(
     runtime: &Runtime,
+    state: &StateDir,
     config: &PlatformConfig,
     shared: &SharedBackends,
     name: &str,
     service: &ServiceConfig,
 ) -> Result<Arc<DeployedService>, StartError> {
-    let database: Option<Arc<dyn DatabaseBackend>> =
-        match (&service.database, service.is_granted(Capability::Database)) {
-            (Some(database), true) => {
-                let migrations = config.resolve(&config.database.migrations).join(name);
-                let backend = PostgresBackend::connect(
-                    &config.database.url,
-                    database,
-                    &migrations,
-                    config.database.max_connections,
-                    Duration::from_secs(config.database.acquire_timeout_seconds),
-                )
-                .await
-                .map_err(|cause| StartError::Database {
-                    service: name.to_string(),
-                    cause,
-                })?;
-                Some(Arc::new(backend))
-            }
-            _ => None,
-        };
+    let migrations = config.resolve(&config.database.migrations).join(name);
+    let database: Option<Arc<dyn DatabaseBackend>> = match (&service.database, service.is_granted(Capability::Database)) {
+        (Some(database), true) => {
+            let backend = PostgresBackend::connect(
+                &config.database.url,
+                database,
+                config.database.max_connections,
+                Duration::from_secs(config.database.acquire_timeout_seconds),
+            )
+            .await
+            .map_err(|cause| StartError::Database {
+                service: name.to_string(),
+                cause,
+            })?;
+            backend.migrate(&migrations).await.map_err(|cause| StartError::Migrations {
+                service: name.to_string(),
+                cause,
+            })?;
+            Some(Arc::new(backend))
+        }
+        _ => None,
+    };
     let capabilities = Arc::new(ServiceCapabilities {
         service: name.to_string(),
         database,
@@ -278,26 +338,47 @@ async fn load_service(
         config: service.config.clone().into_iter().collect(),
     });
 
-    let path = config.resolve(&service.component);
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|cause| StartError::ComponentMissing {
-            service: name.to_string(),
-            path: path.clone(),
-            cause,
-        })?;
-    let version = ComponentVersion::load(runtime, name, service, &capabilities, bytes)
+
+    // A restart comes back with the last deployed version; the first start takes the
+    // component `platform.toml` names and records it.
+    let history = state.history(name).map_err(StartError::State)?;
+    let (bytes, restored, origin) = match history.last() {
+        Some(last) => {
+            let bytes = state.component(name, &last.digest).map_err(StartError::State)?;
+            let origin = state.root().join("services").join(name).join(format!("{}.wasm", last.digest));
+            (bytes, Some(last.clone()), origin)
+        }
+        None => {
+            let path = config.resolve(&service.component);
+            let bytes = tokio::fs::read(&path).await.map_err(|cause| StartError::ComponentMissing {
+                service: name.to_string(),
+                path: path.clone(),
+                cause,
+            })?;
+            (bytes, None, path)
+        }
+    };
+    let bytes = Arc::new(bytes);
+    let mut version = ComponentVersion::load(runtime, name, service, &capabilities, bytes.clone(), DeploySource::Up)
         .await
         .map_err(|cause| StartError::ComponentRefused {
             service: name.to_string(),
-            path: path.clone(),
+            path: origin,
             cause,
         })?;
-    tracing::info!(service = name, digest = %version.short_digest(), routes = version.routes.len(), "component loaded");
-    Ok(Arc::new(DeployedService::new(
-        name,
-        service.clone(),
-        capabilities,
-        version,
-    )))
+    match restored {
+        Some(record) => version.record = record,
+        None => state
+            .record(name, &bytes, version.record.clone())
+            .map_err(StartError::State)?,
+    }
+    tracing::info!(
+        service = name,
+        version = %version.short_digest(),
+        deployed_at = %version.record.deployed_at,
+        compiled = ?version.compiled_from,
+        routes = version.routes.len(),
+        "component loaded"
+    );
+    Ok(Arc::new(DeployedService::new(name, service.clone(), capabilities, migrations, version)))
 }

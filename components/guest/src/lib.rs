@@ -48,3 +48,10 @@ pub fn log_warn(message: &str) {
 pub fn log_error(message: &str) {
     logging::log(logging::Level::Error, message);
 }
+
+/// The health check of a service that cannot work without its database: one `SELECT 1`.
+pub fn database_health() -> Result<(), String> {
+    database::query("SELECT 1", &[])
+        .map(|_| ())
+        .map_err(|error| format!("database: {error:?}"))
+}

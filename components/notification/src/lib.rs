@@ -29,6 +29,10 @@ impl http_handler::Guest for Component {
     fn handle(request: Request) -> Response {
         routes::handle(&request)
     }
+
+    fn health() -> Result<(), String> {
+        platform_guest::database_health()
+    }
 }
 
 impl message_handler::Guest for Component {

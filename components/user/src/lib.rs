@@ -40,6 +40,10 @@ mod component {
         fn handle(request: Request) -> Response {
             crate::routes::handle(request)
         }
+
+        fn health() -> Result<(), String> {
+            platform_guest::database_health()
+        }
     }
 
     impl message_handler::Guest for Component {

@@ -1,10 +1,13 @@
-//! `platform build [service...]`: runs the services' build commands from platform.toml.
+//! `platform build [service...]`: runs the services' build commands from the configuration,
+//! one after the other, with a progress line each; the compiler's output is shown when a
+//! build fails.
 
+use super::{check_service, load_config, CommandError, CommandResult};
+use crate::build::{build_component, BuildComponentError};
 use crate::config::PlatformConfig;
-use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct BuildArgs {
@@ -12,62 +15,57 @@ pub struct BuildArgs {
     services: Vec<String>,
 }
 
-pub fn run(config_path: &Path, args: BuildArgs) -> anyhow::Result<()> {
-    let config = PlatformConfig::load(config_path)?;
-    let names: Vec<String> = if args.services.is_empty() {
-        config.services.keys().cloned().collect()
+pub fn run(config_path: &Path, args: BuildArgs) -> CommandResult {
+    let config = load_config(config_path)?;
+    for service in &args.services {
+        check_service(&config, service)?;
+    }
+    let services: Vec<String> = if args.services.is_empty() {
+        config
+            .services
+            .iter()
+            .filter(|(_, service)| service.build.is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
     } else {
-        for name in &args.services {
-            if !config.services.contains_key(name) {
-                bail!(
-                    "unknown service `{name}`; {} defines: {}",
-                    config_path.display(),
-                    config
-                        .services
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-        }
         args.services
     };
-    for name in &names {
-        build_service(&config, name)?;
-    }
-    Ok(())
+    build_all(&config, &services)
 }
 
-/// Runs one service's build command in the configuration's directory.
-pub fn build_service(config: &PlatformConfig, name: &str) -> anyhow::Result<()> {
-    let service = &config.services[name];
-    let Some(command) = &service.build else {
-        eprintln!("{name}: no build command configured, skipped");
-        return Ok(());
-    };
-    eprintln!("{name}: building ({command})");
-    let started = Instant::now();
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(&config.base_dir)
-        .status()
-        .with_context(|| format!("service `{name}`: could not run `{command}`"))?;
-    if !status.success() {
-        bail!("service `{name}`: build failed ({status}); the compiler's output is above");
-    }
-    let artifact = config.resolve(&service.component);
-    if !artifact.exists() {
-        bail!(
-            "service `{name}`: the build succeeded but {} does not exist; check `component` in the configuration",
-            artifact.display()
+/// Builds `services` in order, stopping at the first failure.
+pub fn build_all(config: &PlatformConfig, services: &[String]) -> CommandResult {
+    let total = services.len();
+    for (index, service) in services.iter().enumerate() {
+        let progress = ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} [{prefix}] {msg} {elapsed}").expect("a valid template"),
         );
+        progress.set_prefix(format!("{}/{total}", index + 1));
+        progress.set_message(format!("building {service}"));
+        progress.enable_steady_tick(Duration::from_millis(120));
+        let started = Instant::now();
+        match build_component(config, service) {
+            Ok(artifact) => {
+                progress.finish_and_clear();
+                eprintln!(
+                    "[{}/{total}] {service}: built {} in {:.1?}",
+                    index + 1,
+                    artifact.display(),
+                    started.elapsed()
+                );
+            }
+            Err(BuildComponentError::Failed { output, status, .. }) => {
+                progress.finish_and_clear();
+                eprintln!("{output}");
+                return Err(CommandError::from(anyhow::anyhow!(
+                    "building `{service}` failed ({status}); the compiler's output is above"
+                )));
+            }
+            Err(error) => {
+                progress.finish_and_clear();
+                return Err(CommandError::from(error));
+            }
+        }
     }
-    eprintln!(
-        "{name}: built {} in {:.1?}",
-        artifact.display(),
-        started.elapsed()
-    );
     Ok(())
 }

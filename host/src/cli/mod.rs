@@ -1,7 +1,22 @@
 //! The `platform` command line: one module per subcommand.
+//!
+//! Exit codes scripts can rely on:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | done |
+//! | 1 | failed (a build failed, the host could not start, ...) |
+//! | 2 | usage: bad arguments, unknown service, file not found |
+//! | 3 | the host is not running (or not at the configured admin address) |
+//! | 4 | the host refused: component refused, unhealthy, wrong admin token, no such version |
 
 mod build;
+mod client;
+mod deploy;
+mod ps;
+mod rollback;
 mod up;
+mod versions;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -11,13 +26,7 @@ use std::process::ExitCode;
 #[command(name = "platform", version, about = "Runs services as Wasm components")]
 pub struct Cli {
     /// The platform configuration file.
-    #[arg(
-        long,
-        short,
-        global = true,
-        default_value = "platform.toml",
-        env = "PLATFORM_CONFIG"
-    )]
+    #[arg(long, short, global = true, default_value = "platform.toml", env = "PLATFORM_CONFIG")]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -29,19 +38,76 @@ enum Command {
     Up(up::UpArgs),
     /// Build service components with the build commands of the configuration.
     Build(build::BuildArgs),
+    /// Deploy a new version of a service into the running host.
+    Deploy(deploy::DeployArgs),
+    /// Go back to the previous (or a named) version of a service.
+    Rollback(rollback::RollbackArgs),
+    /// Show every service: port, version, state, requests and errors since its deploy.
+    Ps(ps::PsArgs),
+    /// Show the deploy history of a service, newest first.
+    Versions(versions::VersionsArgs),
 }
+
+/// A failed command: the error to print and the exit code that classifies it.
+#[derive(Debug)]
+pub struct CommandError {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl CommandError {
+    pub fn usage(error: impl Into<anyhow::Error>) -> CommandError {
+        CommandError { code: 2, error: error.into() }
+    }
+}
+
+/// Failures without a more precise exit code: 1.
+macro_rules! exit_code_one {
+    ($($error:ty),*) => {$(
+        impl From<$error> for CommandError {
+            fn from(error: $error) -> CommandError {
+                CommandError { code: 1, error: error.into() }
+            }
+        }
+    )*};
+}
+
+exit_code_one!(anyhow::Error, crate::build::BuildComponentError, crate::platform::StartError);
+
+pub type CommandResult = Result<(), CommandError>;
 
 /// Runs a parsed command line; errors are printed with their causes.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(&cli.config, args),
         Command::Build(args) => build::run(&cli.config, args),
+        Command::Deploy(args) => deploy::run(&cli.config, args),
+        Command::Rollback(args) => rollback::run(&cli.config, args),
+        Command::Ps(args) => ps::run(&cli.config, args),
+        Command::Versions(args) => versions::run(&cli.config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.code)
         }
     }
+}
+
+/// Loads the configuration; a missing or invalid file is a usage error.
+fn load_config(path: &std::path::Path) -> Result<crate::config::PlatformConfig, CommandError> {
+    crate::config::PlatformConfig::load(path).map_err(CommandError::usage)
+}
+
+/// Checks that `service` is defined in the configuration.
+fn check_service(config: &crate::config::PlatformConfig, service: &str) -> CommandResult {
+    if config.services.contains_key(service) {
+        return Ok(());
+    }
+    let known: Vec<&str> = config.services.keys().map(String::as_str).collect();
+    Err(CommandError::usage(anyhow::anyhow!(
+        "unknown service `{service}`; the configuration defines: {}",
+        known.join(", ")
+    )))
 }

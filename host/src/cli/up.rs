@@ -1,7 +1,8 @@
-//! `platform up`: run every service of the configuration until interrupted.
+//! `platform up`: run every service of the configuration until interrupted; with `--watch`,
+//! rebuild and hot-swap a service whenever its sources change.
 
-use super::build::build_service;
-use crate::config::PlatformConfig;
+use super::build::build_all;
+use super::{load_config, CommandResult};
 use crate::platform::Platform;
 use anyhow::Context;
 use std::path::Path;
@@ -12,21 +13,24 @@ pub struct UpArgs {
     /// Do not build components whose artifact is missing.
     #[arg(long)]
     no_build: bool,
+    /// Rebuild and hot-swap a service when a file under its `watch` paths changes.
+    #[arg(long)]
+    watch: bool,
 }
 
-pub fn run(config_path: &Path, args: UpArgs) -> anyhow::Result<()> {
+pub fn run(config_path: &Path, args: UpArgs) -> CommandResult {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
-    let config = PlatformConfig::load(config_path)?;
+    let config = load_config(config_path)?;
     if !args.no_build {
-        for (name, service) in &config.services {
-            if !config.resolve(&service.component).exists() {
-                build_service(&config, name)?;
-            }
-        }
+        let missing: Vec<String> = config
+            .services
+            .iter()
+            .filter(|(_, service)| service.build.is_some() && !config.resolve(&service.component).exists())
+            .map(|(name, _)| name.clone())
+            .collect();
+        build_all(&config, &missing)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -34,7 +38,15 @@ pub fn run(config_path: &Path, args: UpArgs) -> anyhow::Result<()> {
         .context("could not start the async runtime")?;
     runtime.block_on(async {
         let platform = Platform::start(&config).await?;
-        tracing::info!(services = platform.services.len(), "platform ready");
+        tracing::info!(services = platform.registry.services().count(), "platform ready");
+        if args.watch {
+            let watcher = crate::ingress::watch::watch(platform.registry.clone(), config.clone(), platform.shutdown_token());
+            tokio::spawn(async move {
+                if let Err(error) = watcher.await {
+                    tracing::error!(%error, "--watch is off");
+                }
+            });
+        }
         wait_for_signal().await;
         tracing::info!("shutting down: finishing requests and messages in progress");
         platform.shutdown().await;

@@ -2,9 +2,11 @@
 
 use crate::bindings::Service;
 use crate::capabilities::CallState;
+use crate::state::{write_atomically, StateDir};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances. Guests yield to the async scheduler at every tick, so a
@@ -16,12 +18,24 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct Runtime {
     pub engine: Engine,
     pub linker: Arc<Linker<CallState>>,
+    /// Where precompiled code is cached by digest (the state directory's `compiled/`).
+    compiled: Option<Arc<StateDir>>,
+    /// Identifies this engine build and configuration in cached file names: code compiled
+    /// by another wasmtime version or with other settings is never loaded.
+    engine_id: String,
+}
+
+/// How a component's machine code was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompiledFrom {
+    Cache,
+    Compiler,
 }
 
 impl Runtime {
     /// `max_memory_bytes` is the largest memory limit of any service: the pool's slots
     /// are sized for it.
-    pub fn new(max_memory_bytes: usize) -> wasmtime::Result<Runtime> {
+    pub fn new(max_memory_bytes: usize, compiled: Option<Arc<StateDir>>) -> wasmtime::Result<Runtime> {
         let mut pooling = PoolingAllocationConfig::default();
         pooling
             .total_component_instances(1000)
@@ -53,9 +67,43 @@ impl Runtime {
                 }
             })?;
 
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_id = format!("{:016x}", hasher.finish());
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
+            compiled,
+            engine_id,
         })
+    }
+
+    /// Compiles `bytes` (SHA-256 `digest`), or loads the code compiled for that digest
+    /// earlier. Blocking: call it from the blocking pool.
+    pub fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<(Component, CompiledFrom)> {
+        let Some(state) = &self.compiled else {
+            return Ok((Component::new(&self.engine, bytes)?, CompiledFrom::Compiler));
+        };
+        let path = state.compiled_path(digest, &self.engine_id);
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an engine with the
+            // same compatibility hash (it is in the name), into the host's own state
+            // directory; wasmtime checks the header again. A file that fails to load is
+            // compiled afresh below.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok((component, CompiledFrom::Cache)),
+                Err(error) => tracing::warn!(%error, path = %path.display(), "ignoring unreadable compiled code"),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        match component.serialize() {
+            Ok(code) => {
+                if let Err(error) = write_atomically(&path, &code) {
+                    tracing::warn!(%error, "could not cache compiled code");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not serialise compiled code"),
+        }
+        Ok((component, CompiledFrom::Compiler))
     }
 }

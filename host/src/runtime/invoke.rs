@@ -119,6 +119,19 @@ impl ComponentVersion {
         .await
     }
 
+    /// Calls the `health` export on a fresh instance: `Ok(Err(reason))` when the component
+    /// says it cannot serve.
+    pub async fn health(
+        &self,
+        capabilities: &Arc<ServiceCapabilities>,
+        limits: &CallLimits,
+    ) -> Result<Result<(), String>, CallError> {
+        self.with_instance(capabilities, limits, "health", |instance, mut store| async move {
+            instance.platform_service_http_handler().call_health(&mut store).await
+        })
+        .await
+    }
+
     pub(super) async fn route_table(
         &self,
         capabilities: &Arc<ServiceCapabilities>,

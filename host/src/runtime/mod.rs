@@ -5,8 +5,10 @@ mod component;
 mod deployed;
 mod engine;
 mod invoke;
+mod registry;
 
-pub use component::{ComponentVersion, LoadComponentError};
+pub use component::{digest, ComponentVersion, LoadComponentError};
 pub use deployed::DeployedService;
-pub use engine::Runtime;
+pub use engine::{CompiledFrom, Runtime};
 pub use invoke::{CallError, CallLimits};
+pub use registry::{DeployComponentError, DeployOutcome, Registry};

@@ -8,11 +8,24 @@ pub use postgres::{PostgresBackend, PostgresSetupError};
 use super::CallState;
 use crate::bindings::database::{DatabaseError, Host, HostTransaction, Rows, Value};
 use async_trait::async_trait;
+use std::path::{Path, PathBuf};
 use wasmtime::component::Resource;
+
+/// Why a service's migrations could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateDatabaseError {
+    #[error("cannot read the migrations in {path}: {cause}")]
+    Read { path: PathBuf, cause: String },
+    #[error("migrating database `{database}` failed: {cause}")]
+    Apply { database: String, cause: String },
+}
 
 /// A service's own database.
 #[async_trait]
 pub trait DatabaseBackend: Send + Sync {
+    /// Applies the migrations in `migrations` that the database has not seen yet (at start
+    /// and before a new version takes traffic). A missing folder means none.
+    async fn migrate(&self, migrations: &Path) -> Result<(), MigrateDatabaseError>;
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError>;
     async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError>;
     async fn begin(&self) -> Result<Box<dyn DatabaseTransaction>, DatabaseError>;

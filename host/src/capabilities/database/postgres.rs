@@ -1,7 +1,7 @@
 //! PostgreSQL through sqlx: one pool and one database per service, created if missing,
 //! with the service's migrations applied at start.
 
-use super::{DatabaseBackend, DatabaseTransaction};
+use super::{DatabaseBackend, DatabaseTransaction, MigrateDatabaseError};
 use crate::bindings::database::{DatabaseError, Rows, Value};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
@@ -37,48 +37,42 @@ pub enum PostgresSetupError {
 
 pub struct PostgresBackend {
     pool: PgPool,
+    database: String,
 }
 
 impl PostgresBackend {
-    /// Creates `database` on the server behind `server_url` if it does not exist, applies
-    /// the migrations found in `migrations` (if the folder exists) and opens a pool.
+    /// Creates `database` on the server behind `server_url` if it does not exist and opens
+    /// a pool on it.
     pub async fn connect(
         server_url: &str,
         database: &str,
-        migrations: &Path,
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<PostgresBackend, PostgresSetupError> {
         let server = PgConnectOptions::from_str(server_url).map_err(PostgresSetupError::Url)?;
         let redacted = redact(server_url);
-        let mut admin = tokio::time::timeout(
-            acquire_timeout.max(Duration::from_secs(5)),
-            server.connect(),
-        )
-        .await
-        .map_err(|_| PostgresSetupError::Connect {
-            url: redacted.clone(),
-            source: sqlx::Error::PoolTimedOut,
-        })?
-        .map_err(|source| PostgresSetupError::Connect {
-            url: redacted.clone(),
-            source,
-        })?;
-        let exists: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-                .bind(database)
-                .fetch_optional(&mut admin)
-                .await
-                .map_err(|source| PostgresSetupError::Connect {
-                    url: redacted.clone(),
-                    source,
-                })?;
+        let mut admin = tokio::time::timeout(acquire_timeout.max(Duration::from_secs(5)), server.connect())
+            .await
+            .map_err(|_| PostgresSetupError::Connect {
+                url: redacted.clone(),
+                source: sqlx::Error::PoolTimedOut,
+            })?
+            .map_err(|source| PostgresSetupError::Connect {
+                url: redacted.clone(),
+                source,
+            })?;
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(database)
+            .fetch_optional(&mut admin)
+            .await
+            .map_err(|source| PostgresSetupError::Connect {
+                url: redacted.clone(),
+                source,
+            })?;
         if exists.is_none() {
             // The name was checked to be [a-z0-9_-] when the config was loaded, so quoting it
             // as an identifier is safe; CREATE DATABASE takes no parameters.
-            let created = admin
-                .execute(format!("CREATE DATABASE \"{database}\"").as_str())
-                .await;
+            let created = admin.execute(format!("CREATE DATABASE \"{database}\"").as_str()).await;
             match created {
                 Ok(_) => tracing::info!(database, "created database"),
                 // Another host created it at the same moment: that is what we wanted.
@@ -93,28 +87,15 @@ impl PostgresBackend {
         }
         let _ = admin.close().await;
 
-        let options = server.database(database);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
-            .connect_lazy_with(options);
-        if migrations.is_dir() {
-            let migrator = sqlx::migrate::Migrator::new(migrations)
-                .await
-                .map_err(|source| PostgresSetupError::Migrations {
-                    path: migrations.display().to_string(),
-                    source,
-                })?;
-            migrator
-                .run(&pool)
-                .await
-                .map_err(|source| PostgresSetupError::Migrate {
-                    database: database.into(),
-                    source,
-                })?;
-        }
-        Ok(PostgresBackend { pool })
+            .connect_lazy_with(server.database(database));
+        Ok(PostgresBackend {
+            pool,
+            database: database.to_string(),
+        })
     }
 }
 
@@ -260,6 +241,22 @@ fn classify(error: sqlx::Error) -> DatabaseError {
 
 #[async_trait]
 impl DatabaseBackend for PostgresBackend {
+    async fn migrate(&self, migrations: &Path) -> Result<(), MigrateDatabaseError> {
+        if !migrations.is_dir() {
+            return Ok(());
+        }
+        let migrator = sqlx::migrate::Migrator::new(migrations)
+            .await
+            .map_err(|cause| MigrateDatabaseError::Read {
+                path: migrations.to_path_buf(),
+                cause: cause.to_string(),
+            })?;
+        migrator.run(&self.pool).await.map_err(|cause| MigrateDatabaseError::Apply {
+            database: self.database.clone(),
+            cause: cause.to_string(),
+        })
+    }
+
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
         to_rows(
             bind(sql, params)?

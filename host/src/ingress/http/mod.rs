@@ -283,6 +283,7 @@ async fn route(
             }
         }
     };
+    version.count_request(response.status().is_server_error());
     (response, template)
 }
 
@@ -421,7 +422,7 @@ fn builtin(endpoint: &ServiceEndpoint, method: &Method, path: &str) -> Option<Ht
                 "status": "healthy",
                 "service": service.name,
                 "version": version.short_digest(),
-                "component": { "digest": version.digest, "loaded_at": version.loaded_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) },
+                "component": { "digest": version.digest(), "deployed_at": version.record.deployed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "source": version.record.source.as_str() },
             });
             if !service.config.subscriptions.is_empty() {
                 let connected = service.broker_connected.load(Ordering::Relaxed);

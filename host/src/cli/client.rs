@@ -1,0 +1,139 @@
+//! The CLI's side of the admin API: where the host listens, the token, and errors that say
+//! what to do.
+
+use super::CommandError;
+use crate::capabilities::outgoing_http::{http_client, HttpClient};
+use crate::config::PlatformConfig;
+use crate::ingress::admin::api::ErrorBody;
+use crate::state::StateDir;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde::de::DeserializeOwned;
+
+/// Why an admin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminCallError {
+    #[error("the platform host is not running at {address} ({cause}); start it with `platform up`")]
+    Unreachable { address: String, cause: String },
+    #[error("{message}")]
+    Refused { status: u16, message: String },
+    #[error("unexpected answer from the host at {address}: {cause}")]
+    Protocol { address: String, cause: String },
+}
+
+impl From<AdminCallError> for CommandError {
+    fn from(error: AdminCallError) -> CommandError {
+        let code = match error {
+            AdminCallError::Unreachable { .. } => 3,
+            AdminCallError::Refused { status: 404, .. } => 2,
+            AdminCallError::Refused { .. } => 4,
+            AdminCallError::Protocol { .. } => 1,
+        };
+        CommandError { code, error: error.into() }
+    }
+}
+
+pub struct AdminClient {
+    http: HttpClient,
+    base: String,
+    token: Option<String>,
+}
+
+impl AdminClient {
+    /// The admin API of the host that runs `config`: its address from `[admin] bind`
+    /// (a wildcard address is reached on loopback), its token from `PLATFORM_ADMIN_TOKEN`
+    /// or the state directory.
+    pub fn new(config: &PlatformConfig) -> AdminClient {
+        let bind = config.admin.bind.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
+        let token = config
+            .admin
+            .token
+            .clone()
+            .or_else(|| StateDir::existing_admin_token(&config.resolve(&config.state.dir)));
+        AdminClient {
+            http: http_client(),
+            base: format!("http://{bind}"),
+            token,
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, AdminCallError> {
+        self.call(http::Method::GET, path, Bytes::new(), "application/json").await
+    }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: Bytes, content_type: &str) -> Result<T, AdminCallError> {
+        self.call(http::Method::POST, path, body, content_type).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<T, AdminCallError> {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(http::header::CONTENT_TYPE, content_type);
+        if let Some(token) = &self.token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(body)).map_err(|error| AdminCallError::Protocol {
+            address: self.base.clone(),
+            cause: error.to_string(),
+        })?;
+        let response = self.http.request(request).await.map_err(|error| AdminCallError::Unreachable {
+            address: self.base.clone(),
+            cause: error_chain(&error),
+        })?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| AdminCallError::Protocol {
+                address: self.base.clone(),
+                cause: error.to_string(),
+            })?
+            .to_bytes();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|error| error.error)
+                .unwrap_or_else(|_| format!("the host answered {status}"));
+            return Err(AdminCallError::Refused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|error| AdminCallError::Protocol {
+            address: self.base.clone(),
+            cause: error.to_string(),
+        })
+    }
+}
+
+/// `connection refused` rather than hyper's outer "client error (Connect)".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut innermost = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        innermost = cause.to_string();
+        source = cause.source();
+    }
+    innermost
+}
+
+/// A current-thread runtime for one CLI call.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
+/// `2026-11-26 07:36:36` in UTC, for tables.
+pub fn short_time(time: &chrono::DateTime<chrono::Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M:%S").to_string()
+}

@@ -1,0 +1,60 @@
+//! `platform deploy <service> [file.wasm]`: sends a new version to the running host.
+
+use super::client::{block_on, AdminClient};
+use super::{check_service, load_config, CommandError, CommandResult};
+use crate::ingress::admin::api::Deployed;
+use anyhow::anyhow;
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    /// The service to deploy to.
+    service: String,
+    /// The component (default: the service's built artifact from the configuration).
+    file: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(config_path: &Path, args: DeployArgs) -> CommandResult {
+    let config = load_config(config_path)?;
+    check_service(&config, &args.service)?;
+    let file = match &args.file {
+        Some(file) => file.clone(),
+        None => config.resolve(&config.services[&args.service].component),
+    };
+    let bytes = std::fs::read(&file).map_err(|error| {
+        let hint = if args.file.is_none() {
+            format!(" (build it with `platform build {}`)", args.service)
+        } else {
+            String::new()
+        };
+        CommandError::usage(anyhow!("cannot read {}: {error}{hint}", file.display()))
+    })?;
+    let client = AdminClient::new(&config);
+    let deployed: Deployed = block_on(client.post(
+        &format!("/v1/services/{}/deploy", args.service),
+        Bytes::from(bytes),
+        "application/wasm",
+    ))?;
+    print_deployed(&deployed, args.json);
+    Ok(())
+}
+
+/// The result of a deploy or rollback, for people or (`--json`) for scripts.
+pub fn print_deployed(deployed: &Deployed, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(deployed).expect("JSON of a record"));
+    } else {
+        println!(
+            "{}: now serving {} (was {}), swapped in {:.1} ms\ndigest: {}",
+            deployed.service,
+            deployed.version,
+            &deployed.previous[..12.min(deployed.previous.len())],
+            deployed.swap_ms,
+            deployed.digest
+        );
+    }
+}
