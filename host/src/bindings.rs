@@ -11,7 +11,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use platform::service::{
+pub use self::platform::service::{
     auth, cache, config, database, http_types, identity_provider, logging, messaging,
     messaging_types, outgoing_http,
 };

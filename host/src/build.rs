@@ -29,7 +29,10 @@ pub enum BuildComponentError {
 
 /// Runs the build command of `service` in the configuration's directory, capturing what it
 /// prints; returns the path of the built component.
-pub fn build_component(config: &PlatformConfig, service: &str) -> Result<PathBuf, BuildComponentError> {
+pub fn build_component(
+    config: &PlatformConfig,
+    service: &str,
+) -> Result<PathBuf, BuildComponentError> {
     let settings = &config.services[service];
     let command = settings
         .build

@@ -4,7 +4,9 @@
 
 use crate::capabilities::auth::TokenValidator;
 use crate::capabilities::cache::{CacheBackend, RedisCache, ServiceCache};
-use crate::capabilities::database::{DatabaseBackend, MigrateDatabaseError, PostgresBackend, PostgresSetupError};
+use crate::capabilities::database::{
+    DatabaseBackend, MigrateDatabaseError, PostgresBackend, PostgresSetupError,
+};
 use crate::capabilities::identity::IdentityProvider;
 use crate::capabilities::messaging::{AmqpPublisher, MessagePublisher, ServicePublisher};
 use crate::capabilities::outgoing_http::{http_client, OutgoingHttp};
@@ -97,7 +99,11 @@ impl Platform {
             .max()
             .unwrap_or(64 << 20);
         let state = Arc::new(
-            StateDir::open(&config.resolve(&config.state.dir), config.state.history_limit).map_err(StartError::State)?,
+            StateDir::open(
+                &config.resolve(&config.state.dir),
+                config.state.history_limit,
+            )
+            .map_err(StartError::State)?,
         );
         let runtime = Runtime::new(max_memory, Some(state.clone())).map_err(StartError::Runtime)?;
         let shared = SharedBackends::new(config)?;
@@ -164,7 +170,9 @@ impl Platform {
             );
         }
         let registry = Arc::new(Registry::new(runtime, state, services));
-        let admin_address = admin_listener.local_addr().expect("a bound listener has an address");
+        let admin_address = admin_listener
+            .local_addr()
+            .expect("a bound listener has an address");
         let admin_api = Arc::new(AdminApi {
             registry: registry.clone(),
             token: admin_token,
@@ -205,11 +213,13 @@ async fn admin_listener(config: &PlatformConfig) -> Result<TcpListener, StartErr
     if !address.ip().is_loopback() && config.admin.token.is_none() {
         return Err(StartError::AdminExposed(bind.clone()));
     }
-    TcpListener::bind(address).await.map_err(|cause| StartError::Bind {
-        service: "admin API".into(),
-        address: bind.clone(),
-        cause,
-    })
+    TcpListener::bind(address)
+        .await
+        .map_err(|cause| StartError::Bind {
+            service: "admin API".into(),
+            address: bind.clone(),
+            cause,
+        })
 }
 
 impl SharedBackends {
@@ -279,27 +289,31 @@ async fn load_service(
     service: &ServiceConfig,
 ) -> Result<Arc<DeployedService>, StartError> {
     let migrations = config.resolve(&config.database.migrations).join(name);
-    let database: Option<Arc<dyn DatabaseBackend>> = match (&service.database, service.is_granted(Capability::Database)) {
-        (Some(database), true) => {
-            let backend = PostgresBackend::connect(
-                &config.database.url,
-                database,
-                config.database.max_connections,
-                Duration::from_secs(config.database.acquire_timeout_seconds),
-            )
-            .await
-            .map_err(|cause| StartError::Database {
-                service: name.to_string(),
-                cause,
-            })?;
-            backend.migrate(&migrations).await.map_err(|cause| StartError::Migrations {
-                service: name.to_string(),
-                cause,
-            })?;
-            Some(Arc::new(backend))
-        }
-        _ => None,
-    };
+    let database: Option<Arc<dyn DatabaseBackend>> =
+        match (&service.database, service.is_granted(Capability::Database)) {
+            (Some(database), true) => {
+                let backend = PostgresBackend::connect(
+                    &config.database.url,
+                    database,
+                    config.database.max_connections,
+                    Duration::from_secs(config.database.acquire_timeout_seconds),
+                )
+                .await
+                .map_err(|cause| StartError::Database {
+                    service: name.to_string(),
+                    cause,
+                })?;
+                backend
+                    .migrate(&migrations)
+                    .await
+                    .map_err(|cause| StartError::Migrations {
+                        service: name.to_string(),
+                        cause,
+                    })?;
+                Some(Arc::new(backend))
+            }
+            _ => None,
+        };
     let capabilities = Arc::new(ServiceCapabilities {
         service: name.to_string(),
         database,
@@ -338,34 +352,49 @@ async fn load_service(
         config: service.config.clone().into_iter().collect(),
     });
 
-
     // A restart comes back with the last deployed version; the first start takes the
     // component `platform.toml` names and records it.
     let history = state.history(name).map_err(StartError::State)?;
     let (bytes, restored, origin) = match history.last() {
         Some(last) => {
-            let bytes = state.component(name, &last.digest).map_err(StartError::State)?;
-            let origin = state.root().join("services").join(name).join(format!("{}.wasm", last.digest));
+            let bytes = state
+                .component(name, &last.digest)
+                .map_err(StartError::State)?;
+            let origin = state
+                .root()
+                .join("services")
+                .join(name)
+                .join(format!("{}.wasm", last.digest));
             (bytes, Some(last.clone()), origin)
         }
         None => {
             let path = config.resolve(&service.component);
-            let bytes = tokio::fs::read(&path).await.map_err(|cause| StartError::ComponentMissing {
-                service: name.to_string(),
-                path: path.clone(),
-                cause,
-            })?;
+            let bytes =
+                tokio::fs::read(&path)
+                    .await
+                    .map_err(|cause| StartError::ComponentMissing {
+                        service: name.to_string(),
+                        path: path.clone(),
+                        cause,
+                    })?;
             (bytes, None, path)
         }
     };
     let bytes = Arc::new(bytes);
-    let mut version = ComponentVersion::load(runtime, name, service, &capabilities, bytes.clone(), DeploySource::Up)
-        .await
-        .map_err(|cause| StartError::ComponentRefused {
-            service: name.to_string(),
-            path: origin,
-            cause,
-        })?;
+    let mut version = ComponentVersion::load(
+        runtime,
+        name,
+        service,
+        &capabilities,
+        bytes.clone(),
+        DeploySource::Up,
+    )
+    .await
+    .map_err(|cause| StartError::ComponentRefused {
+        service: name.to_string(),
+        path: origin,
+        cause,
+    })?;
     match restored {
         Some(record) => version.record = record,
         None => state
@@ -380,5 +409,11 @@ async fn load_service(
         routes = version.routes.len(),
         "component loaded"
     );
-    Ok(Arc::new(DeployedService::new(name, service.clone(), capabilities, migrations, version)))
+    Ok(Arc::new(DeployedService::new(
+        name,
+        service.clone(),
+        capabilities,
+        migrations,
+        version,
+    )))
 }

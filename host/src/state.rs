@@ -57,7 +57,10 @@ pub struct DeployRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("{path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("{path} is not a valid deploy history: {cause}")]
     Corrupt {
         path: PathBuf,
@@ -80,7 +83,11 @@ pub struct StateDir {
 impl StateDir {
     /// Opens (creating it if needed) the state directory at `root`.
     pub fn open(root: &Path, history_limit: usize) -> Result<StateDir, StateError> {
-        for dir in [root.to_path_buf(), root.join("compiled"), root.join("services")] {
+        for dir in [
+            root.to_path_buf(),
+            root.join("compiled"),
+            root.join("services"),
+        ] {
             std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         }
         Ok(StateDir {
@@ -107,14 +114,18 @@ impl StateDir {
 
     /// Where the precompiled code of `digest` for an engine build lives.
     pub fn compiled_path(&self, digest: &str, engine: &str) -> PathBuf {
-        self.root.join("compiled").join(format!("{digest}-{engine}.cwasm"))
+        self.root
+            .join("compiled")
+            .join(format!("{digest}-{engine}.cwasm"))
     }
 
     /// The deploys of `service`, oldest first; empty for a service never deployed.
     pub fn history(&self, service: &str) -> Result<Vec<DeployRecord>, StateError> {
         let path = self.history_path(service);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|cause| StateError::Corrupt { path, cause }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|cause| StateError::Corrupt { path, cause })
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(cause) => Err(StateError::Io { path, cause }),
         }
@@ -128,7 +139,12 @@ impl StateDir {
 
     /// Stores `bytes` (if not stored yet) and appends `record` to the history of `service`,
     /// keeping the newest `history_limit` records and deleting components no record needs.
-    pub fn record(&self, service: &str, bytes: &[u8], record: DeployRecord) -> Result<(), StateError> {
+    pub fn record(
+        &self,
+        service: &str,
+        bytes: &[u8],
+        record: DeployRecord,
+    ) -> Result<(), StateError> {
         let dir = self.service_dir(service);
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         let component = self.component_path(service, &record.digest);
@@ -212,10 +228,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(dir.path(), 2).unwrap();
         assert!(state.history("shop").unwrap().is_empty());
-        state.record("shop", b"one", record("d1", DeploySource::Up)).unwrap();
-        state.record("shop", b"two", record("d2", DeploySource::Deploy)).unwrap();
-        state.record("shop", b"one", record("d1", DeploySource::Rollback)).unwrap();
-        state.record("shop", b"three", record("d3", DeploySource::Deploy)).unwrap();
+        state
+            .record("shop", b"one", record("d1", DeploySource::Up))
+            .unwrap();
+        state
+            .record("shop", b"two", record("d2", DeploySource::Deploy))
+            .unwrap();
+        state
+            .record("shop", b"one", record("d1", DeploySource::Rollback))
+            .unwrap();
+        state
+            .record("shop", b"three", record("d3", DeploySource::Deploy))
+            .unwrap();
 
         let history = state.history("shop").unwrap();
         let digests: Vec<&str> = history.iter().map(|r| r.digest.as_str()).collect();
@@ -223,7 +247,10 @@ mod tests {
         assert_eq!(history[0].source, DeploySource::Rollback);
         assert_eq!(state.component("shop", "d1").unwrap(), b"one");
         assert_eq!(state.component("shop", "d3").unwrap(), b"three");
-        assert!(state.component("shop", "d2").is_err(), "no record needs d2 any more");
+        assert!(
+            state.component("shop", "d2").is_err(),
+            "no record needs d2 any more"
+        );
     }
 
     #[test]
@@ -236,7 +263,10 @@ mod tests {
         assert_eq!(token.len(), 64);
         assert_eq!(state.admin_token().unwrap(), token);
         assert_eq!(StateDir::existing_admin_token(dir.path()), Some(token));
-        let mode = std::fs::metadata(dir.path().join("admin-token")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("admin-token"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

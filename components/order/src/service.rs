@@ -1009,7 +1009,11 @@ mod tests {
             .collect();
         assert_eq!(
             order_ids,
-            vec![Value::from(first.id), Value::from(second.id), Value::from(third.id)],
+            vec![
+                Value::from(first.id),
+                Value::from(second.id),
+                Value::from(third.id)
+            ],
             "oldest first"
         );
         assert!(w.store.outbox().is_empty());

@@ -288,6 +288,9 @@ fn release_stock(request: &Request) -> Handled {
 
 // ---------- request parsing ----------
 
+/// Validates a JSON object into an input type, reporting every field error.
+type BodyParser<T> = fn(&Map<String, Value>) -> Result<T, Vec<FieldError>>;
+
 /// Why a body could not be turned into its input type.
 #[derive(Debug)]
 enum BodyError {
@@ -300,7 +303,7 @@ enum BodyError {
 /// Reads the body as a JSON object and validates it with `parse`.
 fn body<T>(
     request: &Request,
-    parse: fn(&Map<String, Value>) -> Result<T, Vec<FieldError>>,
+    parse: BodyParser<T>,
 ) -> Result<T, BodyError> {
     if request.body.is_empty() {
         // FastAPI: a required body that was not sent at all.
@@ -328,7 +331,7 @@ fn body<T>(
 /// of both in one 422 (path first), as FastAPI does.
 fn id_and_body<T>(
     request: &Request,
-    parse: fn(&Map<String, Value>) -> Result<T, Vec<FieldError>>,
+    parse: BodyParser<T>,
 ) -> Result<(i64, T), Response> {
     let id = request.id_param("product_id");
     let body = body(request, parse);

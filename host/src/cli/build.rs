@@ -38,7 +38,8 @@ pub fn build_all(config: &PlatformConfig, services: &[String]) -> CommandResult 
     let total = services.len();
     for (index, service) in services.iter().enumerate() {
         let progress = ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} [{prefix}] {msg} {elapsed}").expect("a valid template"),
+            ProgressStyle::with_template("{spinner} [{prefix}] {msg} {elapsed}")
+                .expect("a valid template"),
         );
         progress.set_prefix(format!("{}/{total}", index + 1));
         progress.set_message(format!("building {service}"));

@@ -13,7 +13,9 @@ use serde::de::DeserializeOwned;
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminCallError {
-    #[error("the platform host is not running at {address} ({cause}); start it with `platform up`")]
+    #[error(
+        "the platform host is not running at {address} ({cause}); start it with `platform up`"
+    )]
     Unreachable { address: String, cause: String },
     #[error("{message}")]
     Refused { status: u16, message: String },
@@ -29,7 +31,10 @@ impl From<AdminCallError> for CommandError {
             AdminCallError::Refused { .. } => 4,
             AdminCallError::Protocol { .. } => 1,
         };
-        CommandError { code, error: error.into() }
+        CommandError {
+            code,
+            error: error.into(),
+        }
     }
 }
 
@@ -44,7 +49,11 @@ impl AdminClient {
     /// (a wildcard address is reached on loopback), its token from `PLATFORM_ADMIN_TOKEN`
     /// or the state directory.
     pub fn new(config: &PlatformConfig) -> AdminClient {
-        let bind = config.admin.bind.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
+        let bind = config
+            .admin
+            .bind
+            .replace("0.0.0.0", "127.0.0.1")
+            .replace("[::]", "[::1]");
         let token = config
             .admin
             .token
@@ -58,11 +67,18 @@ impl AdminClient {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, AdminCallError> {
-        self.call(http::Method::GET, path, Bytes::new(), "application/json").await
+        self.call(http::Method::GET, path, Bytes::new(), "application/json")
+            .await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: Bytes, content_type: &str) -> Result<T, AdminCallError> {
-        self.call(http::Method::POST, path, body, content_type).await
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<T, AdminCallError> {
+        self.call(http::Method::POST, path, body, content_type)
+            .await
     }
 
     async fn call<T: DeserializeOwned>(
@@ -79,14 +95,20 @@ impl AdminClient {
         if let Some(token) = &self.token {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        let request = request.body(Full::new(body)).map_err(|error| AdminCallError::Protocol {
-            address: self.base.clone(),
-            cause: error.to_string(),
-        })?;
-        let response = self.http.request(request).await.map_err(|error| AdminCallError::Unreachable {
-            address: self.base.clone(),
-            cause: error_chain(&error),
-        })?;
+        let request = request
+            .body(Full::new(body))
+            .map_err(|error| AdminCallError::Protocol {
+                address: self.base.clone(),
+                cause: error.to_string(),
+            })?;
+        let response =
+            self.http
+                .request(request)
+                .await
+                .map_err(|error| AdminCallError::Unreachable {
+                    address: self.base.clone(),
+                    cause: error_chain(&error),
+                })?;
         let status = response.status();
         let body = response
             .into_body()

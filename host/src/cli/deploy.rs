@@ -33,6 +33,14 @@ pub fn run(config_path: &Path, args: DeployArgs) -> CommandResult {
         };
         CommandError::usage(anyhow!("cannot read {}: {error}{hint}", file.display()))
     })?;
+    if bytes.len() > config.admin.max_upload_bytes() {
+        return Err(CommandError::usage(anyhow!(
+            "{} is {} bytes, more than admin.max_upload_mb ({} MiB) allows",
+            file.display(),
+            bytes.len(),
+            config.admin.max_upload_mb
+        )));
+    }
     let client = AdminClient::new(&config);
     let deployed: Deployed = block_on(client.post(
         &format!("/v1/services/{}/deploy", args.service),
@@ -46,7 +54,10 @@ pub fn run(config_path: &Path, args: DeployArgs) -> CommandResult {
 /// The result of a deploy or rollback, for people or (`--json`) for scripts.
 pub fn print_deployed(deployed: &Deployed, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(deployed).expect("JSON of a record"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(deployed).expect("JSON of a record")
+        );
     } else {
         println!(
             "{}: now serving {} (was {}), swapped in {:.1} ms\ndigest: {}",

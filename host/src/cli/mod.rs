@@ -26,7 +26,13 @@ use std::process::ExitCode;
 #[command(name = "platform", version, about = "Runs services as Wasm components")]
 pub struct Cli {
     /// The platform configuration file.
-    #[arg(long, short, global = true, default_value = "platform.toml", env = "PLATFORM_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "platform.toml",
+        env = "PLATFORM_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -57,7 +63,10 @@ pub struct CommandError {
 
 impl CommandError {
     pub fn usage(error: impl Into<anyhow::Error>) -> CommandError {
-        CommandError { code: 2, error: error.into() }
+        CommandError {
+            code: 2,
+            error: error.into(),
+        }
     }
 }
 
@@ -72,7 +81,11 @@ macro_rules! exit_code_one {
     )*};
 }
 
-exit_code_one!(anyhow::Error, crate::build::BuildComponentError, crate::platform::StartError);
+exit_code_one!(
+    anyhow::Error,
+    crate::build::BuildComponentError,
+    crate::platform::StartError
+);
 
 pub type CommandResult = Result<(), CommandError>;
 

@@ -16,7 +16,10 @@ pub fn run(config_path: &Path, args: PsArgs) -> CommandResult {
     let config = load_config(config_path)?;
     let services: Vec<ServiceStatus> = block_on(AdminClient::new(&config).get("/v1/services"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&services).expect("JSON of records"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&services).expect("JSON of records")
+        );
         return Ok(());
     }
     println!(

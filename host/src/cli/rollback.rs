@@ -22,7 +22,10 @@ pub struct RollbackArgs {
 pub fn run(config_path: &Path, args: RollbackArgs) -> CommandResult {
     let config = load_config(config_path)?;
     check_service(&config, &args.service)?;
-    let body = serde_json::to_vec(&RollbackRequest { to: args.to.clone() }).expect("JSON of a record");
+    let body = serde_json::to_vec(&RollbackRequest {
+        to: args.to.clone(),
+    })
+    .expect("JSON of a record");
     let client = AdminClient::new(&config);
     let deployed: Deployed = block_on(client.post(
         &format!("/v1/services/{}/rollback", args.service),

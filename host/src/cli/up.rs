@@ -19,15 +19,22 @@ pub struct UpArgs {
 }
 
 pub fn run(config_path: &Path, args: UpArgs) -> CommandResult {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        // Colours only on a terminal: logs redirected to a file stay plain text.
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let config = load_config(config_path)?;
     if !args.no_build {
         let missing: Vec<String> = config
             .services
             .iter()
-            .filter(|(_, service)| service.build.is_some() && !config.resolve(&service.component).exists())
+            .filter(|(_, service)| {
+                service.build.is_some() && !config.resolve(&service.component).exists()
+            })
             .map(|(name, _)| name.clone())
             .collect();
         build_all(&config, &missing)?;
@@ -38,9 +45,16 @@ pub fn run(config_path: &Path, args: UpArgs) -> CommandResult {
         .context("could not start the async runtime")?;
     runtime.block_on(async {
         let platform = Platform::start(&config).await?;
-        tracing::info!(services = platform.registry.services().count(), "platform ready");
+        tracing::info!(
+            services = platform.registry.services().count(),
+            "platform ready"
+        );
         if args.watch {
-            let watcher = crate::ingress::watch::watch(platform.registry.clone(), config.clone(), platform.shutdown_token());
+            let watcher = crate::ingress::watch::watch(
+                platform.registry.clone(),
+                config.clone(),
+                platform.shutdown_token(),
+            );
             tokio::spawn(async move {
                 if let Err(error) = watcher.await {
                     tracing::error!(%error, "--watch is off");

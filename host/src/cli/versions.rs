@@ -17,10 +17,14 @@ pub struct VersionsArgs {
 pub fn run(config_path: &Path, args: VersionsArgs) -> CommandResult {
     let config = load_config(config_path)?;
     check_service(&config, &args.service)?;
-    let versions: Vec<VersionEntry> =
-        block_on(AdminClient::new(&config).get(&format!("/v1/services/{}/versions", args.service)))?;
+    let versions: Vec<VersionEntry> = block_on(
+        AdminClient::new(&config).get(&format!("/v1/services/{}/versions", args.service)),
+    )?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&versions).expect("JSON of records"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&versions).expect("JSON of records")
+        );
         return Ok(());
     }
     println!("  {:<12}  {:<19}  {:<8}", "VERSION", "DEPLOYED (UTC)", "BY");

@@ -121,19 +121,30 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> AdminResponse {
         serde_json::to_vec(body).expect("JSON of plain records"),
     )));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> AdminResponse {
-    json(status, &api::ErrorBody { error: message.into() })
+    json(
+        status,
+        &api::ErrorBody {
+            error: message.into(),
+        },
+    )
 }
 
 /// Compares in time independent of where the strings differ.
 fn same_token(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 fn authorised(api: &AdminApi, request: &http::Request<Incoming>) -> bool {
@@ -147,23 +158,31 @@ fn authorised(api: &AdminApi, request: &http::Request<Incoming>) -> bool {
 
 async fn handle(api: &AdminApi, request: http::Request<Incoming>) -> AdminResponse {
     if !authorised(api, &request) {
+        // Read (and drop) what the client is sending, up to the upload limit, so that it
+        // gets this answer instead of a broken connection in the middle of its upload.
+        let _ = Limited::new(request.into_body(), api.max_upload_bytes)
+            .collect()
+            .await;
         let mut response = error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong admin token (PLATFORM_ADMIN_TOKEN, or the state directory's admin-token)",
         );
-        response
-            .headers_mut()
-            .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer"),
+        );
         return response;
     }
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (request.method(), segments.as_slice()) {
         (&Method::GET, ["v1", "services"]) => json(StatusCode::OK, &statuses(&api.registry)),
-        (&Method::GET, ["v1", "services", service, "versions"]) => match versions(&api.registry, service) {
-            Ok(entries) => json(StatusCode::OK, &entries),
-            Err(refused) => deploy_error(refused),
-        },
+        (&Method::GET, ["v1", "services", service, "versions"]) => {
+            match versions(&api.registry, service) {
+                Ok(entries) => json(StatusCode::OK, &entries),
+                Err(refused) => deploy_error(refused),
+            }
+        }
         (&Method::POST, ["v1", "services", service, "deploy"]) => {
             let service = service.to_string();
             let source = match request.uri().query() {
@@ -173,14 +192,33 @@ async fn handle(api: &AdminApi, request: http::Request<Incoming>) -> AdminRespon
             if let Err(refused) = api.registry.service(&service) {
                 return deploy_error(refused);
             }
-            let bytes = match Limited::new(request.into_body(), api.max_upload_bytes).collect().await {
+            let too_large = || {
+                let mut response = error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the component is larger than admin.max_upload_mb ({} bytes)",
+                        api.max_upload_bytes
+                    ),
+                );
+                // The body was not read, so the connection cannot carry another request.
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            };
+            let announced = request
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+            if announced.is_some_and(|length| length > api.max_upload_bytes as u64) {
+                return too_large();
+            }
+            let bytes = match Limited::new(request.into_body(), api.max_upload_bytes)
+                .collect()
+                .await
+            {
                 Ok(body) => body.to_bytes(),
-                Err(_) => {
-                    return error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("the component is larger than admin.max_upload_mb ({} bytes)", api.max_upload_bytes),
-                    )
-                }
+                Err(_) => return too_large(),
             };
             deployed(api.registry.deploy(&service, bytes.to_vec(), source).await)
         }
@@ -188,21 +226,33 @@ async fn handle(api: &AdminApi, request: http::Request<Incoming>) -> AdminRespon
             let service = service.to_string();
             let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
                 Ok(body) => body.to_bytes(),
-                Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "rollback request too large"),
+                Err(_) => {
+                    return error(StatusCode::PAYLOAD_TOO_LARGE, "rollback request too large")
+                }
             };
             let rollback: api::RollbackRequest = if body.is_empty() {
                 api::RollbackRequest::default()
             } else {
                 match serde_json::from_slice(&body) {
                     Ok(rollback) => rollback,
-                    Err(cause) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid rollback request: {cause}")),
+                    Err(cause) => {
+                        return error(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            format!("invalid rollback request: {cause}"),
+                        )
+                    }
                 }
             };
-            deployed(api.registry.rollback(&service, rollback.to.as_deref()).await)
+            deployed(
+                api.registry
+                    .rollback(&service, rollback.to.as_deref())
+                    .await,
+            )
         }
-        (_, ["v1", "services", ..]) => {
-            error(StatusCode::METHOD_NOT_ALLOWED, format!("{} {path} is not an admin call", request.method()))
-        }
+        (_, ["v1", "services", ..]) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} {path} is not an admin call", request.method()),
+        ),
         _ => error(StatusCode::NOT_FOUND, format!("no admin call at {path}")),
     }
 }
@@ -214,7 +264,9 @@ fn statuses(registry: &Registry) -> Vec<api::ServiceStatus> {
             let version = service.current.load();
             let (requests, errors) = version.request_counts();
             let broker_down = !service.config.subscriptions.is_empty()
-                && !service.broker_connected.load(std::sync::atomic::Ordering::Relaxed);
+                && !service
+                    .broker_connected
+                    .load(std::sync::atomic::Ordering::Relaxed);
             api::ServiceStatus {
                 name: service.name.clone(),
                 port: service.config.port,
@@ -222,7 +274,12 @@ fn statuses(registry: &Registry) -> Vec<api::ServiceStatus> {
                 digest: version.digest().to_string(),
                 deployed_at: version.record.deployed_at,
                 source: version.record.source,
-                state: if broker_down { "serving, broker unavailable" } else { "serving" }.to_string(),
+                state: if broker_down {
+                    "serving, broker unavailable"
+                } else {
+                    "serving"
+                }
+                .to_string(),
                 requests,
                 errors,
             }
@@ -230,8 +287,16 @@ fn statuses(registry: &Registry) -> Vec<api::ServiceStatus> {
         .collect()
 }
 
-fn versions(registry: &Registry, service: &str) -> Result<Vec<api::VersionEntry>, DeployComponentError> {
-    let current = registry.service(service)?.current.load().digest().to_string();
+fn versions(
+    registry: &Registry,
+    service: &str,
+) -> Result<Vec<api::VersionEntry>, DeployComponentError> {
+    let current = registry
+        .service(service)?
+        .current
+        .load()
+        .digest()
+        .to_string();
     let history = registry.history(service)?;
     let newest = history.len().saturating_sub(1);
     Ok(history
@@ -269,11 +334,14 @@ fn deployed(outcome: Result<DeployOutcome, DeployComponentError>) -> AdminRespon
 
 fn deploy_error(refused: DeployComponentError) -> AdminResponse {
     let status = match &refused {
-        DeployComponentError::UnknownService(_) | DeployComponentError::UnknownVersion { .. } => StatusCode::NOT_FOUND,
-        DeployComponentError::AmbiguousVersion(_) | DeployComponentError::NothingToRollBackTo(_) => StatusCode::CONFLICT,
-        DeployComponentError::Refused(_) | DeployComponentError::Migrations(_) | DeployComponentError::Unhealthy(_) => {
-            StatusCode::UNPROCESSABLE_ENTITY
+        DeployComponentError::UnknownService(_) | DeployComponentError::UnknownVersion { .. } => {
+            StatusCode::NOT_FOUND
         }
+        DeployComponentError::AmbiguousVersion(_)
+        | DeployComponentError::NothingToRollBackTo(_) => StatusCode::CONFLICT,
+        DeployComponentError::Refused(_)
+        | DeployComponentError::Migrations(_)
+        | DeployComponentError::Unhealthy(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DeployComponentError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if status.is_server_error() || status == StatusCode::UNPROCESSABLE_ENTITY {

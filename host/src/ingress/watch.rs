@@ -38,7 +38,11 @@ pub async fn watch(
         .iter()
         .filter(|(_, service)| service.build.is_some() && !service.watch.is_empty())
         .map(|(name, service)| {
-            let paths = service.watch.iter().map(|path| config.resolve(path)).collect();
+            let paths = service
+                .watch
+                .iter()
+                .map(|path| config.resolve(path))
+                .collect();
             (name.clone(), paths)
         })
         .collect();
@@ -79,7 +83,11 @@ pub async fn watch(
         };
         let services: Vec<&String> = watched
             .iter()
-            .filter(|(_, roots)| paths.iter().any(|path| roots.iter().any(|root| path.starts_with(root))))
+            .filter(|(_, roots)| {
+                paths
+                    .iter()
+                    .any(|path| roots.iter().any(|root| path.starts_with(root)))
+            })
             .map(|(name, _)| name)
             .collect();
         for service in services {

@@ -72,10 +72,13 @@ impl ComponentVersion {
         let digest = digest(&bytes);
         let compiler = runtime.clone();
         let key = digest.clone();
-        let (component, compiled_from) = tokio::task::spawn_blocking(move || compiler.compile(&key, &bytes))
-            .await
-            .map_err(|join| LoadComponentError::Compile(wasmtime::Error::msg(join.to_string())))?
-            .map_err(LoadComponentError::Compile)?;
+        let (component, compiled_from) =
+            tokio::task::spawn_blocking(move || compiler.compile(&key, &bytes))
+                .await
+                .map_err(|join| {
+                    LoadComponentError::Compile(wasmtime::Error::msg(join.to_string()))
+                })?
+                .map_err(LoadComponentError::Compile)?;
 
         check_imports(runtime, &component, service)?;
 
@@ -105,8 +108,10 @@ impl ComponentVersion {
             .await
             .map_err(LoadComponentError::RouteTable)?;
         version.router = RouteTable::build(&routes).map_err(LoadComponentError::InvalidRoutes)?;
-        let document = crate::ingress::http::openapi::document(service_name, version.short_digest(), &routes);
-        version.openapi = bytes::Bytes::from(serde_json::to_vec_pretty(&document).expect("JSON of a JSON value"));
+        let document =
+            crate::ingress::http::openapi::document(service_name, version.short_digest(), &routes);
+        version.openapi =
+            bytes::Bytes::from(serde_json::to_vec_pretty(&document).expect("JSON of a JSON value"));
         version.routes = routes;
         Ok(version)
     }
@@ -130,7 +135,10 @@ impl ComponentVersion {
 
     /// Requests answered and 5xx among them since this version was deployed.
     pub fn request_counts(&self) -> (u64, u64) {
-        (self.served.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed))
+        (
+            self.served.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+        )
     }
 }
 

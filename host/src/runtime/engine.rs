@@ -35,7 +35,10 @@ pub enum CompiledFrom {
 impl Runtime {
     /// `max_memory_bytes` is the largest memory limit of any service: the pool's slots
     /// are sized for it.
-    pub fn new(max_memory_bytes: usize, compiled: Option<Arc<StateDir>>) -> wasmtime::Result<Runtime> {
+    pub fn new(
+        max_memory_bytes: usize,
+        compiled: Option<Arc<StateDir>>,
+    ) -> wasmtime::Result<Runtime> {
         let mut pooling = PoolingAllocationConfig::default();
         pooling
             .total_component_instances(1000)
@@ -80,7 +83,11 @@ impl Runtime {
 
     /// Compiles `bytes` (SHA-256 `digest`), or loads the code compiled for that digest
     /// earlier. Blocking: call it from the blocking pool.
-    pub fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<(Component, CompiledFrom)> {
+    pub fn compile(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(Component, CompiledFrom)> {
         let Some(state) = &self.compiled else {
             return Ok((Component::new(&self.engine, bytes)?, CompiledFrom::Compiler));
         };
@@ -92,7 +99,9 @@ impl Runtime {
             // compiled afresh below.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(component) => return Ok((component, CompiledFrom::Cache)),
-                Err(error) => tracing::warn!(%error, path = %path.display(), "ignoring unreadable compiled code"),
+                Err(error) => {
+                    tracing::warn!(%error, path = %path.display(), "ignoring unreadable compiled code")
+                }
             }
         }
         let component = Component::new(&self.engine, bytes)?;

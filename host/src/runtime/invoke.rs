@@ -126,9 +126,17 @@ impl ComponentVersion {
         capabilities: &Arc<ServiceCapabilities>,
         limits: &CallLimits,
     ) -> Result<Result<(), String>, CallError> {
-        self.with_instance(capabilities, limits, "health", |instance, mut store| async move {
-            instance.platform_service_http_handler().call_health(&mut store).await
-        })
+        self.with_instance(
+            capabilities,
+            limits,
+            "health",
+            |instance, mut store| async move {
+                instance
+                    .platform_service_http_handler()
+                    .call_health(&mut store)
+                    .await
+            },
+        )
         .await
     }
 

@@ -32,7 +32,9 @@ pub enum DeployComponentError {
     Unhealthy(String),
     #[error("the deploy could not be recorded: {0}")]
     State(StateError),
-    #[error("`{service}` has no version `{version}` in its history (see `platform versions {service}`)")]
+    #[error(
+        "`{service}` has no version `{version}` in its history (see `platform versions {service}`)"
+    )]
     UnknownVersion { service: String, version: String },
     #[error("`{0}` matches several versions; give more digits")]
     AmbiguousVersion(String),
@@ -59,7 +61,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(runtime: Runtime, state: Arc<StateDir>, services: Vec<Arc<DeployedService>>) -> Registry {
+    pub fn new(
+        runtime: Runtime,
+        state: Arc<StateDir>,
+        services: Vec<Arc<DeployedService>>,
+    ) -> Registry {
         Registry {
             runtime,
             state,
@@ -80,7 +86,9 @@ impl Registry {
     /// The deploys of `service`, oldest first.
     pub fn history(&self, service: &str) -> Result<Vec<DeployRecord>, DeployComponentError> {
         self.service(service)?;
-        self.state.history(service).map_err(DeployComponentError::State)
+        self.state
+            .history(service)
+            .map_err(DeployComponentError::State)
     }
 
     /// Deploys `bytes` as the new version of `service`.
@@ -92,16 +100,24 @@ impl Registry {
     ) -> Result<DeployOutcome, DeployComponentError> {
         let service = self.service(service)?;
         let _serialised = service.deploy_lock.lock().await;
-        self.swap_in(service, Arc::new(bytes), source, Instant::now()).await
+        self.swap_in(service, Arc::new(bytes), source, Instant::now())
+            .await
     }
 
     /// Deploys the version before the current one, or the one whose digest starts with `to`.
-    pub async fn rollback(&self, service: &str, to: Option<&str>) -> Result<DeployOutcome, DeployComponentError> {
+    pub async fn rollback(
+        &self,
+        service: &str,
+        to: Option<&str>,
+    ) -> Result<DeployOutcome, DeployComponentError> {
         let started = Instant::now();
         let service = self.service(service)?;
         let _serialised = service.deploy_lock.lock().await;
         let current = service.current.load().digest().to_string();
-        let history = self.state.history(&service.name).map_err(DeployComponentError::State)?;
+        let history = self
+            .state
+            .history(&service.name)
+            .map_err(DeployComponentError::State)?;
         let target = match to {
             Some(prefix) => {
                 let matches: std::collections::BTreeSet<&str> = history
@@ -133,7 +149,8 @@ impl Registry {
             .state
             .component(&service.name, &target)
             .map_err(DeployComponentError::State)?;
-        self.swap_in(service, Arc::new(bytes), DeploySource::Rollback, started).await
+        self.swap_in(service, Arc::new(bytes), DeploySource::Rollback, started)
+            .await
     }
 
     async fn swap_in(

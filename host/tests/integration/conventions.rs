@@ -357,7 +357,8 @@ async fn metrics_label_requests_by_route_template(
 ) -> anyhow::Result<()> {
     let labels = [
         ("handler", "/products/{product_id}"),
-        ("method", "GET"),
+        // No other test sends PATCH, so this series counts only this test's request.
+        ("method", "PATCH"),
         ("status", "4xx"),
     ];
     let before = platform
@@ -365,10 +366,10 @@ async fn metrics_label_requests_by_route_template(
         .await?;
     let response = platform
         .http()
-        .get(platform.url("product", "/products/999999999"))
+        .patch(platform.url("product", "/products/999999999"))
         .send()
         .await?;
-    assert_eq!(response.status(), 404);
+    assert_eq!(response.status(), 405);
     let after = platform
         .metric("product", "http_requests_total", &labels)
         .await?;

@@ -2,9 +2,7 @@
 //! with 500; the host, the component's next requests and the other services carry on. A
 //! component importing an interface its service was not granted is refused at load.
 
-use crate::support::{
-    component_path, free_ports, set, Platform, RunNames, Test, AMQP_URL, POSTGRES_URL,
-};
+use crate::support::{fixture_config, Platform, RunNames, Test};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -15,52 +13,17 @@ pub fn tests() -> Vec<Test> {
     ]
 }
 
-/// Two services running the misbehaving fixture: `misbehaving` and `bystander`.
-fn fixture_config(names: &RunNames, grants: &[&str]) -> toml::Table {
-    let mut config = toml::Table::new();
-    set(&mut config, &["database", "url"], POSTGRES_URL.into());
-    set(
-        &mut config,
-        &["database", "migrations"],
-        "/nonexistent".into(),
-    );
-    set(
-        &mut config,
-        &["cache", "url"],
-        "redis://127.0.0.1:6379".into(),
-    );
-    set(&mut config, &["messaging", "url"], AMQP_URL.into());
-    set(
-        &mut config,
-        &["auth", "validate_url"],
-        "http://127.0.0.1:9/validate-token".into(),
-    );
-    let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
-    for (service, port) in ["misbehaving", "bystander"].into_iter().zip(free_ports(2)) {
-        let path = |key: &'static str| ["services", service, key];
-        set(&mut config, &path("port"), i64::from(port).into());
-        set(
-            &mut config,
-            &path("component"),
-            component_path("misbehaving").display().to_string().into(),
-        );
-        if grants.contains(&"database".to_string()) {
-            set(&mut config, &path("database"), names.name(service).into());
-        }
-        set(&mut config, &path("grants"), grants.clone().into());
-        set(&mut config, &path("memory_limit_mb"), 32.into());
-        set(&mut config, &path("request_timeout_ms"), 1500.into());
-    }
-    config
-}
-
 async fn traps_loops_and_memory_exhaustion_fail_one_request(
     _: &'static Platform,
 ) -> anyhow::Result<()> {
     let names = RunNames::new();
     let platform = Platform::start(
         names.clone(),
-        fixture_config(&names, &["database", "logging"]),
+        fixture_config(
+            &names,
+            &["misbehaving", "bystander"],
+            &["database", "logging"],
+        ),
     )
     .await?;
     let result = misbehave(&platform).await;
@@ -116,7 +79,12 @@ async fn misbehave(platform: &Platform) -> anyhow::Result<()> {
 
 async fn an_ungranted_import_is_refused_with_its_name(_: &'static Platform) -> anyhow::Result<()> {
     let names = RunNames::new();
-    let error = match Platform::start(names.clone(), fixture_config(&names, &["logging"])).await {
+    let error = match Platform::start(
+        names.clone(),
+        fixture_config(&names, &["misbehaving", "bystander"], &["logging"]),
+    )
+    .await
+    {
         Ok(platform) => {
             platform.stop().await;
             anyhow::bail!("a component importing `database` without the grant was loaded");

@@ -13,6 +13,8 @@
 //! - `user`, `product`, `order`, `notification`: the contract of each service, row by row.
 //! - `isolation`: traps, endless loops, memory exhaustion, refused imports.
 //! - `degraded`: a backing service that is down.
+//! - `swap`: deploy, rollback and `--watch` under load; refused versions; the admin token;
+//!   restarts from the state directory.
 
 mod conventions;
 mod degraded;
@@ -21,6 +23,7 @@ mod notification;
 mod order;
 mod product;
 mod support;
+mod swap;
 mod user;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -37,12 +40,16 @@ fn main() -> ExitCode {
         notification::tests(),
         isolation::tests(),
         degraded::tests(),
+        swap::tests(),
     ]
     .into_iter()
     .flatten()
     .collect();
     if arguments.list {
-        let trials = tests.into_iter().map(|test| Trial::test(test.name, || Ok(()))).collect();
+        let trials = tests
+            .into_iter()
+            .map(|test| Trial::test(test.name, || Ok(())))
+            .collect();
         return libtest_mimic::run(&arguments, trials).exit_code();
     }
 

@@ -49,29 +49,59 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the service components and the test fixture for `wasm32-wasip2`, once.
+/// Builds the service components and the test fixture for `wasm32-wasip2`, once, then the
+/// fixture's variants (see `host/tests/fixtures/misbehaving`), each copied to
+/// [`fixture_path`].
 pub fn build_components() -> anyhow::Result<()> {
-    let status = Command::new(env!("CARGO"))
+    cargo_build(&["user", "product", "order", "notification"], None)?;
+    let variants = workspace_root().join("target/fixtures");
+    std::fs::create_dir_all(&variants)?;
+    for (variant, source) in FIXTURE_VARIANTS {
+        let dir = variants.join(variant);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("version.rs"), source)?;
+        cargo_build(&["misbehaving"], Some(&dir))?;
+        std::fs::copy(component_path("misbehaving"), fixture_path(variant))?;
+    }
+    // Leave the default build in place, as a plain `cargo build` makes it.
+    cargo_build(&["misbehaving"], None)?;
+    Ok(())
+}
+
+/// The fixture's variants: its `version.rs` for each.
+const FIXTURE_VARIANTS: [(&str, &str); 4] = [
+    ("v1", "const VERSION: &str = \"v1\"; const HEALTHY: bool = true; const ROUTES_TRAP: bool = false;"),
+    ("v2", "const VERSION: &str = \"v2\"; const HEALTHY: bool = true; const ROUTES_TRAP: bool = false;"),
+    ("unhealthy", "const VERSION: &str = \"unhealthy\"; const HEALTHY: bool = false; const ROUTES_TRAP: bool = false;"),
+    ("routes-trap", "const VERSION: &str = \"routes-trap\"; const HEALTHY: bool = true; const ROUTES_TRAP: bool = true;"),
+];
+
+/// Runs `cargo build --release --target wasm32-wasip2` for `packages`, with the fixture's
+/// `version.rs` taken from `fixture_source` when given.
+pub fn cargo_build(packages: &[&str], fixture_source: Option<&Path>) -> anyhow::Result<()> {
+    let mut command = Command::new(env!("CARGO"));
+    command
         .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .args([
-            "-p",
-            "user",
-            "-p",
-            "product",
-            "-p",
-            "order",
-            "-p",
-            "notification",
-        ])
-        .args(["-p", "misbehaving"])
-        .current_dir(workspace_root())
+        .current_dir(workspace_root());
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    match fixture_source {
+        Some(dir) => command.env("FIXTURE_SOURCE_DIR", dir),
+        None => command.env_remove("FIXTURE_SOURCE_DIR"),
+    };
+    let status = command
         .status()
         .context("running cargo to build the components")?;
-    ensure!(
-        status.success(),
-        "building the components failed ({status})"
-    );
+    ensure!(status.success(), "building {packages:?} failed ({status})");
     Ok(())
+}
+
+/// A built variant of the fixture: `v1`, `v2`, `unhealthy` or `routes-trap`.
+pub fn fixture_path(variant: &str) -> PathBuf {
+    workspace_root()
+        .join("target/fixtures")
+        .join(format!("misbehaving-{variant}.wasm"))
 }
 
 pub fn component_path(crate_name: &str) -> PathBuf {
@@ -143,6 +173,11 @@ pub fn shop_config(names: &RunNames, ports: &BTreeMap<&str, u16>) -> toml::Table
         &["identity", "bcrypt_cost"],
         TEST_BCRYPT_COST.into(),
     );
+    set(
+        &mut config,
+        &["admin", "bind"],
+        format!("127.0.0.1:{}", free_ports(1)[0]).into(),
+    );
     for (service, port) in ports {
         let path = ["services", service];
         set(
@@ -213,12 +248,57 @@ pub fn set(table: &mut toml::Table, path: &[&str], value: toml::Value) {
     current.insert(last.to_string(), value);
 }
 
+/// Services that each run the fixture's `v1` (limits: 32 MiB, 1.5 s), granted `grants`.
+pub fn fixture_config(names: &RunNames, services: &[&str], grants: &[&str]) -> toml::Table {
+    let mut config = toml::Table::new();
+    set(&mut config, &["database", "url"], POSTGRES_URL.into());
+    set(
+        &mut config,
+        &["database", "migrations"],
+        "/nonexistent".into(),
+    );
+    set(
+        &mut config,
+        &["cache", "url"],
+        "redis://127.0.0.1:6379".into(),
+    );
+    set(&mut config, &["messaging", "url"], AMQP_URL.into());
+    set(
+        &mut config,
+        &["auth", "validate_url"],
+        "http://127.0.0.1:9/validate-token".into(),
+    );
+    set(
+        &mut config,
+        &["admin", "bind"],
+        format!("127.0.0.1:{}", free_ports(1)[0]).into(),
+    );
+    let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
+    for (service, port) in services.iter().zip(free_ports(services.len())) {
+        let path = |key: &'static str| ["services", service, key];
+        set(&mut config, &path("port"), i64::from(port).into());
+        set(
+            &mut config,
+            &path("component"),
+            fixture_path("v1").display().to_string().into(),
+        );
+        if grants.iter().any(|grant| grant == "database") {
+            set(&mut config, &path("database"), names.name(service).into());
+        }
+        set(&mut config, &path("grants"), grants.clone().into());
+        set(&mut config, &path("memory_limit_mb"), 32.into());
+        set(&mut config, &path("request_timeout_ms"), 1500.into());
+    }
+    config
+}
+
 /// A running `platform` process and everything its run created.
 pub struct Platform {
     pub names: RunNames,
     pub config: toml::Table,
     /// The secret tokens are signed with (tests forge tokens with it and with others).
     pub jwt_secret: String,
+    up_args: Vec<String>,
     child: Mutex<Option<Child>>,
     dir: tempfile::TempDir,
     http: reqwest::Client,
@@ -227,35 +307,98 @@ pub struct Platform {
 impl Platform {
     /// Writes `config`, starts the host with it and waits until every service is healthy.
     pub async fn start(names: RunNames, config: toml::Table) -> anyhow::Result<Platform> {
+        Platform::start_with(names, config, &[]).await
+    }
+
+    /// [`Platform::start`] with extra arguments for `platform up` (e.g. `--watch`).
+    pub async fn start_with(
+        names: RunNames,
+        config: toml::Table,
+        up_args: &[&str],
+    ) -> anyhow::Result<Platform> {
         let dir = tempfile::tempdir()?;
-        let config_path = dir.path().join("platform.toml");
-        std::fs::write(&config_path, toml::to_string(&config)?)?;
-        let log = std::fs::File::create(dir.path().join("platform.log"))?;
-        let jwt_secret = uuid::Uuid::new_v4().simple().to_string();
+        std::fs::write(dir.path().join("platform.toml"), toml::to_string(&config)?)?;
+        let platform = Platform {
+            names,
+            config,
+            jwt_secret: uuid::Uuid::new_v4().simple().to_string(),
+            up_args: up_args.iter().map(|arg| arg.to_string()).collect(),
+            child: Mutex::new(None),
+            dir,
+            http: client(),
+        };
+        if let Err(error) = platform.spawn().await {
+            platform.stop().await;
+            return Err(error);
+        }
+        Ok(platform)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("platform.toml")
+    }
+
+    /// Starts the host process (its output appended to the run's log) and waits until
+    /// every service is healthy.
+    async fn spawn(&self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("platform.log"))?;
         let child = Command::new(env!("CARGO_BIN_EXE_platform"))
             .arg("--config")
-            .arg(&config_path)
+            .arg(self.config_path())
             .args(["up", "--no-build"])
-            .env("JWT_SECRET", &jwt_secret)
+            .args(&self.up_args)
+            .env("JWT_SECRET", &self.jwt_secret)
             .env("RUST_LOG", "info")
+            .env_remove("PLATFORM_ADMIN_TOKEN")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting the platform binary")?;
-        let platform = Platform {
-            names,
-            config,
-            jwt_secret,
-            child: Mutex::new(Some(child)),
-            dir,
-            http: client(),
-        };
-        if let Err(error) = platform.wait_until_healthy().await {
-            platform.stop().await;
-            return Err(error);
-        }
-        Ok(platform)
+        *self.child.lock().unwrap() = Some(child);
+        self.wait_until_healthy().await
+    }
+
+    /// Stops the host gracefully and starts it again on the same configuration and state.
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.terminate().await;
+        self.spawn().await
+    }
+
+    /// Runs `platform <args>` against this host's configuration.
+    pub async fn cli(&self, args: &[&str]) -> anyhow::Result<CliOutput> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_platform"));
+        command
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env_remove("PLATFORM_ADMIN_TOKEN");
+        let output = tokio::task::spawn_blocking(move || command.output()).await??;
+        Ok(CliOutput {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// The admin token the host generated in its state directory.
+    pub fn admin_token(&self) -> anyhow::Result<String> {
+        Ok(
+            std::fs::read_to_string(self.dir.path().join(".platform/admin-token"))?
+                .trim()
+                .to_string(),
+        )
+    }
+
+    /// `http://<admin bind><path>`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.config["admin"]["bind"].as_str().unwrap()
+        )
     }
 
     /// Starts the four e-commerce services as `platform.toml` defines them.
@@ -411,6 +554,14 @@ impl Platform {
 
     /// Stops the host (SIGTERM, then SIGKILL after 20 s) and drops everything the run created.
     pub async fn stop(&self) {
+        self.terminate().await;
+        if let Err(error) = self.drop_run_resources().await {
+            eprintln!("cleaning up run {}: {error:#}", self.names.id);
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if the host has not exited after 20 s.
+    async fn terminate(&self) {
         let child = self.child.lock().unwrap().take();
         if let Some(mut child) = child {
             let _ = Command::new("kill")
@@ -423,9 +574,6 @@ impl Platform {
             }
             let _ = child.kill();
             let _ = child.wait();
-        }
-        if let Err(error) = self.drop_run_resources().await {
-            eprintln!("cleaning up run {}: {error:#}", self.names.id);
         }
     }
 
@@ -532,6 +680,27 @@ where
             bail!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What a `platform` CLI command printed, and its exit code.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// The stdout of a successful `--json` command, parsed.
+    pub fn json(&self) -> anyhow::Result<Value> {
+        ensure!(
+            self.code == 0,
+            "the command failed ({}): {}",
+            self.code,
+            self.stderr
+        );
+        Ok(serde_json::from_str(&self.stdout)?)
     }
 }
 

@@ -51,28 +51,34 @@ impl PostgresBackend {
     ) -> Result<PostgresBackend, PostgresSetupError> {
         let server = PgConnectOptions::from_str(server_url).map_err(PostgresSetupError::Url)?;
         let redacted = redact(server_url);
-        let mut admin = tokio::time::timeout(acquire_timeout.max(Duration::from_secs(5)), server.connect())
-            .await
-            .map_err(|_| PostgresSetupError::Connect {
-                url: redacted.clone(),
-                source: sqlx::Error::PoolTimedOut,
-            })?
-            .map_err(|source| PostgresSetupError::Connect {
-                url: redacted.clone(),
-                source,
-            })?;
-        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-            .bind(database)
-            .fetch_optional(&mut admin)
-            .await
-            .map_err(|source| PostgresSetupError::Connect {
-                url: redacted.clone(),
-                source,
-            })?;
+        let mut admin = tokio::time::timeout(
+            acquire_timeout.max(Duration::from_secs(5)),
+            server.connect(),
+        )
+        .await
+        .map_err(|_| PostgresSetupError::Connect {
+            url: redacted.clone(),
+            source: sqlx::Error::PoolTimedOut,
+        })?
+        .map_err(|source| PostgresSetupError::Connect {
+            url: redacted.clone(),
+            source,
+        })?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                .bind(database)
+                .fetch_optional(&mut admin)
+                .await
+                .map_err(|source| PostgresSetupError::Connect {
+                    url: redacted.clone(),
+                    source,
+                })?;
         if exists.is_none() {
             // The name was checked to be [a-z0-9_-] when the config was loaded, so quoting it
             // as an identifier is safe; CREATE DATABASE takes no parameters.
-            let created = admin.execute(format!("CREATE DATABASE \"{database}\"").as_str()).await;
+            let created = admin
+                .execute(format!("CREATE DATABASE \"{database}\"").as_str())
+                .await;
             match created {
                 Ok(_) => tracing::info!(database, "created database"),
                 // Another host created it at the same moment: that is what we wanted.
@@ -251,10 +257,13 @@ impl DatabaseBackend for PostgresBackend {
                 path: migrations.to_path_buf(),
                 cause: cause.to_string(),
             })?;
-        migrator.run(&self.pool).await.map_err(|cause| MigrateDatabaseError::Apply {
-            database: self.database.clone(),
-            cause: cause.to_string(),
-        })
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|cause| MigrateDatabaseError::Apply {
+                database: self.database.clone(),
+                cause: cause.to_string(),
+            })
     }
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
