@@ -18,7 +18,10 @@ COPY --from=build /src/target/release/platform /usr/local/bin/platform
 COPY --from=build /src/target/wasm32-wasip2/release/*.wasm target/wasm32-wasip2/release/
 COPY platform.toml ./
 COPY migrations ./migrations
+# The state directory (deployed versions, compiled code, admin token) must be writable.
+RUN mkdir -p /app/.platform && chown -R platform /app
 USER platform
 EXPOSE 8001 8002 8003 8004
-# Components are already built: do not try to build them at start.
+# Components are already built: do not try to build them at start. The admin API stays on
+# the container's loopback: `docker compose exec platform platform ps` (or deploy, rollback).
 CMD ["platform", "up", "--no-build"]

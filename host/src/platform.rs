@@ -365,6 +365,16 @@ async fn load_service(
                 .join("services")
                 .join(name)
                 .join(format!("{}.wasm", last.digest));
+            let artifact = config.resolve(&service.component);
+            if let Ok(built) = tokio::fs::read(&artifact).await {
+                if crate::runtime::digest(&built) != last.digest {
+                    tracing::info!(
+                        service = name,
+                        artifact = %artifact.display(),
+                        "serving the last deployed version; the artifact differs (`platform deploy {name}` to switch)"
+                    );
+                }
+            }
             (bytes, Some(last.clone()), origin)
         }
         None => {

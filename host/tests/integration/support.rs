@@ -485,6 +485,11 @@ impl Platform {
         text
     }
 
+    /// The host process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(Child::id)
+    }
+
     /// Whether the host process is still running.
     pub fn is_running(&self) -> bool {
         matches!(

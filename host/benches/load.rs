@@ -1,0 +1,430 @@
+//! Load benchmark of the platform against a native baseline, in one run:
+//! `cargo bench -p platform --bench load` (`-- --quick` for a short smoke run).
+//!
+//! It starts the real host (release build) with the four services on the machine's
+//! PostgreSQL, Redis and RabbitMQ, and a native hyper server (this binary, re-executed with
+//! `--serve-native`) that implements the same `GET /products/{id}` cache-aside logic (Redis
+//! first, PostgreSQL on a miss) on the same database and Redis. The servers are pinned to CPU
+//! 0 and the load generator to CPU 1 (`taskset`), the same way for both sides.
+//!
+//! Printed as a table and written to `host/benches/results/load.txt`.
+
+#[allow(dead_code)]
+#[path = "../tests/integration/support.rs"]
+mod support;
+
+use anyhow::{ensure, Context};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{free_ports, set, shop_config, Platform, RunNames};
+
+const CONNECTIONS: [usize; 3] = [1, 16, 64];
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(index) = args.iter().position(|arg| arg == "--serve-native") {
+        return native::serve(&args[index + 1], &args[index + 2], &args[index + 3]);
+    }
+    let quick = args.iter().any(|arg| arg == "--quick");
+    let duration = if quick { Duration::from_secs(1) } else { Duration::from_secs(10) };
+    support::build_components()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run(duration, quick))
+}
+
+/// Pins a process (all its threads) to the given CPU list.
+fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "taskset failed for {pid}");
+    Ok(())
+}
+
+/// Resident memory of a process, from /proc.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+struct Measured {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    peak_rss_mib: f64,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        (self.requests - self.errors) as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        self.latencies[((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1)]
+    }
+
+    fn row(&self, scenario: &str, connections: usize, baseline: Option<&Measured>) -> String {
+        let ratio = |value: f64, base: f64| format!(" ({:.2}x)", value / base);
+        let (rate_ratio, p99_ratio) = match baseline {
+            Some(base) => (
+                ratio(self.rate(), base.rate()),
+                ratio(self.percentile(0.99).as_secs_f64(), base.percentile(0.99).as_secs_f64()),
+            ),
+            None => (String::new(), String::new()),
+        };
+        format!(
+            "| {scenario} | {connections} | {:.0}{rate_ratio} | {:.2} ms | {:.2} ms{p99_ratio} | {} |\n",
+            self.rate(),
+            self.percentile(0.50).as_secs_f64() * 1000.0,
+            self.percentile(0.99).as_secs_f64() * 1000.0,
+            self.errors
+        )
+    }
+}
+
+/// `connections` clients sending `request()` back to back for `duration`.
+async fn drive<F>(connections: usize, duration: Duration, watch_pid: Option<u32>, request: F) -> Measured
+where
+    F: Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    let running = Arc::new(AtomicBool::new(true));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .expect("an HTTP client");
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|worker| {
+            let (http, request, running) = (http.clone(), request.clone(), running.clone());
+            tokio::spawn(async move {
+                let (mut latencies, mut errors, mut sequence) = (Vec::new(), 0, 0);
+                while running.load(Ordering::Relaxed) {
+                    sequence += 1;
+                    let sent = Instant::now();
+                    match request(&http, worker * 1_000_000 + sequence).send().await {
+                        Ok(response) if response.status().is_success() => {
+                            let _ = response.bytes().await;
+                            latencies.push(sent.elapsed());
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut peak_rss_mib = 0f64;
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(pid) = watch_pid {
+            peak_rss_mib = peak_rss_mib.max(rss_mib(pid));
+        }
+    }
+    running.store(false, Ordering::Relaxed);
+    let mut measured = Measured {
+        requests: 0,
+        errors: 0,
+        elapsed: started.elapsed(),
+        latencies: Vec::new(),
+        peak_rss_mib,
+    };
+    for worker in workers {
+        let (latencies, errors) = worker.await.expect("a load worker");
+        measured.requests += latencies.len() + errors;
+        measured.errors += errors;
+        measured.latencies.extend(latencies);
+    }
+    measured.latencies.sort();
+    measured
+}
+
+async fn run(duration: Duration, quick: bool) -> anyhow::Result<()> {
+    // The load generator (this process) on CPU 1; the servers on CPU 0.
+    pin(std::process::id(), "1")?;
+    let names = RunNames::new();
+    let ports: std::collections::BTreeMap<&str, u16> = ["user", "product", "order", "notification"]
+        .into_iter()
+        .zip(free_ports(4))
+        .collect();
+    let mut config = shop_config(&names, &ports);
+    // The cost platform.toml ships with, not the tests' cheaper one.
+    let bcrypt_cost = 12;
+    set(&mut config, &["identity", "bcrypt_cost"], bcrypt_cost.into());
+
+    let started = Instant::now();
+    let platform = Arc::new(Platform::start(names, config).await?);
+    let cold_start = started.elapsed();
+    let result = measure(&platform, duration, quick, cold_start, bcrypt_cost).await;
+    platform.stop().await;
+    result
+}
+
+async fn measure(
+    platform: &Arc<Platform>,
+    duration: Duration,
+    quick: bool,
+    cold_start: Duration,
+    bcrypt_cost: i64,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    platform.restart().await?;
+    let cached_start = started.elapsed();
+    let pid = platform.pid().context("the host runs")?;
+    pin(pid, "0")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = rss_mib(pid);
+
+    let user = platform.new_user().await?;
+    let product = platform.new_product(&user, "19.99", 1_000_000_000).await?;
+    let product_id = product["id"].as_i64().context("product id")?;
+    for _ in 0..20 {
+        platform.new_product(&user, "5.00", 10).await?;
+    }
+
+    let native_port = free_ports(1)[0];
+    let database_url = format!("postgres://postgres@127.0.0.1:5432/{}", platform.database("product"));
+    let mut native: Child = Command::new(std::env::current_exe()?)
+        .args(["--serve-native", &native_port.to_string(), &database_url, "redis://127.0.0.1:6379"])
+        .stdin(Stdio::null())
+        .spawn()?;
+    let native_url = format!("http://127.0.0.1:{native_port}/products/{product_id}");
+    let http = support::client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http.get(&native_url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
+        ensure!(Instant::now() < deadline, "the native baseline did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pin(native.id(), "0")?;
+    let report = scenarios(platform, pid, &native_url, product_id, &user, duration, quick).await;
+    let _ = native.kill();
+    let _ = native.wait();
+    let mut report = report?;
+
+    report.push_str(&format!(
+        "\n| host | figure |\n|---|---|\n\
+         | start-up to all four serving, nothing compiled yet | {:.2} s |\n\
+         | start-up to all four serving, compiled-code cache | {:.2} s |\n\
+         | RSS, four services idle | {idle_rss:.0} MiB |\n\
+         | bcrypt cost (POST /login) | {bcrypt_cost} |\n",
+        cold_start.as_secs_f64(),
+        cached_start.as_secs_f64(),
+    ));
+    println!("{report}");
+    let results = support::workspace_root().join("host/benches/results");
+    std::fs::create_dir_all(&results)?;
+    let file = if quick { "load-quick.txt" } else { "load.txt" };
+    std::fs::write(results.join(file), report)?;
+    Ok(())
+}
+
+async fn scenarios(
+    platform: &Arc<Platform>,
+    pid: u32,
+    native_url: &str,
+    product_id: i64,
+    user: &support::TestUser,
+    duration: Duration,
+    quick: bool,
+) -> anyhow::Result<String> {
+    let machine = format!(
+        "{} cores ({}), load generator pinned to CPU 1, servers to CPU 0; {} s per row",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l[13..].trim().to_string()))
+            .unwrap_or_default(),
+        duration.as_secs()
+    );
+    let mut report = format!(
+        "{machine}\n\n| scenario | connections | req/s (x native) | p50 | p99 (x native) | errors |\n|---|---|---|---|---|---|\n"
+    );
+    let product_url = platform.url("product", &format!("/products/{product_id}"));
+    let mut peak_rss = 0f64;
+    for connections in CONNECTIONS {
+        let url = native_url.to_string();
+        let native = drive(connections, duration, None, move |http, _| http.get(&url)).await;
+        let url = product_url.clone();
+        let wasm = drive(connections, duration, Some(pid), move |http, _| http.get(&url)).await;
+        peak_rss = peak_rss.max(wasm.peak_rss_mib);
+        report.push_str(&native.row("native baseline: GET /products/{id}, cache hit", connections, None));
+        report.push_str(&wasm.row("GET /products/{id}, cache hit", connections, Some(&native)));
+    }
+    let list = platform.url("product", "/products?limit=20");
+    for connections in CONNECTIONS {
+        let url = list.clone();
+        let measured = drive(connections, duration, Some(pid), move |http, _| http.get(&url)).await;
+        report.push_str(&measured.row("GET /products?limit=20", connections, None));
+    }
+    let login = platform.url("user", "/login");
+    let credentials = [("username", user.username.clone()), ("password", user.password.clone())];
+    for connections in CONNECTIONS {
+        let (url, form) = (login.clone(), credentials.clone());
+        let measured = drive(connections, duration, Some(pid), move |http, _| http.post(&url).form(&form)).await;
+        report.push_str(&measured.row("POST /login", connections, None));
+    }
+    let orders = platform.url("order", "/orders");
+    for connections in CONNECTIONS {
+        let (url, bearer) = (orders.clone(), user.bearer());
+        let measured = drive(connections, duration, Some(pid), move |http, _| {
+            http.post(&url)
+                .header("authorization", &bearer)
+                .json(&json!({ "product_id": product_id, "quantity": 1 }))
+        })
+        .await;
+        report.push_str(&measured.row("POST /orders", connections, None));
+    }
+
+    // Event latency: from the order's insert to its notification's insert, both stamped by
+    // the same PostgreSQL server.
+    let samples = if quick { 5 } else { 50 };
+    let mut latencies = Vec::new();
+    let notifications = sqlx::PgPool::connect(&format!(
+        "postgres://postgres@127.0.0.1:5432/{}",
+        platform.database("notification")
+    ))
+    .await?;
+    let notifications = &notifications;
+    for _ in 0..samples {
+        let response = platform
+            .http()
+            .post(&orders)
+            .header("authorization", user.bearer())
+            .json(&json!({ "product_id": product_id, "quantity": 1 }))
+            .send()
+            .await?;
+        let order: Value = response.json().await?;
+        let order_id = order["id"].as_i64().context("order id")?;
+        let created = chrono::DateTime::parse_from_rfc3339(order["created_at"].as_str().context("created_at")?)?;
+        let stored: chrono::DateTime<chrono::Utc> =
+            support::eventually("the notification", Duration::from_secs(10), || async move {
+                Ok(sqlx::query_scalar("SELECT created_at FROM notifications WHERE order_id = $1")
+                    .bind(order_id)
+                    .fetch_optional(notifications)
+                    .await?)
+            })
+            .await?;
+        latencies.push((stored - created.with_timezone(&chrono::Utc)).to_std().unwrap_or_default());
+    }
+    latencies.sort();
+    let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    report.push_str(&format!(
+        "\n| event latency (order stored -> notification stored), {samples} orders | p50 {:.1} ms | p99 {:.1} ms |\n|---|---|---|\n",
+        at(0.5).as_secs_f64() * 1000.0,
+        at(0.99).as_secs_f64() * 1000.0
+    ));
+    report.push_str(&format!("\npeak host RSS under load (up to 64 connections): {peak_rss:.0} MiB\n"));
+    Ok(report)
+}
+
+/// The native baseline: the product service's `GET /products/{id}` as a plain hyper handler
+/// with the same cache-aside logic, on the same PostgreSQL and Redis.
+mod native {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use redis::aio::ConnectionManager;
+    use serde_json::{json, Value};
+    use sqlx::postgres::PgPoolOptions;
+    use sqlx::{PgPool, Row};
+    use std::sync::Arc;
+
+    struct State {
+        pool: PgPool,
+        redis: ConnectionManager,
+    }
+
+    pub fn serve(port: &str, database_url: &str, redis_url: &str) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async {
+            let state = Arc::new(State {
+                pool: PgPoolOptions::new().max_connections(10).connect(database_url).await?,
+                redis: ConnectionManager::new(redis::Client::open(redis_url)?).await?,
+            });
+            let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(&state, request).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        })
+    }
+
+    fn respond(status: u16, body: Vec<u8>) -> http::Response<Full<Bytes>> {
+        http::Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("a response")
+    }
+
+    async fn handle(state: &State, request: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+        let Some(id) = request
+            .uri()
+            .path()
+            .strip_prefix("/products/")
+            .and_then(|id| id.parse::<i64>().ok())
+        else {
+            return respond(404, br#"{"detail":"Not Found"}"#.to_vec());
+        };
+        let key = format!("native:product:{id}");
+        let mut redis = state.redis.clone();
+        if let Ok(Some(cached)) = redis::Cmd::get(&key).query_async::<Option<Vec<u8>>>(&mut redis).await {
+            // Parse and re-serialise, as the component does with its cached entry.
+            if let Ok(product) = serde_json::from_slice::<Value>(&cached) {
+                return respond(200, serde_json::to_vec(&product).expect("JSON"));
+            }
+        }
+        let row = sqlx::query(
+            "SELECT id, name, description, price_cents, quantity, created_at, updated_at FROM products WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await;
+        match row {
+            Ok(Some(row)) => {
+                let created: chrono::DateTime<chrono::Utc> = row.get("created_at");
+                let updated: chrono::DateTime<chrono::Utc> = row.get("updated_at");
+                let body = serde_json::to_vec(&json!({
+                    "id": row.get::<i64, _>("id"),
+                    "name": row.get::<String, _>("name"),
+                    "description": row.get::<Option<String>, _>("description"),
+                    "price": row.get::<i64, _>("price_cents") as f64 / 100.0,
+                    "quantity": row.get::<i64, _>("quantity"),
+                    "created_at": created.to_rfc3339(),
+                    "updated_at": updated.to_rfc3339(),
+                }))
+                .expect("JSON");
+                let _ = redis::Cmd::set_ex(&key, &body, 300).query_async::<()>(&mut redis).await;
+                respond(200, body)
+            }
+            Ok(None) => respond(404, br#"{"detail":"Product not found"}"#.to_vec()),
+            Err(_) => respond(503, br#"{"detail":"Database unavailable"}"#.to_vec()),
+        }
+    }
+}

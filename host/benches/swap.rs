@@ -1,0 +1,182 @@
+//! Hot-swap benchmark: `cargo bench -p platform --bench swap`.
+//!
+//! Boots the real host (release build) with the four services against the machine's
+//! PostgreSQL, Redis and RabbitMQ, then measures
+//! - deploy latency per component, from sending the component to the admin API until the new
+//!   version serves: *cold* (a digest the host never compiled) and *cached* (compiled code
+//!   reused);
+//! - `GET /products/{id}` throughput, latency and errors for 10 s without swaps and 10 s with
+//!   a cold deploy of the product service every 2 s.
+//!
+//! The load generator and the host share the machine's cores. Results are printed as a
+//! table and written to `host/benches/results/swap.txt`. `--quick` runs a short smoke version.
+
+#[allow(dead_code)]
+#[path = "../tests/integration/support.rs"]
+mod support;
+
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{component_path, Platform};
+
+/// The component with a custom section appended: a valid component with a new digest.
+fn fresh_variant(bytes: &[u8], nonce: u64) -> Vec<u8> {
+    let name = b"bench-nonce";
+    let payload = nonce.to_le_bytes();
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    out.push(section.len() as u8); // LEB128 of a length < 128
+    out.extend_from_slice(&section);
+    out
+}
+
+async fn deploy(platform: &Platform, token: &str, service: &str, bytes: Vec<u8>) -> anyhow::Result<(Duration, f64)> {
+    let started = Instant::now();
+    let response = platform
+        .http()
+        .post(platform.admin_url(&format!("/v1/services/{service}/deploy")))
+        .header("authorization", format!("Bearer {token}"))
+        .body(bytes)
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 200, "deploy {service}: {}", response.text().await?);
+    let answer: Value = response.json().await?;
+    Ok((started.elapsed(), answer["swap_ms"].as_f64().unwrap_or_default()))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+struct LoadResult {
+    swaps: usize,
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+async fn load(platform: Arc<Platform>, url: String, clients: usize, duration: Duration, swaps: Option<(String, Vec<u8>)>) -> LoadResult {
+    let running = Arc::new(AtomicBool::new(true));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (platform, url, running) = (platform.clone(), url.clone(), running.clone());
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0);
+                while running.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    match platform.http().get(&url).send().await {
+                        Ok(response) if response.status() == 200 => {
+                            let _ = response.bytes().await;
+                            latencies.push(sent.elapsed());
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut swapped = 0;
+    if let Some((token, bytes)) = swaps {
+        let mut nonce = 1_000;
+        while started.elapsed() + Duration::from_secs(2) < duration {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            nonce += 1;
+            match deploy(&platform, &token, "product", fresh_variant(&bytes, nonce)).await {
+                Ok(_) => swapped += 1,
+                Err(error) => eprintln!("deploy during load failed: {error:#}"),
+            }
+        }
+    }
+    tokio::time::sleep(duration.saturating_sub(started.elapsed())).await;
+    running.store(false, Ordering::Relaxed);
+    let mut result = LoadResult {
+        swaps: swapped,
+        requests: 0,
+        errors: 0,
+        elapsed: started.elapsed(),
+        latencies: Vec::new(),
+    };
+    for worker in workers {
+        let (latencies, errors) = worker.await.expect("a load worker");
+        result.requests += latencies.len() + errors;
+        result.errors += errors;
+        result.latencies.extend(latencies);
+    }
+    result.latencies.sort();
+    result
+}
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    let (rounds, duration) = if quick { (1, Duration::from_secs(2)) } else { (5, Duration::from_secs(10)) };
+    support::build_components()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let platform = Arc::new(Platform::start_shop().await?);
+        let result = run(&platform, rounds, duration).await;
+        platform.stop().await;
+        result
+    })
+}
+
+async fn run(platform: &Arc<Platform>, rounds: usize, duration: Duration) -> anyhow::Result<()> {
+    let token = platform.admin_token()?;
+    let mut report = String::new();
+    report.push_str("| component | size | cold deploy (compile), client / host | cached deploy, client / host |\n|---|---|---|---|\n");
+    for (index, service) in ["user", "product", "order", "notification"].into_iter().enumerate() {
+        let bytes = std::fs::read(component_path(service))?;
+        let (mut cold, mut cold_host, mut cached, mut cached_host) = (vec![], vec![], vec![], vec![]);
+        for round in 0..rounds {
+            let variant = fresh_variant(&bytes, (index * 100 + round) as u64);
+            let (client, host) = deploy(platform, &token, service, variant.clone()).await?;
+            cold.push(client.as_secs_f64() * 1000.0);
+            cold_host.push(host);
+            let (client, host) = deploy(platform, &token, service, variant).await?;
+            cached.push(client.as_secs_f64() * 1000.0);
+            cached_host.push(host);
+        }
+        report.push_str(&format!(
+            "| {service} | {} KiB | {:.0} / {:.0} ms | {:.1} / {:.1} ms |\n",
+            bytes.len() / 1024,
+            median(cold),
+            median(cold_host),
+            median(cached),
+            median(cached_host)
+        ));
+    }
+
+    let user = platform.new_user().await?;
+    let product = platform.new_product(&user, "9.99", 100).await?;
+    let url = platform.url("product", &format!("/products/{}", product["id"]));
+    let product_bytes = std::fs::read(component_path("product"))?;
+    report.push_str("\n| GET /products/{id}, 16 clients | req/s | p50 | p99 | errors | swaps |\n|---|---|---|---|---|---|\n");
+    for (label, swaps) in [("steady", None), ("cold deploy every 2 s", Some((token.clone(), product_bytes)))] {
+        let result = load(platform.clone(), url.clone(), 16, duration, swaps).await;
+        report.push_str(&format!(
+            "| {label} | {:.0} | {:.1} ms | {:.1} ms | {} | {} |\n",
+            result.requests as f64 / result.elapsed.as_secs_f64(),
+            percentile(&result.latencies, 0.50).as_secs_f64() * 1000.0,
+            percentile(&result.latencies, 0.99).as_secs_f64() * 1000.0,
+            result.errors,
+            result.swaps,
+        ));
+    }
+    println!("{report}");
+    let results = support::workspace_root().join("host/benches/results");
+    std::fs::create_dir_all(&results)?;
+    std::fs::write(results.join("swap.txt"), report)?;
+    Ok(())
+}
