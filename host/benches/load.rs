@@ -29,7 +29,11 @@ fn main() -> anyhow::Result<()> {
         return native::serve(&args[index + 1], &args[index + 2], &args[index + 3]);
     }
     let quick = args.iter().any(|arg| arg == "--quick");
-    let duration = if quick { Duration::from_secs(1) } else { Duration::from_secs(10) };
+    let duration = if quick {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(10)
+    };
     support::build_components()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run(duration, quick))
@@ -50,7 +54,10 @@ fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
-            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?.to_string();
+            let line = status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))?
+                .to_string();
             line.split_whitespace().nth(1)?.parse::<f64>().ok()
         })
         .map(|kib| kib / 1024.0)
@@ -82,7 +89,10 @@ impl Measured {
         let (rate_ratio, p99_ratio) = match baseline {
             Some(base) => (
                 ratio(self.rate(), base.rate()),
-                ratio(self.percentile(0.99).as_secs_f64(), base.percentile(0.99).as_secs_f64()),
+                ratio(
+                    self.percentile(0.99).as_secs_f64(),
+                    base.percentile(0.99).as_secs_f64(),
+                ),
             ),
             None => (String::new(), String::new()),
         };
@@ -97,7 +107,12 @@ impl Measured {
 }
 
 /// `connections` clients sending `request()` back to back for `duration`.
-async fn drive<F>(connections: usize, duration: Duration, watch_pid: Option<u32>, request: F) -> Measured
+async fn drive<F>(
+    connections: usize,
+    duration: Duration,
+    watch_pid: Option<u32>,
+    request: F,
+) -> Measured
 where
     F: Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
 {
@@ -140,21 +155,37 @@ where
     let mut measured = Measured {
         requests: 0,
         errors: 0,
-        elapsed: started.elapsed(),
+        elapsed: Duration::ZERO,
         latencies: Vec::new(),
         peak_rss_mib,
     };
+    // Requests still in flight finish (and count) before the next scenario starts.
     for worker in workers {
         let (latencies, errors) = worker.await.expect("a load worker");
         measured.requests += latencies.len() + errors;
         measured.errors += errors;
         measured.latencies.extend(latencies);
     }
+    measured.elapsed = started.elapsed();
     measured.latencies.sort();
     measured
 }
 
 async fn run(duration: Duration, quick: bool) -> anyhow::Result<()> {
+    let machine = format!(
+        "{} cores ({}); load generator pinned to CPU 1, servers to CPU 0; {} s per row",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| info
+                .lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l[13..].trim().to_string()))
+            .unwrap_or_default(),
+        duration.as_secs()
+    );
     // The load generator (this process) on CPU 1; the servers on CPU 0.
     pin(std::process::id(), "1")?;
     let names = RunNames::new();
@@ -165,18 +196,31 @@ async fn run(duration: Duration, quick: bool) -> anyhow::Result<()> {
     let mut config = shop_config(&names, &ports);
     // The cost platform.toml ships with, not the tests' cheaper one.
     let bcrypt_cost = 12;
-    set(&mut config, &["identity", "bcrypt_cost"], bcrypt_cost.into());
+    set(
+        &mut config,
+        &["identity", "bcrypt_cost"],
+        bcrypt_cost.into(),
+    );
 
     let started = Instant::now();
     let platform = Arc::new(Platform::start(names, config).await?);
     let cold_start = started.elapsed();
-    let result = measure(&platform, duration, quick, cold_start, bcrypt_cost).await;
+    let result = measure(
+        &platform,
+        &machine,
+        duration,
+        quick,
+        cold_start,
+        bcrypt_cost,
+    )
+    .await;
     platform.stop().await;
     result
 }
 
 async fn measure(
     platform: &Arc<Platform>,
+    machine: &str,
     duration: Duration,
     quick: bool,
     cold_start: Duration,
@@ -198,20 +242,47 @@ async fn measure(
     }
 
     let native_port = free_ports(1)[0];
-    let database_url = format!("postgres://postgres@127.0.0.1:5432/{}", platform.database("product"));
+    let database_url = format!(
+        "postgres://postgres@127.0.0.1:5432/{}",
+        platform.database("product")
+    );
     let mut native: Child = Command::new(std::env::current_exe()?)
-        .args(["--serve-native", &native_port.to_string(), &database_url, "redis://127.0.0.1:6379"])
+        .args([
+            "--serve-native",
+            &native_port.to_string(),
+            &database_url,
+            "redis://127.0.0.1:6379",
+        ])
         .stdin(Stdio::null())
         .spawn()?;
     let native_url = format!("http://127.0.0.1:{native_port}/products/{product_id}");
     let http = support::client();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while http.get(&native_url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
-        ensure!(Instant::now() < deadline, "the native baseline did not start");
+    while http
+        .get(&native_url)
+        .send()
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "the native baseline did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     pin(native.id(), "0")?;
-    let report = scenarios(platform, pid, &native_url, product_id, &user, duration, quick).await;
+    let report = scenarios(
+        platform,
+        machine,
+        pid,
+        &native_url,
+        product_id,
+        &user,
+        duration,
+        quick,
+    )
+    .await;
     let _ = native.kill();
     let _ = native.wait();
     let mut report = report?;
@@ -233,8 +304,10 @@ async fn measure(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn scenarios(
     platform: &Arc<Platform>,
+    machine: &str,
     pid: u32,
     native_url: &str,
     product_id: i64,
@@ -242,15 +315,6 @@ async fn scenarios(
     duration: Duration,
     quick: bool,
 ) -> anyhow::Result<String> {
-    let machine = format!(
-        "{} cores ({}), load generator pinned to CPU 1, servers to CPU 0; {} s per row",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l[13..].trim().to_string()))
-            .unwrap_or_default(),
-        duration.as_secs()
-    );
     let mut report = format!(
         "{machine}\n\n| scenario | connections | req/s (x native) | p50 | p99 (x native) | errors |\n|---|---|---|---|---|---|\n"
     );
@@ -260,22 +324,38 @@ async fn scenarios(
         let url = native_url.to_string();
         let native = drive(connections, duration, None, move |http, _| http.get(&url)).await;
         let url = product_url.clone();
-        let wasm = drive(connections, duration, Some(pid), move |http, _| http.get(&url)).await;
+        let wasm = drive(connections, duration, Some(pid), move |http, _| {
+            http.get(&url)
+        })
+        .await;
         peak_rss = peak_rss.max(wasm.peak_rss_mib);
-        report.push_str(&native.row("native baseline: GET /products/{id}, cache hit", connections, None));
+        report.push_str(&native.row(
+            "native baseline: GET /products/{id}, cache hit",
+            connections,
+            None,
+        ));
         report.push_str(&wasm.row("GET /products/{id}, cache hit", connections, Some(&native)));
     }
     let list = platform.url("product", "/products?limit=20");
     for connections in CONNECTIONS {
         let url = list.clone();
-        let measured = drive(connections, duration, Some(pid), move |http, _| http.get(&url)).await;
+        let measured = drive(connections, duration, Some(pid), move |http, _| {
+            http.get(&url)
+        })
+        .await;
         report.push_str(&measured.row("GET /products?limit=20", connections, None));
     }
     let login = platform.url("user", "/login");
-    let credentials = [("username", user.username.clone()), ("password", user.password.clone())];
+    let credentials = [
+        ("username", user.username.clone()),
+        ("password", user.password.clone()),
+    ];
     for connections in CONNECTIONS {
         let (url, form) = (login.clone(), credentials.clone());
-        let measured = drive(connections, duration, Some(pid), move |http, _| http.post(&url).form(&form)).await;
+        let measured = drive(connections, duration, Some(pid), move |http, _| {
+            http.post(&url).form(&form)
+        })
+        .await;
         report.push_str(&measured.row("POST /login", connections, None));
     }
     let orders = platform.url("order", "/orders");
@@ -310,16 +390,24 @@ async fn scenarios(
             .await?;
         let order: Value = response.json().await?;
         let order_id = order["id"].as_i64().context("order id")?;
-        let created = chrono::DateTime::parse_from_rfc3339(order["created_at"].as_str().context("created_at")?)?;
+        let created = chrono::DateTime::parse_from_rfc3339(
+            order["created_at"].as_str().context("created_at")?,
+        )?;
         let stored: chrono::DateTime<chrono::Utc> =
             support::eventually("the notification", Duration::from_secs(10), || async move {
-                Ok(sqlx::query_scalar("SELECT created_at FROM notifications WHERE order_id = $1")
-                    .bind(order_id)
-                    .fetch_optional(notifications)
-                    .await?)
+                Ok(
+                    sqlx::query_scalar("SELECT created_at FROM notifications WHERE order_id = $1")
+                        .bind(order_id)
+                        .fetch_optional(notifications)
+                        .await?,
+                )
             })
             .await?;
-        latencies.push((stored - created.with_timezone(&chrono::Utc)).to_std().unwrap_or_default());
+        latencies.push(
+            (stored - created.with_timezone(&chrono::Utc))
+                .to_std()
+                .unwrap_or_default(),
+        );
     }
     latencies.sort();
     let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
@@ -328,7 +416,9 @@ async fn scenarios(
         at(0.5).as_secs_f64() * 1000.0,
         at(0.99).as_secs_f64() * 1000.0
     ));
-    report.push_str(&format!("\npeak host RSS under load (up to 64 connections): {peak_rss:.0} MiB\n"));
+    report.push_str(&format!(
+        "\npeak host RSS under load (up to 64 connections): {peak_rss:.0} MiB\n"
+    ));
     Ok(report)
 }
 
@@ -383,7 +473,10 @@ mod native {
             .expect("a response")
     }
 
-    async fn handle(state: &State, request: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+    async fn handle(
+        state: &State,
+        request: http::Request<Incoming>,
+    ) -> http::Response<Full<Bytes>> {
         let Some(id) = request
             .uri()
             .path()
@@ -394,7 +487,10 @@ mod native {
         };
         let key = format!("native:product:{id}");
         let mut redis = state.redis.clone();
-        if let Ok(Some(cached)) = redis::Cmd::get(&key).query_async::<Option<Vec<u8>>>(&mut redis).await {
+        if let Ok(Some(cached)) = redis::Cmd::get(&key)
+            .query_async::<Option<Vec<u8>>>(&mut redis)
+            .await
+        {
             // Parse and re-serialise, as the component does with its cached entry.
             if let Ok(product) = serde_json::from_slice::<Value>(&cached) {
                 return respond(200, serde_json::to_vec(&product).expect("JSON"));
@@ -420,7 +516,9 @@ mod native {
                     "updated_at": updated.to_rfc3339(),
                 }))
                 .expect("JSON");
-                let _ = redis::Cmd::set_ex(&key, &body, 300).query_async::<()>(&mut redis).await;
+                let _ = redis::Cmd::set_ex(&key, &body, 300)
+                    .query_async::<()>(&mut redis)
+                    .await;
                 respond(200, body)
             }
             Ok(None) => respond(404, br#"{"detail":"Product not found"}"#.to_vec()),

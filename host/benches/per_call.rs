@@ -44,8 +44,12 @@ fn per_call(c: &mut Criterion) {
             cache: None,
             messaging: None,
             auth: Arc::new(
-                TokenValidator::new(client.clone(), "http://127.0.0.1:9/validate-token", Duration::from_secs(1))
-                    .expect("a URL"),
+                TokenValidator::new(
+                    client.clone(),
+                    "http://127.0.0.1:9/validate-token",
+                    Duration::from_secs(1),
+                )
+                .expect("a URL"),
             ),
             identity: None,
             outgoing_http: OutgoingHttp {

@@ -35,7 +35,12 @@ fn fresh_variant(bytes: &[u8], nonce: u64) -> Vec<u8> {
     out
 }
 
-async fn deploy(platform: &Platform, token: &str, service: &str, bytes: Vec<u8>) -> anyhow::Result<(Duration, f64)> {
+async fn deploy(
+    platform: &Platform,
+    token: &str,
+    service: &str,
+    bytes: Vec<u8>,
+) -> anyhow::Result<(Duration, f64)> {
     let started = Instant::now();
     let response = platform
         .http()
@@ -44,9 +49,16 @@ async fn deploy(platform: &Platform, token: &str, service: &str, bytes: Vec<u8>)
         .body(bytes)
         .send()
         .await?;
-    anyhow::ensure!(response.status() == 200, "deploy {service}: {}", response.text().await?);
+    anyhow::ensure!(
+        response.status() == 200,
+        "deploy {service}: {}",
+        response.text().await?
+    );
     let answer: Value = response.json().await?;
-    Ok((started.elapsed(), answer["swap_ms"].as_f64().unwrap_or_default()))
+    Ok((
+        started.elapsed(),
+        answer["swap_ms"].as_f64().unwrap_or_default(),
+    ))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -66,7 +78,13 @@ struct LoadResult {
     latencies: Vec<Duration>,
 }
 
-async fn load(platform: Arc<Platform>, url: String, clients: usize, duration: Duration, swaps: Option<(String, Vec<u8>)>) -> LoadResult {
+async fn load(
+    platform: Arc<Platform>,
+    url: String,
+    clients: usize,
+    duration: Duration,
+    swaps: Option<(String, Vec<u8>)>,
+) -> LoadResult {
     let running = Arc::new(AtomicBool::new(true));
     let started = Instant::now();
     let workers: Vec<_> = (0..clients)
@@ -121,7 +139,11 @@ async fn load(platform: Arc<Platform>, url: String, clients: usize, duration: Du
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|arg| arg == "--quick");
-    let (rounds, duration) = if quick { (1, Duration::from_secs(2)) } else { (5, Duration::from_secs(10)) };
+    let (rounds, duration) = if quick {
+        (1, Duration::from_secs(2))
+    } else {
+        (5, Duration::from_secs(10))
+    };
     support::build_components()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -136,9 +158,13 @@ async fn run(platform: &Arc<Platform>, rounds: usize, duration: Duration) -> any
     let token = platform.admin_token()?;
     let mut report = String::new();
     report.push_str("| component | size | cold deploy (compile), client / host | cached deploy, client / host |\n|---|---|---|---|\n");
-    for (index, service) in ["user", "product", "order", "notification"].into_iter().enumerate() {
+    for (index, service) in ["user", "product", "order", "notification"]
+        .into_iter()
+        .enumerate()
+    {
         let bytes = std::fs::read(component_path(service))?;
-        let (mut cold, mut cold_host, mut cached, mut cached_host) = (vec![], vec![], vec![], vec![]);
+        let (mut cold, mut cold_host, mut cached, mut cached_host) =
+            (vec![], vec![], vec![], vec![]);
         for round in 0..rounds {
             let variant = fresh_variant(&bytes, (index * 100 + round) as u64);
             let (client, host) = deploy(platform, &token, service, variant.clone()).await?;
@@ -163,7 +189,13 @@ async fn run(platform: &Arc<Platform>, rounds: usize, duration: Duration) -> any
     let url = platform.url("product", &format!("/products/{}", product["id"]));
     let product_bytes = std::fs::read(component_path("product"))?;
     report.push_str("\n| GET /products/{id}, 16 clients | req/s | p50 | p99 | errors | swaps |\n|---|---|---|---|---|---|\n");
-    for (label, swaps) in [("steady", None), ("cold deploy every 2 s", Some((token.clone(), product_bytes)))] {
+    for (label, swaps) in [
+        ("steady", None),
+        (
+            "cold deploy every 2 s",
+            Some((token.clone(), product_bytes)),
+        ),
+    ] {
         let result = load(platform.clone(), url.clone(), 16, duration, swaps).await;
         report.push_str(&format!(
             "| {label} | {:.0} | {:.1} ms | {:.1} ms | {} | {} |\n",

@@ -1,6 +1,6 @@
 //! Typed access to the rows the database capability returns.
 
-use crate::database::{Rows, Value};
+use crate::database::{DatabaseError, Rows, Value};
 
 /// One row with its column names, read by column name.
 pub struct Row<'a> {
@@ -20,6 +20,41 @@ impl std::fmt::Display for ColumnError {
 }
 
 impl std::error::Error for ColumnError {}
+
+/// A failed database call, as far as a service's rules care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The database is unreachable: 503 over HTTP, a retry for a message.
+    Unavailable(String),
+    /// Anything else (a bad statement, an unexpected column...): 500, the cause only in the log.
+    Internal(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Unavailable(cause) => write!(f, "database unavailable: {cause}"),
+            StoreError::Internal(cause) => write!(f, "database error: {cause}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<DatabaseError> for StoreError {
+    fn from(error: DatabaseError) -> Self {
+        match error {
+            DatabaseError::Unavailable(cause) => StoreError::Unavailable(cause),
+            other => StoreError::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+impl From<ColumnError> for StoreError {
+    fn from(error: ColumnError) -> Self {
+        StoreError::Internal(format!("unexpected row: {error}"))
+    }
+}
 
 /// Iterates the rows of a result.
 pub fn rows(result: &Rows) -> impl Iterator<Item = Row<'_>> {
@@ -82,5 +117,30 @@ impl Row<'_> {
             Value::Timestamp(value) => Ok(value.clone()),
             _ => Err(Self::mismatch(column, "a timestamp")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unreachable_database_is_unavailable() {
+        assert_eq!(
+            StoreError::from(DatabaseError::Unavailable("down".into())),
+            StoreError::Unavailable("down".into())
+        );
+        for error in [
+            DatabaseError::CheckViolation("products_quantity_check".into()),
+            DatabaseError::UniqueViolation("users_username_key".into()),
+            DatabaseError::QueryFailed("syntax".into()),
+            DatabaseError::InvalidState("committed".into()),
+        ] {
+            assert!(matches!(StoreError::from(error), StoreError::Internal(_)));
+        }
+        assert!(matches!(
+            StoreError::from(ColumnError("no column `x`".into())),
+            StoreError::Internal(_)
+        ));
     }
 }

@@ -3,37 +3,13 @@
 
 use crate::model::{NewNotification, Notification};
 use platform_guest::database::{self, DatabaseError, Value};
-use platform_guest::db::{rows, ColumnError, Row};
+use platform_guest::db::{rows, Row};
 use platform_guest::pagination::Page;
 
 /// The unique constraint that makes recording an event idempotent.
 pub const EVENT_ID_CONSTRAINT: &str = "notifications_event_id_key";
 
-/// Why the store could not answer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RepositoryError {
-    /// The database is unreachable (503 over HTTP, retry for a message).
-    Unavailable(String),
-    /// Any other failure: a bad statement, an unexpected column...
-    Failed(String),
-}
-
-impl std::fmt::Display for RepositoryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RepositoryError::Unavailable(cause) => write!(f, "database unavailable: {cause}"),
-            RepositoryError::Failed(cause) => write!(f, "database error: {cause}"),
-        }
-    }
-}
-
-impl std::error::Error for RepositoryError {}
-
-impl From<ColumnError> for RepositoryError {
-    fn from(error: ColumnError) -> Self {
-        RepositoryError::Failed(error.0)
-    }
-}
+pub use platform_guest::db::StoreError;
 
 /// What recording a notification did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +23,9 @@ pub enum Recorded {
 /// The notifications table.
 pub trait NotificationStore {
     /// Records `notification` unless one with the same `event_id` exists.
-    fn record(&self, notification: &NewNotification) -> Result<Recorded, RepositoryError>;
+    fn record(&self, notification: &NewNotification) -> Result<Recorded, StoreError>;
     /// One page of a user's notifications, newest first.
-    fn list_for_user(&self, user_id: i64, page: Page)
-        -> Result<Vec<Notification>, RepositoryError>;
+    fn list_for_user(&self, user_id: i64, page: Page) -> Result<Vec<Notification>, StoreError>;
 }
 
 /// The store over the service's database capability.
@@ -64,7 +39,7 @@ const LIST_FOR_USER: &str = "SELECT id, user_id, order_id, event, message, creat
      ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3";
 
 impl NotificationStore for Database {
-    fn record(&self, notification: &NewNotification) -> Result<Recorded, RepositoryError> {
+    fn record(&self, notification: &NewNotification) -> Result<Recorded, StoreError> {
         let params = [
             Value::Text(notification.event_id.clone()),
             Value::Int(notification.user_id),
@@ -82,15 +57,11 @@ impl NotificationStore for Database {
             {
                 Ok(Recorded::AlreadyStored)
             }
-            Err(error) => Err(map_error(error)),
+            Err(error) => Err(error.into()),
         }
     }
 
-    fn list_for_user(
-        &self,
-        user_id: i64,
-        page: Page,
-    ) -> Result<Vec<Notification>, RepositoryError> {
+    fn list_for_user(&self, user_id: i64, page: Page) -> Result<Vec<Notification>, StoreError> {
         let result = database::query(
             LIST_FOR_USER,
             &[
@@ -99,12 +70,12 @@ impl NotificationStore for Database {
                 Value::Int(page.skip),
             ],
         )
-        .map_err(map_error)?;
+        .map_err(StoreError::from)?;
         rows(&result).map(|row| notification(&row)).collect()
     }
 }
 
-fn notification(row: &Row<'_>) -> Result<Notification, RepositoryError> {
+fn notification(row: &Row<'_>) -> Result<Notification, StoreError> {
     Ok(Notification {
         id: row.int("id")?,
         user_id: row.int("user_id")?,
@@ -113,23 +84,4 @@ fn notification(row: &Row<'_>) -> Result<Notification, RepositoryError> {
         message: row.text("message")?,
         created_at: row.timestamp("created_at")?,
     })
-}
-
-fn map_error(error: DatabaseError) -> RepositoryError {
-    match error {
-        DatabaseError::Unavailable(cause) => RepositoryError::Unavailable(cause),
-        DatabaseError::UniqueViolation(constraint) => {
-            RepositoryError::Failed(format!("unique violation on {constraint}"))
-        }
-        DatabaseError::ForeignKeyViolation(constraint) => {
-            RepositoryError::Failed(format!("foreign key violation on {constraint}"))
-        }
-        DatabaseError::CheckViolation(constraint) => {
-            RepositoryError::Failed(format!("check violation on {constraint}"))
-        }
-        DatabaseError::QueryFailed(cause) => RepositoryError::Failed(cause),
-        DatabaseError::InvalidState(cause) => {
-            RepositoryError::Failed(format!("invalid state: {cause}"))
-        }
-    }
 }

@@ -3,7 +3,7 @@
 //! [`Endpoint::ALL`] is the one list both `routes()` and `handle()` read, so the index the
 //! host passes back always names the route it was declared for.
 
-use crate::repository::{Database, RepositoryError};
+use crate::repository::{Database, StoreError};
 use crate::service;
 use platform_guest::http::{self, route, Method, Request, Response, Route};
 use platform_guest::pagination::Page;
@@ -81,10 +81,10 @@ fn list_notifications(request: &Request) -> Response {
     }
 }
 
-fn repository_error(error: RepositoryError) -> Response {
+fn repository_error(error: StoreError) -> Response {
     match error {
-        RepositoryError::Unavailable(cause) => http::unavailable("Database", &cause),
-        RepositoryError::Failed(cause) => http::internal_error(&format!("database error: {cause}")),
+        StoreError::Unavailable(cause) => http::unavailable("Database", &cause),
+        StoreError::Internal(cause) => http::internal_error(&format!("database error: {cause}")),
     }
 }
 

@@ -2,7 +2,7 @@
 //! and each user reads only their own notifications.
 
 use crate::model::{EventError, NewNotification, Notification, OrderEvent};
-use crate::repository::{NotificationStore, Recorded, RepositoryError};
+use crate::repository::{NotificationStore, Recorded, StoreError};
 use platform_guest::logging::Level;
 use platform_guest::messaging_types::Outcome;
 use platform_guest::pagination::Page;
@@ -20,10 +20,7 @@ pub enum Handled {
     /// The payload can never become a notification.
     Rejected(EventError),
     /// The database failed; a later delivery may succeed.
-    Failed {
-        event_id: String,
-        error: RepositoryError,
-    },
+    Failed { event_id: String, error: StoreError },
 }
 
 impl Handled {
@@ -100,7 +97,7 @@ pub fn list_notifications(
     store: &impl NotificationStore,
     user_id: i64,
     page: Page,
-) -> Result<Vec<Notification>, RepositoryError> {
+) -> Result<Vec<Notification>, StoreError> {
     store.list_for_user(user_id, page)
 }
 
@@ -115,12 +112,12 @@ mod tests {
     #[derive(Default)]
     struct FakeStore {
         rows: RefCell<Vec<Notification>>,
-        failure: Option<RepositoryError>,
+        failure: Option<StoreError>,
         calls: Cell<usize>,
     }
 
     impl FakeStore {
-        fn failing(error: RepositoryError) -> Self {
+        fn failing(error: StoreError) -> Self {
             FakeStore {
                 failure: Some(error),
                 ..Default::default()
@@ -129,7 +126,7 @@ mod tests {
     }
 
     impl NotificationStore for FakeStore {
-        fn record(&self, notification: &NewNotification) -> Result<Recorded, RepositoryError> {
+        fn record(&self, notification: &NewNotification) -> Result<Recorded, StoreError> {
             self.calls.set(self.calls.get() + 1);
             if let Some(error) = &self.failure {
                 return Err(error.clone());
@@ -154,11 +151,7 @@ mod tests {
             Ok(Recorded::Stored)
         }
 
-        fn list_for_user(
-            &self,
-            user_id: i64,
-            page: Page,
-        ) -> Result<Vec<Notification>, RepositoryError> {
+        fn list_for_user(&self, user_id: i64, page: Page) -> Result<Vec<Notification>, StoreError> {
             if let Some(error) = &self.failure {
                 return Err(error.clone());
             }
@@ -284,8 +277,8 @@ mod tests {
     #[test]
     fn database_failures_are_retried() {
         for error in [
-            RepositoryError::Unavailable("connection refused".into()),
-            RepositoryError::Failed("deadlock detected".into()),
+            StoreError::Unavailable("connection refused".into()),
+            StoreError::Internal("deadlock detected".into()),
         ] {
             let store = FakeStore::failing(error);
             let handled = handle_event(&store, &event("order.created", "e9", 1, 1), &[]);

@@ -5,28 +5,13 @@
 use crate::events::OutboxEvent;
 use crate::model::{Order, OrderDraft, OrderStatus};
 use crate::service::{Store, StoreError, StoreTx};
-use platform_guest::database::{self, DatabaseError, Rows, Transaction, Value};
-use platform_guest::db::{first, rows, ColumnError, Row};
+use platform_guest::database::{self, Rows, Transaction, Value};
+use platform_guest::db::{first, rows, Row};
 use platform_guest::pagination::Page;
 
 /// The columns every order query returns, in [`order_from_row`]'s terms.
 const ORDER_COLUMNS: &str = "id, user_id, product_id, product_name, quantity, unit_price_cents, \
                              total_price_cents, status, created_at, updated_at";
-
-impl From<DatabaseError> for StoreError {
-    fn from(error: DatabaseError) -> Self {
-        match error {
-            DatabaseError::Unavailable(cause) => StoreError::Unavailable(cause),
-            other => StoreError::Internal(format!("database: {other:?}")),
-        }
-    }
-}
-
-impl From<ColumnError> for StoreError {
-    fn from(error: ColumnError) -> Self {
-        StoreError::Internal(format!("unexpected row: {error}"))
-    }
-}
 
 fn order_from_row(row: &Row<'_>) -> Result<Order, StoreError> {
     let status = row.text("status")?;

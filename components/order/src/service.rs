@@ -36,14 +36,7 @@ use platform_guest::pagination::Page;
 /// Outbox rows published per request at most.
 pub const OUTBOX_BATCH: i64 = 50;
 
-/// Why a database call failed, as far as the service cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreError {
-    /// The database is unreachable (503).
-    Unavailable(String),
-    /// Anything else: a bug or a broken invariant (500).
-    Internal(String),
-}
+pub use platform_guest::db::StoreError;
 
 /// The order service's database, outside of transactions.
 pub trait Store {

@@ -5,7 +5,7 @@
 
 use crate::model::{NewProduct, Product, ProductUpdate};
 use crate::service::{ProductStore, StoreError};
-use platform_guest::database::{self, DatabaseError, Rows, Value};
+use platform_guest::database::{self, Rows, Value};
 use platform_guest::db::{first, rows, ColumnError, Row};
 use platform_guest::pagination::Page;
 
@@ -14,35 +14,6 @@ const COLUMNS: &str = "id, name, description, price_cents, quantity, created_at,
 
 /// The products table in the service's own database.
 pub struct Repository;
-
-impl From<DatabaseError> for StoreError {
-    fn from(error: DatabaseError) -> Self {
-        match error {
-            DatabaseError::Unavailable(cause) => StoreError::Unavailable(cause),
-            DatabaseError::UniqueViolation(name) => {
-                StoreError::Internal(format!("unique violation: {name}"))
-            }
-            DatabaseError::ForeignKeyViolation(name) => {
-                StoreError::Internal(format!("foreign key violation: {name}"))
-            }
-            DatabaseError::CheckViolation(name) => {
-                StoreError::Internal(format!("check violation: {name}"))
-            }
-            DatabaseError::QueryFailed(cause) => {
-                StoreError::Internal(format!("query failed: {cause}"))
-            }
-            DatabaseError::InvalidState(cause) => {
-                StoreError::Internal(format!("invalid state: {cause}"))
-            }
-        }
-    }
-}
-
-impl From<ColumnError> for StoreError {
-    fn from(error: ColumnError) -> Self {
-        StoreError::Internal(format!("unexpected row shape: {error}"))
-    }
-}
 
 fn product(row: &Row<'_>) -> Result<Product, ColumnError> {
     Ok(Product {
@@ -230,24 +201,6 @@ mod tests {
         assert!(matches!(
             one(&rows_of(vec![bad])),
             Err(StoreError::Internal(_))
-        ));
-    }
-
-    #[test]
-    fn database_errors_map_to_store_errors() {
-        assert_eq!(
-            StoreError::from(DatabaseError::Unavailable("down".into())),
-            StoreError::Unavailable("down".into())
-        );
-        assert!(matches!(
-            StoreError::from(DatabaseError::CheckViolation(
-                "products_quantity_check".into()
-            )),
-            StoreError::Internal(_)
-        ));
-        assert!(matches!(
-            StoreError::from(DatabaseError::QueryFailed("syntax".into())),
-            StoreError::Internal(_)
         ));
     }
 

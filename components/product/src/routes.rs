@@ -301,10 +301,7 @@ enum BodyError {
 }
 
 /// Reads the body as a JSON object and validates it with `parse`.
-fn body<T>(
-    request: &Request,
-    parse: BodyParser<T>,
-) -> Result<T, BodyError> {
+fn body<T>(request: &Request, parse: BodyParser<T>) -> Result<T, BodyError> {
     if request.body.is_empty() {
         // FastAPI: a required body that was not sent at all.
         return Err(BodyError::Invalid(vec![FieldError::new(
@@ -329,10 +326,7 @@ fn body<T>(
 
 /// Validates the `product_id` path parameter and the body together, reporting the errors
 /// of both in one 422 (path first), as FastAPI does.
-fn id_and_body<T>(
-    request: &Request,
-    parse: BodyParser<T>,
-) -> Result<(i64, T), Response> {
+fn id_and_body<T>(request: &Request, parse: BodyParser<T>) -> Result<(i64, T), Response> {
     let id = request.id_param("product_id");
     let body = body(request, parse);
     match (id, body) {

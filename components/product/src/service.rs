@@ -10,14 +10,7 @@ use std::fmt;
 /// shows that a concurrent call changed the stock in between.
 const STOCK_ATTEMPTS: usize = 3;
 
-/// A failure of the database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreError {
-    /// The database is unreachable: 503.
-    Unavailable(String),
-    /// Anything else (bad SQL, unexpected column type...): 500, cause only in the log.
-    Internal(String),
-}
+pub use platform_guest::db::StoreError;
 
 /// What a product operation can fail with; routes map each to a status.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,35 +17,6 @@ pub const USERNAME_CONSTRAINT: &str = "users_username_key";
 /// The users table in the service's own database.
 pub struct Repository;
 
-impl From<DatabaseError> for StoreError {
-    fn from(error: DatabaseError) -> Self {
-        match error {
-            DatabaseError::Unavailable(cause) => StoreError::Unavailable(cause),
-            DatabaseError::UniqueViolation(name) => {
-                StoreError::Internal(format!("unique violation: {name}"))
-            }
-            DatabaseError::ForeignKeyViolation(name) => {
-                StoreError::Internal(format!("foreign key violation: {name}"))
-            }
-            DatabaseError::CheckViolation(name) => {
-                StoreError::Internal(format!("check violation: {name}"))
-            }
-            DatabaseError::QueryFailed(cause) => {
-                StoreError::Internal(format!("query failed: {cause}"))
-            }
-            DatabaseError::InvalidState(cause) => {
-                StoreError::Internal(format!("invalid state: {cause}"))
-            }
-        }
-    }
-}
-
-impl From<ColumnError> for StoreError {
-    fn from(error: ColumnError) -> Self {
-        StoreError::Internal(format!("unexpected row shape: {error}"))
-    }
-}
-
 /// An INSERT's error: the username constraint means the name is taken; anything else
 /// (including another unique constraint) is a store error.
 pub fn insert_error(error: DatabaseError) -> InsertError {

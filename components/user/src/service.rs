@@ -13,14 +13,7 @@ use std::fmt;
 pub const DUMMY_PASSWORD_HASH: &str =
     "$2b$12$gfE1vj26c4H7imGxnkWtGefYxxLIVl1ryELYJR.sFtWcYsuy967I.";
 
-/// A failure of the database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreError {
-    /// The database is unreachable: 503.
-    Unavailable(String),
-    /// Anything else (bad SQL, unexpected column type...): 500, cause only in the log.
-    Internal(String),
-}
+pub use platform_guest::db::StoreError;
 
 /// Why a user could not be inserted.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,10 @@ pub struct IdentityProvider {
     validation: Validation,
     token_lifetime: Duration,
     bcrypt_cost: u32,
+    /// One bcrypt job per core at a time, first come first served. Without it a burst of
+    /// logins shares the cores so evenly that all of them finish late (and time out)
+    /// together; with it they finish one after the other.
+    hashing: tokio::sync::Semaphore,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -34,7 +38,21 @@ impl IdentityProvider {
             validation,
             token_lifetime,
             bcrypt_cost,
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+            ),
         }
+    }
+
+    /// Runs a bcrypt job on the blocking pool, in turn with the other ones.
+    async fn bcrypt<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> wasmtime::Result<T> {
+        let _turn = self.hashing.acquire().await?;
+        Ok(tokio::task::spawn_blocking(job).await?)
     }
 
     pub fn issue(&self, subject: &str, user_id: i64) -> wasmtime::Result<String> {
@@ -71,12 +89,16 @@ impl Host for CallState {
         let provider = identity(self)?;
         let cost = provider.bcrypt_cost;
         // bcrypt is deliberately slow: keep it off the async worker threads.
-        Ok(tokio::task::spawn_blocking(move || bcrypt::hash(password, cost)).await??)
+        Ok(provider
+            .bcrypt(move || bcrypt::hash(password, cost))
+            .await??)
     }
 
     async fn verify_password(&mut self, password: String, hash: String) -> wasmtime::Result<bool> {
-        identity(self)?;
-        let verified = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash)).await?;
+        let provider = identity(self)?;
+        let verified = provider
+            .bcrypt(move || bcrypt::verify(password, &hash))
+            .await?;
         Ok(verified.unwrap_or(false))
     }
 
