@@ -370,16 +370,40 @@ async fn scenarios(
         report.push_str(&measured.row("POST /orders", connections, None));
     }
 
+    // The orders above left a backlog of events: wait until every order has its notification.
+    let database = |service: &str| {
+        format!(
+            "postgres://postgres@127.0.0.1:5432/{}",
+            platform.database(service)
+        )
+    };
+    let notifications = sqlx::PgPool::connect(&database("notification")).await?;
+    let notifications = &notifications;
+    let orders_db = sqlx::PgPool::connect(&database("order")).await?;
+    let placed: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&orders_db)
+        .await?;
+    let drain_started = Instant::now();
+    support::eventually(
+        "the event backlog to drain",
+        Duration::from_secs(600),
+        || async move {
+            let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications")
+                .fetch_one(notifications)
+                .await?;
+            Ok((recorded >= placed).then_some(()))
+        },
+    )
+    .await?;
+    report.push_str(&format!(
+        "\nbacklog after the POST /orders rows: {placed} orders, all notified {:.1} s after the load stopped\n",
+        drain_started.elapsed().as_secs_f64()
+    ));
+
     // Event latency: from the order's insert to its notification's insert, both stamped by
     // the same PostgreSQL server.
     let samples = if quick { 5 } else { 50 };
     let mut latencies = Vec::new();
-    let notifications = sqlx::PgPool::connect(&format!(
-        "postgres://postgres@127.0.0.1:5432/{}",
-        platform.database("notification")
-    ))
-    .await?;
-    let notifications = &notifications;
     for _ in 0..samples {
         let response = platform
             .http()

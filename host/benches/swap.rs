@@ -148,13 +148,18 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let platform = Arc::new(Platform::start_shop().await?);
-        let result = run(&platform, rounds, duration).await;
+        let result = run(&platform, rounds, duration, quick).await;
         platform.stop().await;
         result
     })
 }
 
-async fn run(platform: &Arc<Platform>, rounds: usize, duration: Duration) -> anyhow::Result<()> {
+async fn run(
+    platform: &Arc<Platform>,
+    rounds: usize,
+    duration: Duration,
+    quick: bool,
+) -> anyhow::Result<()> {
     let token = platform.admin_token()?;
     let mut report = String::new();
     report.push_str("| component | size | cold deploy (compile), client / host | cached deploy, client / host |\n|---|---|---|---|\n");
@@ -209,6 +214,7 @@ async fn run(platform: &Arc<Platform>, rounds: usize, duration: Duration) -> any
     println!("{report}");
     let results = support::workspace_root().join("host/benches/results");
     std::fs::create_dir_all(&results)?;
-    std::fs::write(results.join("swap.txt"), report)?;
+    let file = if quick { "swap-quick.txt" } else { "swap.txt" };
+    std::fs::write(results.join(file), report)?;
     Ok(())
 }

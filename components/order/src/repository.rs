@@ -9,6 +9,10 @@ use platform_guest::database::{self, Rows, Transaction, Value};
 use platform_guest::db::{first, rows, Row};
 use platform_guest::pagination::Page;
 
+/// How long the request that wrote an outbox row has to publish it before other requests
+/// treat it as left behind (its publish failed, or its instance stopped).
+const OUTBOX_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
 /// The columns every order query returns, in [`order_from_row`]'s terms.
 const ORDER_COLUMNS: &str = "id, user_id, product_id, product_name, quantity, unit_price_cents, \
                              total_price_cents, status, created_at, updated_at";
@@ -67,10 +71,14 @@ impl Store for Repository {
         rows(&result).map(|row| order_from_row(&row)).collect()
     }
 
-    fn pending_event_ids(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
+    fn stale_event_ids(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
+        let cutoff = chrono::Utc::now() - OUTBOX_GRACE;
         let result = database::query(
-            "SELECT id FROM outbox ORDER BY id LIMIT $1",
-            &[Value::Int(limit)],
+            "SELECT id FROM outbox WHERE created_at < $1 ORDER BY id LIMIT $2",
+            &[
+                Value::Timestamp(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                Value::Int(limit),
+            ],
         )?;
         Ok(rows(&result)
             .map(|row| row.int("id"))
@@ -124,9 +132,10 @@ impl StoreTx for DbTx {
         first_order(&result)
     }
 
-    fn insert_event(&mut self, event: &OutboxEvent) -> Result<(), StoreError> {
-        self.0.execute(
-            "INSERT INTO outbox (exchange, routing_key, event_id, payload) VALUES ($1, $2, $3, $4)",
+    fn insert_event(&mut self, event: &OutboxEvent) -> Result<i64, StoreError> {
+        let result = self.0.query(
+            "INSERT INTO outbox (exchange, routing_key, event_id, payload) VALUES ($1, $2, $3, $4) \
+             RETURNING id",
             &[
                 Value::Text(event.exchange.clone()),
                 Value::Text(event.routing_key.clone()),
@@ -134,7 +143,9 @@ impl StoreTx for DbTx {
                 Value::Text(event.payload.clone()),
             ],
         )?;
-        Ok(())
+        let row = first(&result)
+            .ok_or_else(|| StoreError::Internal("INSERT ... RETURNING gave no row".into()))?;
+        Ok(row.int("id")?)
     }
 
     fn take_event(&mut self, id: i64) -> Result<Option<OutboxEvent>, StoreError> {
