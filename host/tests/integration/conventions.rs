@@ -15,6 +15,7 @@ pub fn tests() -> Vec<Test> {
         request_ids_are_echoed_or_generated,
         bodies_over_one_mebibyte_are_413,
         malformed_json_wrong_types_and_invalid_utf8_are_422,
+        deeply_nested_json_is_422_not_a_crash,
         non_numeric_path_ids_are_422,
         metrics_label_requests_by_route_template,
     ]
@@ -327,6 +328,30 @@ async fn malformed_json_wrong_types_and_invalid_utf8_are_422(
                 error["loc"].is_array() && error["msg"].is_string(),
                 "FastAPI shape: {error}"
             );
+        }
+    }
+    Ok(())
+}
+
+async fn deeply_nested_json_is_422_not_a_crash(platform: &'static Platform) -> anyhow::Result<()> {
+    // Far deeper than serde_json's recursion limit: refused as malformed, within the
+    // components' 128 KiB stack.
+    for body in ["[".repeat(500_000), "{\"a\":".repeat(100_000)] {
+        for (service, path) in [
+            ("user", "/register"),
+            ("user", "/login"),
+            ("product", "/products"),
+        ] {
+            let user = platform.new_user().await?;
+            let response = platform
+                .http()
+                .post(platform.url(service, path))
+                .header("content-type", "application/json")
+                .header("authorization", user.bearer())
+                .body(body.clone())
+                .send()
+                .await?;
+            assert_eq!(response.status(), 422, "{service} {path}");
         }
     }
     Ok(())
