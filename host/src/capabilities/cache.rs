@@ -8,7 +8,6 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
 /// A key-value store with expiry shared by the services (keys arrive already namespaced).
 #[async_trait]
@@ -113,7 +112,9 @@ fn not_configured() -> CacheError {
 /// short timeout: a cache that is down must cost a request milliseconds, not seconds.
 pub struct RedisCache {
     client: redis::Client,
-    connection: Mutex<Option<ConnectionManager>>,
+    /// Set by the first successful connection and kept: the manager reconnects by itself,
+    /// so after that a call only clones it (no lock on the request path).
+    connection: tokio::sync::OnceCell<ConnectionManager>,
     timeout: Duration,
     /// Milliseconds since `started` of the last failed connection attempt; while Redis is
     /// down, calls fail at once instead of each paying a connection timeout.
@@ -128,7 +129,7 @@ impl RedisCache {
     pub fn new(url: &str, timeout: Duration) -> Result<RedisCache, redis::RedisError> {
         Ok(RedisCache {
             client: redis::Client::open(url)?,
-            connection: Mutex::new(None),
+            connection: tokio::sync::OnceCell::new(),
             timeout,
             last_failure_ms: AtomicU64::new(0),
             started: Instant::now(),
@@ -136,8 +137,7 @@ impl RedisCache {
     }
 
     async fn connection(&self) -> Result<ConnectionManager, CacheError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref() {
+        if let Some(connection) = self.connection.get() {
             return Ok(connection.clone());
         }
         let now = self.started.elapsed().as_millis() as u64;
@@ -147,27 +147,27 @@ impl RedisCache {
         {
             return Err(CacheError::Unavailable("redis is unreachable".into()));
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(1);
-        match tokio::time::timeout(
-            self.timeout * 2,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        {
-            Ok(Ok(connection)) => {
-                *slot = Some(connection.clone());
-                Ok(connection)
+        let connect = || async {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(self.timeout)
+                .set_response_timeout(self.timeout)
+                .set_number_of_retries(1);
+            match tokio::time::timeout(
+                self.timeout * 2,
+                ConnectionManager::new_with_config(self.client.clone(), config),
+            )
+            .await
+            {
+                Ok(Ok(connection)) => Ok(connection),
+                Ok(Err(error)) => Err(CacheError::Unavailable(error.to_string())),
+                Err(_) => Err(CacheError::Unavailable("redis connection timed out".into())),
             }
-            Ok(Err(error)) => {
+        };
+        match self.connection.get_or_try_init(connect).await {
+            Ok(connection) => Ok(connection.clone()),
+            Err(error) => {
                 self.last_failure_ms.store(now.max(1), Ordering::Relaxed);
-                Err(CacheError::Unavailable(error.to_string()))
-            }
-            Err(_) => {
-                self.last_failure_ms.store(now.max(1), Ordering::Relaxed);
-                Err(CacheError::Unavailable("redis connection timed out".into()))
+                Err(error)
             }
         }
     }
