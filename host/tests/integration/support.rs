@@ -485,7 +485,8 @@ impl Platform {
         text
     }
 
-    /// The host process's id, while it runs.
+    /// The host process's id, while it runs (the benchmarks pin it and read its memory).
+    #[allow(dead_code)]
     pub fn pid(&self) -> Option<u32> {
         self.child.lock().unwrap().as_ref().map(Child::id)
     }
