@@ -98,6 +98,8 @@ impl Platform {
             .map(ServiceConfig::memory_limit_bytes)
             .max()
             .unwrap_or(64 << 20);
+        // Refuse an exposed admin API before anything is created or loaded.
+        let admin_listener = admin_listener(config).await?;
         let state = Arc::new(
             StateDir::open(
                 &config.resolve(&config.state.dir),
@@ -114,7 +116,6 @@ impl Platform {
             .map(|(name, service)| load_service(&runtime, &state, config, &shared, name, service));
         let services = futures::future::try_join_all(loads).await?;
 
-        let admin_listener = admin_listener(config).await?;
         let admin_token = match &config.admin.token {
             Some(token) => token.clone(),
             None => state.admin_token().map_err(StartError::State)?,

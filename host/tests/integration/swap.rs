@@ -19,6 +19,7 @@ pub fn tests() -> Vec<Test> {
         deploy_and_rollback_under_load_fail_no_request,
         refused_versions_leave_the_running_one_serving,
         the_admin_api_needs_its_token,
+        the_admin_api_stays_on_loopback_without_an_explicit_token,
         a_restart_comes_back_with_the_last_deployed_versions,
         swapping_the_consumer_loses_and_repeats_no_message,
         watch_swaps_on_a_source_change_and_survives_a_compile_error,
@@ -305,6 +306,30 @@ async fn check_admin_token(platform: &Platform) -> anyhow::Result<()> {
     let output = platform.cli(&["ps"]).await?;
     assert_eq!(output.code, 3, "{output:?}");
     assert!(output.stderr.contains("not running"), "{}", output.stderr);
+    Ok(())
+}
+
+async fn the_admin_api_stays_on_loopback_without_an_explicit_token(
+    _: &'static Platform,
+) -> anyhow::Result<()> {
+    let names = RunNames::new();
+    let mut config = fixture_config(&names, &["canary"], &["database", "logging"]);
+    set(
+        &mut config,
+        &["admin", "bind"],
+        format!("0.0.0.0:{}", free_ports(1)[0]).into(),
+    );
+    let error = match Platform::start(names, config).await {
+        Ok(platform) => {
+            platform.stop().await;
+            anyhow::bail!("the admin API listened on 0.0.0.0 without PLATFORM_ADMIN_TOKEN");
+        }
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains("is not a loopback address: set PLATFORM_ADMIN_TOKEN"),
+        "{error}"
+    );
     Ok(())
 }
 
