@@ -13,10 +13,14 @@
 #[path = "../tests/integration/support.rs"]
 mod support;
 
+#[allow(dead_code)]
+#[path = "common/load_generator.rs"]
+mod load_generator;
+
 use anyhow::{ensure, Context};
+use load_generator::{drive, rss_mib};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{free_ports, set, shop_config, Platform, RunNames};
@@ -47,128 +51,6 @@ fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
         .status()?;
     ensure!(status.success(), "taskset failed for {pid}");
     Ok(())
-}
-
-/// Resident memory of a process, from /proc.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))?
-                .to_string();
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
-struct Measured {
-    requests: usize,
-    errors: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-    peak_rss_mib: f64,
-}
-
-impl Measured {
-    fn rate(&self) -> f64 {
-        (self.requests - self.errors) as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        self.latencies[((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1)]
-    }
-
-    fn row(&self, scenario: &str, connections: usize, baseline: Option<&Measured>) -> String {
-        let ratio = |value: f64, base: f64| format!(" ({:.2}x)", value / base);
-        let (rate_ratio, p99_ratio) = match baseline {
-            Some(base) => (
-                ratio(self.rate(), base.rate()),
-                ratio(
-                    self.percentile(0.99).as_secs_f64(),
-                    base.percentile(0.99).as_secs_f64(),
-                ),
-            ),
-            None => (String::new(), String::new()),
-        };
-        format!(
-            "| {scenario} | {connections} | {:.0}{rate_ratio} | {:.2} ms | {:.2} ms{p99_ratio} | {} |\n",
-            self.rate(),
-            self.percentile(0.50).as_secs_f64() * 1000.0,
-            self.percentile(0.99).as_secs_f64() * 1000.0,
-            self.errors
-        )
-    }
-}
-
-/// `connections` clients sending `request()` back to back for `duration`.
-async fn drive<F>(
-    connections: usize,
-    duration: Duration,
-    watch_pid: Option<u32>,
-    request: F,
-) -> Measured
-where
-    F: Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
-{
-    let request = Arc::new(request);
-    let running = Arc::new(AtomicBool::new(true));
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(connections)
-        .build()
-        .expect("an HTTP client");
-    let started = Instant::now();
-    let workers: Vec<_> = (0..connections)
-        .map(|worker| {
-            let (http, request, running) = (http.clone(), request.clone(), running.clone());
-            tokio::spawn(async move {
-                let (mut latencies, mut errors, mut sequence) = (Vec::new(), 0, 0);
-                while running.load(Ordering::Relaxed) {
-                    sequence += 1;
-                    let sent = Instant::now();
-                    match request(&http, worker * 1_000_000 + sequence).send().await {
-                        Ok(response) if response.status().is_success() => {
-                            let _ = response.bytes().await;
-                            latencies.push(sent.elapsed());
-                        }
-                        _ => errors += 1,
-                    }
-                }
-                (latencies, errors)
-            })
-        })
-        .collect();
-    let mut peak_rss_mib = 0f64;
-    while started.elapsed() < duration {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Some(pid) = watch_pid {
-            peak_rss_mib = peak_rss_mib.max(rss_mib(pid));
-        }
-    }
-    running.store(false, Ordering::Relaxed);
-    let mut measured = Measured {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-        peak_rss_mib,
-    };
-    // Requests still in flight finish (and count) before the next scenario starts.
-    for worker in workers {
-        let (latencies, errors) = worker.await.expect("a load worker");
-        measured.requests += latencies.len() + errors;
-        measured.errors += errors;
-        measured.latencies.extend(latencies);
-    }
-    measured.elapsed = started.elapsed();
-    measured.latencies.sort();
-    measured
 }
 
 async fn run(duration: Duration, quick: bool) -> anyhow::Result<()> {

@@ -15,8 +15,12 @@
 #[path = "../tests/integration/support.rs"]
 mod support;
 
+#[allow(dead_code)]
+#[path = "common/load_generator.rs"]
+mod load_generator;
+
+use load_generator::{drive, Measured};
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{component_path, Platform};
@@ -66,75 +70,29 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
-struct LoadResult {
-    swaps: usize,
-    requests: usize,
-    errors: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-async fn load(
-    platform: Arc<Platform>,
+/// Drives `url` with 16 clients for `duration`; with `swap`, deploys a fresh variant of
+/// the product service every 2 s meanwhile. Returns the traffic and the deploys done.
+async fn load_with_swaps(
+    platform: &Arc<Platform>,
     url: String,
-    clients: usize,
     duration: Duration,
-    swaps: Option<(String, Vec<u8>)>,
-) -> LoadResult {
-    let running = Arc::new(AtomicBool::new(true));
+    swap: Option<(String, Vec<u8>)>,
+) -> (Measured, usize) {
+    let traffic = tokio::spawn(drive(16, duration, None, move |http, _| http.get(&url)));
     let started = Instant::now();
-    let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let (platform, url, running) = (platform.clone(), url.clone(), running.clone());
-            tokio::spawn(async move {
-                let (mut latencies, mut errors) = (Vec::new(), 0);
-                while running.load(Ordering::Relaxed) {
-                    let sent = Instant::now();
-                    match platform.http().get(&url).send().await {
-                        Ok(response) if response.status() == 200 => {
-                            let _ = response.bytes().await;
-                            latencies.push(sent.elapsed());
-                        }
-                        _ => errors += 1,
-                    }
-                }
-                (latencies, errors)
-            })
-        })
-        .collect();
-    let mut swapped = 0;
-    if let Some((token, bytes)) = swaps {
+    let mut swaps = 0;
+    if let Some((token, bytes)) = swap {
         let mut nonce = 1_000;
         while started.elapsed() + Duration::from_secs(2) < duration {
             tokio::time::sleep(Duration::from_secs(2)).await;
             nonce += 1;
-            match deploy(&platform, &token, "product", fresh_variant(&bytes, nonce)).await {
-                Ok(_) => swapped += 1,
+            match deploy(platform, &token, "product", fresh_variant(&bytes, nonce)).await {
+                Ok(_) => swaps += 1,
                 Err(error) => eprintln!("deploy during load failed: {error:#}"),
             }
         }
     }
-    tokio::time::sleep(duration.saturating_sub(started.elapsed())).await;
-    running.store(false, Ordering::Relaxed);
-    let mut result = LoadResult {
-        swaps: swapped,
-        requests: 0,
-        errors: 0,
-        elapsed: started.elapsed(),
-        latencies: Vec::new(),
-    };
-    for worker in workers {
-        let (latencies, errors) = worker.await.expect("a load worker");
-        result.requests += latencies.len() + errors;
-        result.errors += errors;
-        result.latencies.extend(latencies);
-    }
-    result.latencies.sort();
-    result
+    (traffic.await.expect("the load generator"), swaps)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -201,14 +159,13 @@ async fn run(
             Some((token.clone(), product_bytes)),
         ),
     ] {
-        let result = load(platform.clone(), url.clone(), 16, duration, swaps).await;
+        let (result, swapped) = load_with_swaps(platform, url.clone(), duration, swaps).await;
         report.push_str(&format!(
-            "| {label} | {:.0} | {:.1} ms | {:.1} ms | {} | {} |\n",
-            result.requests as f64 / result.elapsed.as_secs_f64(),
-            percentile(&result.latencies, 0.50).as_secs_f64() * 1000.0,
-            percentile(&result.latencies, 0.99).as_secs_f64() * 1000.0,
+            "| {label} | {:.0} | {:.1} ms | {:.1} ms | {} | {swapped} |\n",
+            result.rate(),
+            result.percentile(0.50).as_secs_f64() * 1000.0,
+            result.percentile(0.99).as_secs_f64() * 1000.0,
             result.errors,
-            result.swaps,
         ));
     }
     println!("{report}");
