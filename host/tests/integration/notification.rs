@@ -5,7 +5,9 @@
 //! Tests run in parallel against one shared queue, so every assertion is about this test's
 //! own users, orders and event ids; counters are only compared with `>=`.
 
-use crate::support::{amqp_connection, eventually, unique, Platform, Test, TestUser};
+use crate::support::{
+    amqp_connection, assert_utc_timestamp, eventually, id_of, unique, Platform, Test, TestUser,
+};
 use anyhow::{ensure, Context};
 use futures::StreamExt;
 use lapin::options::{
@@ -137,29 +139,6 @@ async fn cancel_order(
         "cancelling order {order_id}: {status} {text}"
     );
     Ok(serde_json::from_str(&text)?)
-}
-
-fn id_of(value: &Value) -> anyhow::Result<i64> {
-    value["id"]
-        .as_i64()
-        .with_context(|| format!("an id in {value}"))
-}
-
-/// An RFC 3339 timestamp in UTC.
-fn utc_timestamp(
-    value: &Value,
-    what: &str,
-) -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
-    let text = value
-        .as_str()
-        .with_context(|| format!("{what}: a string, got {value}"))?;
-    let parsed = chrono::DateTime::parse_from_rfc3339(text)
-        .with_context(|| format!("{what}: `{text}` is RFC 3339"))?;
-    ensure!(
-        parsed.offset().local_minus_utc() == 0,
-        "{what}: `{text}` is not UTC"
-    );
-    Ok(parsed)
 }
 
 /// A channel with publisher confirms on.
@@ -434,8 +413,8 @@ async fn an_order_produces_its_notification(platform: &'static Platform) -> anyh
         message.contains("59.97"),
         "message names the total 59.97: {message}"
     );
-    let created_at = utc_timestamp(&notification["created_at"], "created_at")?;
-    let ordered_at = utc_timestamp(&order["created_at"], "order created_at")?;
+    let created_at = assert_utc_timestamp(&notification["created_at"], "created_at");
+    let ordered_at = assert_utc_timestamp(&order["created_at"], "order created_at");
     assert!(
         created_at >= ordered_at,
         "notified after the order was placed: {notification} {order}"
@@ -480,7 +459,7 @@ async fn cancelling_an_order_produces_an_order_cancelled_notification(
         cancelled["message"], created["message"],
         "the sentences tell the events apart"
     );
-    utc_timestamp(&cancelled["created_at"], "created_at")?;
+    assert_utc_timestamp(&cancelled["created_at"], "created_at");
 
     let mine = notifications_for(platform, &user, order_id).await?;
     assert_eq!(
@@ -611,7 +590,7 @@ fn check_event_message(
     let event_id = body["event_id"].as_str().context("event_id is a string")?;
     uuid::Uuid::parse_str(event_id)
         .with_context(|| format!("{event}: event_id `{event_id}` is a UUID"))?;
-    utc_timestamp(&body["occurred_at"], "occurred_at")?;
+    assert_utc_timestamp(&body["occurred_at"], "occurred_at");
 
     let data = &body["data"];
     assert!(data.is_object(), "{event}: data is an object: {body}");
@@ -654,8 +633,8 @@ fn check_event_message(
         "{event}: {body}"
     );
     assert_eq!(
-        utc_timestamp(&data["created_at"], "data.created_at")?,
-        utc_timestamp(&order["created_at"], "order created_at")?,
+        assert_utc_timestamp(&data["created_at"], "data.created_at"),
+        assert_utc_timestamp(&order["created_at"], "order created_at"),
         "{event}: data.created_at is the order's"
     );
     Ok(())

@@ -3,7 +3,7 @@
 //! Every test creates its own users and products; the stock of a product is read back
 //! through the product service (`GET /products/{id}`) to check reservations and releases.
 
-use crate::support::{Platform, Test, TestUser};
+use crate::support::{assert_utc_timestamp, id_of, Platform, Test, TestUser};
 use anyhow::{ensure, Context};
 use serde_json::{json, Value};
 
@@ -154,12 +154,6 @@ async fn stock(platform: &Platform, product_id: i64) -> anyhow::Result<i64> {
     product["quantity"].as_i64().context("product quantity")
 }
 
-fn id_of(value: &Value) -> anyhow::Result<i64> {
-    value["id"]
-        .as_i64()
-        .with_context(|| format!("an id in {value}"))
-}
-
 /// The `detail` string of an error response with `status`.
 async fn expect_detail(
     response: reqwest::Response,
@@ -200,20 +194,6 @@ async fn expect_validation_error(
         "{what}: no error at {loc} with msg and type in {text}"
     );
     Ok(())
-}
-
-/// An RFC 3339 timestamp in UTC.
-fn assert_utc_timestamp(value: &Value, what: &str) {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("{what}: a string, got {value}"));
-    let parsed = chrono::DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("{what}: `{text}` is not RFC 3339: {e}"));
-    assert_eq!(
-        parsed.offset().local_minus_utc(),
-        0,
-        "{what}: `{text}` is not UTC"
-    );
 }
 
 /// A product id that does not exist (a product created and deleted again).

@@ -3,10 +3,8 @@
 //! Other tests create and delete products at the same time, so no test assumes the
 //! catalogue's size or content: each checks only its own products.
 
-use crate::support::{unique, Platform, Test, TestUser};
-use crate::user::{
-    assert_401, assert_422, assert_utc_timestamp, disabled_user, rejected_tokens, send, Reply,
-};
+use crate::support::{assert_utc_timestamp, id_of, unique, Platform, Test, TestUser};
+use crate::user::{assert_401, assert_422, disabled_user, rejected_tokens, send, Reply};
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -155,10 +153,6 @@ async fn release(
         Some(&body),
     )
     .await
-}
-
-fn id_of(product: &Value) -> anyhow::Result<i64> {
-    product["id"].as_i64().context("product id")
 }
 
 /// `{"id", "name", "description", "price", "quantity", "created_at", "updated_at"}`, typed.

@@ -710,6 +710,32 @@ impl CliOutput {
     }
 }
 
+/// An RFC 3339 timestamp in UTC with its offset (`Z` or `+00:00`).
+pub fn assert_utc_timestamp(value: &Value, what: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: timestamp is not a string: {value}"));
+    let parsed = chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|error| panic!("{what}: `{text}` is not RFC 3339: {error}"));
+    assert_eq!(
+        parsed.offset().local_minus_utc(),
+        0,
+        "{what}: `{text}` is not UTC"
+    );
+    assert!(
+        text.ends_with('Z') || text.ends_with("+00:00"),
+        "{what}: `{text}` has no UTC offset"
+    );
+    parsed
+}
+
+/// The `id` field of a JSON record.
+pub fn id_of(value: &Value) -> anyhow::Result<i64> {
+    value["id"]
+        .as_i64()
+        .with_context(|| format!("an id in {value}"))
+}
+
 /// A registered user with a token.
 #[derive(Debug, Clone)]
 pub struct TestUser {

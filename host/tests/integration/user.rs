@@ -4,7 +4,7 @@
 //! answer once ([`send`]), FastAPI-shaped 422 checks ([`assert_422`]), RFC 3339 UTC
 //! timestamps ([`assert_utc_timestamp`]) and forged tokens ([`rejected_tokens`]).
 
-use crate::support::{unique, Platform, Test, TestUser};
+use crate::support::{assert_utc_timestamp, unique, Platform, Test, TestUser};
 use anyhow::Context;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Value};
@@ -111,25 +111,6 @@ pub fn assert_422(reply: &Reply, loc: &[&str], kind: Option<&str>, what: &str) {
             .any(|error| error["loc"] == expected && kind.is_none_or(|kind| error["type"] == kind)),
         "{what}: expected an error at {expected} of type {kind:?} in {reply}"
     );
-}
-
-/// An RFC 3339 timestamp in UTC with its offset (`Z` or `+00:00`).
-pub fn assert_utc_timestamp(value: &Value, what: &str) -> chrono::DateTime<chrono::FixedOffset> {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("{what}: timestamp is not a string: {value}"));
-    let parsed = chrono::DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|error| panic!("{what}: `{text}` is not RFC 3339: {error}"));
-    assert_eq!(
-        parsed.offset().local_minus_utc(),
-        0,
-        "{what}: `{text}` is not UTC"
-    );
-    assert!(
-        text.ends_with('Z') || text.ends_with("+00:00"),
-        "{what}: `{text}` has no UTC offset"
-    );
-    parsed
 }
 
 /// base64url without padding, as JWTs use.
