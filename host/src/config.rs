@@ -6,22 +6,26 @@
 //! cors_origins = ["*"]          # origins CORS allows ("*" = any)
 //! max_body_bytes = 1048576      # larger request bodies get 413
 //!
+//! # Without a url, a backend is embedded: SQLite files, an in-process cache and broker,
+//! # all under [state] dir. Each backend is chosen on its own (mixed setups work).
+//!
 //! [database]
-//! url = "postgres://postgres@127.0.0.1:5432/postgres"   # env DATABASE_URL
+//! url = "postgres://postgres@127.0.0.1:5432/postgres"   # env DATABASE_URL; none = SQLite
 //! max_connections = 10          # per service pool
 //! acquire_timeout_seconds = 3   # then a call fails with `unavailable` (503)
 //! migrations = "migrations"     # one folder per service inside
 //!
 //! [cache]
-//! url = "redis://127.0.0.1:6379"   # env REDIS_URL
+//! url = "redis://127.0.0.1:6379"   # env REDIS_URL; none = in-process (moka)
 //! timeout_ms = 250                 # a slower call fails fast with `unavailable`
 //! default_ttl_seconds = 300        # TTL when a component gives none
+//! embedded_max_mb = 64             # size bound of the in-process cache
 //!
 //! [messaging]
-//! url = "amqp://guest:guest@127.0.0.1:5672/%2f"   # env AMQP_URL
+//! url = "amqp://guest:guest@127.0.0.1:5672/%2f"   # env AMQP_URL; none = embedded broker
 //! [[messaging.exchanges]]
 //! name = "order_events"
-//! kind = "topic"                   # topic | direct | fanout | headers
+//! kind = "topic"                   # topic | direct | fanout | headers (RabbitMQ only)
 //!
 //! [auth]
 //! validate_url = "http://127.0.0.1:8001/validate-token"
@@ -46,6 +50,7 @@
 //! build = "cargo build --release --target wasm32-wasip2 -p order"
 //! watch = ["components/order", "components/guest"]   # `platform up --watch` rebuilds on change
 //! database = "order_service"        # created if missing; migrations/<service>/ applied
+//!                                   # (migrations/<service>/{postgres,sqlite}/ if the SQL differs)
 //! grants = ["database", "messaging", "outgoing-http", "config", "logging"]
 //! allowed_hosts = ["127.0.0.1:8002"]   # outgoing-http targets
 //! publish_exchanges = ["order_events"] # messaging targets
@@ -93,8 +98,11 @@ pub enum ConfigError {
 pub struct PlatformConfig {
     #[serde(default)]
     pub host: HostConfig,
+    #[serde(default)]
     pub database: DatabaseConfig,
+    #[serde(default)]
     pub cache: CacheConfig,
+    #[serde(default)]
     pub messaging: MessagingConfig,
     pub auth: AuthConfig,
     #[serde(default)]
@@ -128,48 +136,56 @@ impl Default for HostConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    pub url: String,
-    #[serde(default = "default_max_connections")]
+    /// PostgreSQL server; without one, each service gets an embedded SQLite file in the
+    /// state directory.
+    pub url: Option<String>,
     pub max_connections: u32,
-    #[serde(default = "default_acquire_timeout")]
     pub acquire_timeout_seconds: u64,
-    #[serde(default = "default_migrations")]
     pub migrations: PathBuf,
 }
 
-fn default_max_connections() -> u32 {
-    10
-}
-fn default_acquire_timeout() -> u64 {
-    3
-}
-fn default_migrations() -> PathBuf {
-    PathBuf::from("migrations")
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 10,
+            acquire_timeout_seconds: 3,
+            migrations: PathBuf::from("migrations"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
-    pub url: String,
-    #[serde(default = "default_cache_timeout")]
+    /// Redis server; without one, the host keeps an in-process cache.
+    pub url: Option<String>,
     pub timeout_ms: u64,
-    #[serde(default = "default_ttl")]
     pub default_ttl_seconds: u32,
+    /// Size bound of the embedded cache (keys and values), when no `url` is set.
+    pub embedded_max_mb: u64,
 }
 
-fn default_cache_timeout() -> u64 {
-    250
-}
-fn default_ttl() -> u32 {
-    300
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            url: None,
+            timeout_ms: 250,
+            default_ttl_seconds: 300,
+            embedded_max_mb: 64,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessagingConfig {
-    pub url: String,
+    /// RabbitMQ server; without one, the host runs an embedded broker whose messages are
+    /// kept in the state directory.
+    #[serde(default)]
+    pub url: Option<String>,
     #[serde(default)]
     pub exchanges: Vec<ExchangeConfig>,
 }
@@ -410,14 +426,16 @@ impl PlatformConfig {
         if let Some(bind) = env("PLATFORM_BIND") {
             self.host.bind = bind;
         }
-        if let Some(url) = env("DATABASE_URL") {
-            self.database.url = url;
+        // An empty URL in the environment means "embedded", like an absent one.
+        let url = |name: &str| env(name).map(|url| url.trim().to_string());
+        if let Some(database) = url("DATABASE_URL") {
+            self.database.url = Some(database).filter(|url| !url.is_empty());
         }
-        if let Some(url) = env("REDIS_URL") {
-            self.cache.url = url;
+        if let Some(cache) = url("REDIS_URL") {
+            self.cache.url = Some(cache).filter(|url| !url.is_empty());
         }
-        if let Some(url) = env("AMQP_URL") {
-            self.messaging.url = url;
+        if let Some(broker) = url("AMQP_URL") {
+            self.messaging.url = Some(broker).filter(|url| !url.is_empty());
         }
         self.identity.jwt_secret = env("JWT_SECRET").filter(|secret| !secret.is_empty());
         self.admin.token = env("PLATFORM_ADMIN_TOKEN").filter(|token| !token.is_empty());
@@ -468,6 +486,22 @@ impl PlatformConfig {
         }
         if self.admin.max_upload_mb == 0 {
             return invalid("admin.max_upload_mb must be positive".into());
+        }
+        if self.cache.embedded_max_mb == 0 {
+            return invalid("cache.embedded_max_mb must be positive".into());
+        }
+        if self.messaging.url.is_none() {
+            if let Some(exchange) = self
+                .messaging
+                .exchanges
+                .iter()
+                .find(|e| e.kind == ExchangeKindConfig::Headers)
+            {
+                return invalid(format!(
+                    "exchange `{}` is a headers exchange, which only RabbitMQ routes: set messaging.url (or AMQP_URL)",
+                    exchange.name
+                ));
+            }
         }
         if !(4..=31).contains(&self.identity.bcrypt_cost) {
             return invalid("identity.bcrypt_cost must be within 4..=31".into());
@@ -614,13 +648,41 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        assert_eq!(config.database.url, "postgres://db/x");
+        assert_eq!(config.database.url.as_deref(), Some("postgres://db/x"));
         assert_eq!(config.identity.jwt_secret.as_deref(), Some("s3cret"));
         assert_eq!(
             config.services["shop"].subscriptions[0].max_retry_attempts,
             5
         );
         assert_eq!(config.services["shop"].config["api-url"], "http://b");
+    }
+
+    #[test]
+    fn without_urls_every_backend_is_embedded() {
+        let text = MINIMAL
+            .replace("url = \"postgres://localhost/postgres\"", "")
+            .replace("url = \"redis://localhost\"", "")
+            .replace("url = \"amqp://localhost\"", "");
+        let mut config = parse(&text).unwrap();
+        assert_eq!(config.database.url, None);
+        assert_eq!(config.cache.url, None);
+        assert_eq!(config.messaging.url, None);
+        assert_eq!(config.cache.embedded_max_mb, 64);
+        // An empty variable keeps a backend embedded; a set one switches it to the server.
+        config
+            .apply_env(|name| match name {
+                "DATABASE_URL" => Some("".into()),
+                "AMQP_URL" => Some("amqp://broker".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.database.url, None);
+        assert_eq!(config.messaging.url.as_deref(), Some("amqp://broker"));
+        // The embedded broker routes topic, direct and fanout exchanges, not headers ones.
+        assert!(matches!(
+            parse(&text.replace("name = \"events\"", "name = \"events\"\nkind = \"headers\"")),
+            Err(ConfigError::Invalid(message)) if message.contains("headers")
+        ));
     }
 
     #[test]

@@ -3,19 +3,24 @@
 //! the admin API.
 
 use crate::capabilities::auth::TokenValidator;
-use crate::capabilities::cache::{CacheBackend, RedisCache, ServiceCache};
+use crate::capabilities::cache::{CacheBackend, EmbeddedCache, RedisCache, ServiceCache};
 use crate::capabilities::database::{
-    DatabaseBackend, MigrateDatabaseError, PostgresBackend, PostgresSetupError,
+    DatabaseBackend, MigrateDatabaseError, PostgresBackend, PostgresSetupError, SqliteBackend,
+    SqliteSetupError,
 };
 use crate::capabilities::identity::IdentityProvider;
-use crate::capabilities::messaging::{AmqpPublisher, MessagePublisher, ServicePublisher};
+use crate::capabilities::messaging::embedded::OpenBrokerError;
+use crate::capabilities::messaging::{
+    AmqpPublisher, EmbeddedBroker, MessagePublisher, ServicePublisher,
+};
 use crate::capabilities::outgoing_http::{http_client, OutgoingHttp};
 use crate::capabilities::ServiceCapabilities;
 use crate::config::{Capability, PlatformConfig, ServiceConfig};
 use crate::ingress::admin::AdminApi;
 use crate::ingress::http::{HttpSettings, ServiceEndpoint};
 use crate::ingress::metrics::ServiceMetrics;
-use crate::ingress::{admin, amqp, http};
+use crate::ingress::subscriptions;
+use crate::ingress::{admin, http};
 use crate::runtime::{ComponentVersion, DeployedService, LoadComponentError, Registry, Runtime};
 use crate::state::{DeploySource, StateDir, StateError};
 use std::net::SocketAddr;
@@ -40,6 +45,13 @@ pub enum StartError {
         service: String,
         cause: PostgresSetupError,
     },
+    #[error("service `{service}`: {cause}")]
+    EmbeddedDatabase {
+        service: String,
+        cause: SqliteSetupError,
+    },
+    #[error("{0}")]
+    EmbeddedBroker(OpenBrokerError),
     #[error("service `{service}`: {cause}")]
     Migrations {
         service: String,
@@ -86,7 +98,14 @@ struct SharedBackends {
     auth: Arc<TokenValidator>,
     cache: Option<Arc<dyn CacheBackend>>,
     publisher: Option<Arc<dyn MessagePublisher>>,
+    /// Where subscriptions consume from (`None` if no service subscribes or publishes).
+    broker: Option<Broker>,
     identity: Option<Arc<IdentityProvider>>,
+}
+
+enum Broker {
+    Amqp { url: String },
+    Embedded(Arc<EmbeddedBroker>),
 }
 
 impl Platform {
@@ -108,7 +127,7 @@ impl Platform {
             .map_err(StartError::State)?,
         );
         let runtime = Runtime::new(max_memory, Some(state.clone())).map_err(StartError::Runtime)?;
-        let shared = SharedBackends::new(config)?;
+        let shared = SharedBackends::new(config, &state).await?;
 
         let loads = config
             .services
@@ -154,14 +173,26 @@ impl Platform {
             });
             tasks.spawn(http::serve(endpoint, listener, shutdown.clone()));
             for subscription in &service.config.subscriptions {
-                tasks.spawn(amqp::consume(
-                    service.clone(),
-                    metrics.clone(),
-                    subscription.clone(),
-                    config.messaging.url.clone(),
-                    config.messaging.exchanges.clone(),
-                    shutdown.clone(),
-                ));
+                match &shared.broker {
+                    Some(Broker::Amqp { url }) => tasks.spawn(subscriptions::amqp::consume(
+                        service.clone(),
+                        metrics.clone(),
+                        subscription.clone(),
+                        url.clone(),
+                        config.messaging.exchanges.clone(),
+                        shutdown.clone(),
+                    )),
+                    Some(Broker::Embedded(broker)) => {
+                        tasks.spawn(subscriptions::embedded::consume(
+                            service.clone(),
+                            metrics.clone(),
+                            subscription.clone(),
+                            broker.clone(),
+                            shutdown.clone(),
+                        ))
+                    }
+                    None => unreachable!("a broker is opened whenever a service subscribes"),
+                };
             }
             tracing::info!(
                 service = %service.name,
@@ -224,8 +255,24 @@ async fn admin_listener(config: &PlatformConfig) -> Result<TcpListener, StartErr
 }
 
 impl SharedBackends {
-    fn new(config: &PlatformConfig) -> Result<SharedBackends, StartError> {
+    /// Opens the backends the services need: each one named by a URL, or embedded in the
+    /// state directory if none is. Says once which it is.
+    async fn new(config: &PlatformConfig, state: &StateDir) -> Result<SharedBackends, StartError> {
         let granted = |capability| config.services.values().any(|s| s.is_granted(capability));
+        let embedded_dir = |name: &str| {
+            let dir = state.root().join(name);
+            std::path::absolute(&dir).unwrap_or(dir)
+        };
+        if granted(Capability::Database) {
+            match &config.database.url {
+                Some(url) => {
+                    tracing::info!(url = %crate::capabilities::database::redact(url), "database: PostgreSQL, a database per service")
+                }
+                None => {
+                    tracing::info!(files = %embedded_dir("databases").display(), "database: embedded SQLite, a file per service (set DATABASE_URL or [database] url for PostgreSQL)")
+                }
+            }
+        }
         let http_client = http_client();
         let auth = Arc::new(
             TokenValidator::new(
@@ -235,23 +282,53 @@ impl SharedBackends {
             )
             .map_err(StartError::ValidateUrl)?,
         );
-        let cache: Option<Arc<dyn CacheBackend>> = if granted(Capability::Cache) {
-            let redis = RedisCache::new(
-                &config.cache.url,
-                Duration::from_millis(config.cache.timeout_ms),
-            )
-            .map_err(StartError::CacheUrl)?;
-            Some(Arc::new(redis))
-        } else {
-            None
+        let cache: Option<Arc<dyn CacheBackend>> = match &config.cache.url {
+            _ if !granted(Capability::Cache) => None,
+            Some(url) => {
+                let redis = RedisCache::new(url, Duration::from_millis(config.cache.timeout_ms))
+                    .map_err(StartError::CacheUrl)?;
+                tracing::info!(url = %crate::capabilities::database::redact(url), "cache: Redis");
+                Some(Arc::new(redis))
+            }
+            None => {
+                let max_mb = config.cache.embedded_max_mb;
+                tracing::info!(
+                    max_mb,
+                    "cache: embedded, in process memory (set REDIS_URL or [cache] url for Redis)"
+                );
+                Some(Arc::new(EmbeddedCache::new(max_mb * 1024 * 1024)))
+            }
         };
-        let publisher: Option<Arc<dyn MessagePublisher>> =
-            granted(Capability::Messaging).then(|| {
-                Arc::new(AmqpPublisher::new(
-                    &config.messaging.url,
-                    config.messaging.exchanges.clone(),
-                )) as _
-            });
+        let subscriptions: Vec<_> = config
+            .services
+            .values()
+            .flat_map(|service| service.subscriptions.iter().cloned())
+            .collect();
+        let needs_broker = granted(Capability::Messaging) || !subscriptions.is_empty();
+        let (publisher, broker): (Option<Arc<dyn MessagePublisher>>, _) = match &config
+            .messaging
+            .url
+        {
+            _ if !needs_broker => (None, None),
+            Some(url) => {
+                tracing::info!(url = %crate::capabilities::database::redact(url), "broker: RabbitMQ");
+                let publisher = AmqpPublisher::new(url, config.messaging.exchanges.clone());
+                (
+                    Some(Arc::new(publisher) as _),
+                    Some(Broker::Amqp { url: url.clone() }),
+                )
+            }
+            None => {
+                let path = embedded_dir("broker").join("messages.sqlite");
+                let broker = Arc::new(
+                    EmbeddedBroker::open(&path, &config.messaging.exchanges, &subscriptions)
+                        .await
+                        .map_err(StartError::EmbeddedBroker)?,
+                );
+                tracing::info!(file = %path.display(), "broker: embedded, unacknowledged messages kept on disk (set AMQP_URL or [messaging] url for RabbitMQ)");
+                (Some(broker.clone() as _), Some(Broker::Embedded(broker)))
+            }
+        };
         let identity = granted(Capability::IdentityProvider).then(|| {
             let secret = match &config.identity.jwt_secret {
                 Some(secret) => secret.clone().into_bytes(),
@@ -276,8 +353,50 @@ impl SharedBackends {
             auth,
             cache,
             publisher,
+            broker,
             identity,
         })
+    }
+}
+
+/// The service's database: on the PostgreSQL server if one is configured, else its own
+/// SQLite file in the state directory.
+async fn open_database(
+    config: &PlatformConfig,
+    state: &StateDir,
+    service: &str,
+    database: &str,
+) -> Result<Arc<dyn DatabaseBackend>, StartError> {
+    let acquire_timeout = Duration::from_secs(config.database.acquire_timeout_seconds);
+    match &config.database.url {
+        Some(url) => {
+            let backend = PostgresBackend::connect(
+                url,
+                database,
+                config.database.max_connections,
+                acquire_timeout,
+            )
+            .await
+            .map_err(|cause| StartError::Database {
+                service: service.to_string(),
+                cause,
+            })?;
+            Ok(Arc::new(backend))
+        }
+        None => {
+            let path = state
+                .root()
+                .join("databases")
+                .join(format!("{database}.sqlite"));
+            let backend =
+                SqliteBackend::open(&path, config.database.max_connections, acquire_timeout)
+                    .await
+                    .map_err(|cause| StartError::EmbeddedDatabase {
+                        service: service.to_string(),
+                        cause,
+                    })?;
+            Ok(Arc::new(backend))
+        }
     }
 }
 
@@ -293,17 +412,7 @@ async fn load_service(
     let database: Option<Arc<dyn DatabaseBackend>> =
         match (&service.database, service.is_granted(Capability::Database)) {
             (Some(database), true) => {
-                let backend = PostgresBackend::connect(
-                    &config.database.url,
-                    database,
-                    config.database.max_connections,
-                    Duration::from_secs(config.database.acquire_timeout_seconds),
-                )
-                .await
-                .map_err(|cause| StartError::Database {
-                    service: name.to_string(),
-                    cause,
-                })?;
+                let backend = open_database(config, state, name, database).await?;
                 backend
                     .migrate(&migrations)
                     .await
@@ -311,7 +420,7 @@ async fn load_service(
                         service: name.to_string(),
                         cause,
                     })?;
-                Some(Arc::new(backend))
+                Some(backend)
             }
             _ => None,
         };

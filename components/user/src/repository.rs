@@ -1,7 +1,8 @@
 //! All SQL of the user service, over the host's database capability.
 //!
 //! Every operation is a single parameterised statement. A taken username is reported by
-//! the `users_username_key` UNIQUE constraint of `migrations/user/0001_init.sql`.
+//! the `users_username_key` UNIQUE constraint of `migrations/user/postgres/0001_init.sql`
+//! (a unique index of that name in `migrations/user/sqlite/`).
 
 use crate::model::{StoredUser, User};
 use crate::service::{InsertError, StoreError, UserStore};
@@ -179,9 +180,13 @@ mod tests {
 
     #[test]
     fn the_migration_names_the_username_constraint() {
-        let migration = include_str!("../../../migrations/user/0001_init.sql");
-        assert!(migration.contains(&format!(
+        let postgres = include_str!("../../../migrations/user/postgres/0001_init.sql");
+        assert!(postgres.contains(&format!(
             "CONSTRAINT {USERNAME_CONSTRAINT} UNIQUE (username)"
+        )));
+        let sqlite = include_str!("../../../migrations/user/sqlite/0001_init.sql");
+        assert!(sqlite.contains(&format!(
+            "CREATE UNIQUE INDEX {USERNAME_CONSTRAINT} ON users (username)"
         )));
     }
 

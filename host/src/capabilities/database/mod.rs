@@ -1,9 +1,11 @@
 //! The `database` interface: parameterised SQL, query / execute and transactions over a
-//! [`DatabaseBackend`] (PostgreSQL today; an embedded backend can stand beside it).
+//! [`DatabaseBackend`]: PostgreSQL, or an embedded SQLite file per service.
 
 mod postgres;
+mod sqlite;
 
-pub use postgres::{PostgresBackend, PostgresSetupError};
+pub use postgres::{redact, PostgresBackend, PostgresSetupError};
+pub use sqlite::{SqliteBackend, SqliteSetupError};
 
 use super::CallState;
 use crate::bindings::database::{DatabaseError, Host, HostTransaction, Rows, Value};
@@ -18,6 +20,17 @@ pub enum MigrateDatabaseError {
     Read { path: PathBuf, cause: String },
     #[error("migrating database `{database}` failed: {cause}")]
     Apply { database: String, cause: String },
+}
+
+/// The migrations a backend applies: `<migrations>/<dialect>/` where a service keeps one
+/// set per backend (their SQL differs), otherwise `<migrations>/` itself.
+pub fn dialect_folder(migrations: &Path, dialect: &str) -> PathBuf {
+    let own = migrations.join(dialect);
+    if own.is_dir() {
+        own
+    } else {
+        migrations.to_path_buf()
+    }
 }
 
 /// A service's own database.

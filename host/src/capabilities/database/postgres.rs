@@ -105,8 +105,8 @@ impl PostgresBackend {
     }
 }
 
-/// The URL without its password, for error messages.
-fn redact(url: &str) -> String {
+/// The URL without its password, for logs and error messages.
+pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));
@@ -248,13 +248,14 @@ fn classify(error: sqlx::Error) -> DatabaseError {
 #[async_trait]
 impl DatabaseBackend for PostgresBackend {
     async fn migrate(&self, migrations: &Path) -> Result<(), MigrateDatabaseError> {
-        if !migrations.is_dir() {
+        let folder = super::dialect_folder(migrations, "postgres");
+        if !folder.is_dir() {
             return Ok(());
         }
-        let migrator = sqlx::migrate::Migrator::new(migrations)
+        let migrator = sqlx::migrate::Migrator::new(folder.as_path())
             .await
             .map_err(|cause| MigrateDatabaseError::Read {
-                path: migrations.to_path_buf(),
+                path: folder.clone(),
                 cause: cause.to_string(),
             })?;
         migrator

@@ -1,8 +1,7 @@
-//! The `messaging` interface: confirmed, persistent publishing over a [`MessagePublisher`]
-//! (RabbitMQ through lapin today), limited to the exchanges a service was granted.
+//! RabbitMQ through lapin: connections, the declared exchanges, and confirmed publishing.
 
-use super::CallState;
-use crate::bindings::messaging::{Host, PublishError};
+use super::MessagePublisher;
+use crate::bindings::messaging::PublishError;
 use crate::bindings::messaging_types::Message;
 use crate::config::{ExchangeConfig, ExchangeKindConfig};
 use async_trait::async_trait;
@@ -10,39 +9,8 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareO
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
-
-/// Publishes messages and waits for the broker's confirmation.
-#[async_trait]
-pub trait MessagePublisher: Send + Sync {
-    async fn publish(&self, message: Message) -> Result<(), PublishError>;
-}
-
-/// One service's view of the publisher: the exchanges it may publish to.
-#[derive(Clone)]
-pub struct ServicePublisher {
-    pub publisher: Arc<dyn MessagePublisher>,
-    pub allowed_exchanges: Vec<String>,
-}
-
-impl Host for CallState {
-    async fn publish(&mut self, message: Message) -> wasmtime::Result<Result<(), PublishError>> {
-        let Some(messaging) = &self.capabilities.messaging else {
-            return Ok(Err(PublishError::Unavailable(
-                "no broker is configured for this service".into(),
-            )));
-        };
-        if !messaging.allowed_exchanges.contains(&message.exchange) {
-            return Ok(Err(PublishError::NotAllowed(format!(
-                "exchange `{}` is not in this service's publish_exchanges",
-                message.exchange
-            ))));
-        }
-        Ok(messaging.publisher.publish(message).await)
-    }
-}
 
 /// Opens a connection to the broker with the platform's executor and reactor.
 pub async fn connect(url: &str, timeout: Duration) -> Result<Connection, String> {

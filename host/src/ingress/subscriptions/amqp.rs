@@ -1,6 +1,6 @@
-//! One consumer per subscription: declares the queue, its bindings and its dead-letter
-//! queue, then feeds each delivery to a fresh instance of the service's component and
-//! acknowledges, retries or dead-letters it by the handler's answer.
+//! A subscription on RabbitMQ: declares the queue, its bindings and its dead-letter queue,
+//! then feeds each delivery to the service ([`super::deliver`]) and acknowledges, retries
+//! or dead-letters it by the handler's answer.
 //!
 //! Retries travel as a republished copy carrying `x-retry-count` (the broker's own
 //! redelivery counter does not survive a requeue), confirmed before the original is
@@ -8,8 +8,8 @@
 //! broker's: the queue is declared with `x-dead-letter-routing-key` = the DLQ, and a
 //! rejected message moves there atomically.
 
-use crate::bindings::messaging_types::{Delivery as GuestDelivery, Message, Outcome};
-use crate::capabilities::messaging::{connect, declare_exchanges};
+use crate::bindings::messaging_types::{Delivery as GuestDelivery, Message};
+use crate::capabilities::messaging::amqp::{connect, declare_exchanges};
 use crate::config::{ExchangeConfig, SubscriptionConfig};
 use crate::ingress::metrics::{MessageOutcome, ServiceMetrics};
 use crate::runtime::DeployedService;
@@ -196,15 +196,14 @@ async fn process(
         header(ORIGINAL_EXCHANGE_HEADER).unwrap_or_else(|| delivery.exchange.to_string());
     let routing_key =
         header(ORIGINAL_ROUTING_KEY_HEADER).unwrap_or_else(|| delivery.routing_key.to_string());
-    let message_id = header("event_id")
-        .or_else(|| {
-            delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.to_string())
-        })
-        .unwrap_or_else(|| format!("delivery-{}", delivery.delivery_tag));
+    let message_id = super::message_id(&headers, || {
+        delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_else(|| format!("delivery-{}", delivery.delivery_tag))
+    });
 
     let guest_delivery = GuestDelivery {
         queue: subscription.queue.clone(),
@@ -225,27 +224,11 @@ async fn process(
         },
         attempt,
     };
-    let version = service.current.load_full();
-    let outcome = version
-        .handle_message(
-            &service.capabilities,
-            &service.limits,
-            &message_id,
-            guest_delivery,
-        )
-        .await
-        .unwrap_or_else(|error| Outcome::Retry(error.to_string()));
-
-    let (settled, settled_as) = match outcome {
-        Outcome::Ack => (
-            delivery.acker.ack(BasicAckOptions::default()).await,
-            MessageOutcome::Acked,
-        ),
-        Outcome::Retry(reason) if attempt < subscription.max_retry_attempts => {
-            tracing::warn!(service = %service.name, message_id, attempt, %reason, "message failed; retrying");
-            // A short, growing pause keeps a failing backend from being hammered.
-            tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-            let settled = match republish(
+    let settled_as = super::deliver(service, subscription, &message_id, guest_delivery).await;
+    let settled = match settled_as {
+        MessageOutcome::Acked => delivery.acker.ack(BasicAckOptions::default()).await,
+        MessageOutcome::Retried => {
+            match republish(
                 channel,
                 subscription,
                 &delivery,
@@ -266,18 +249,14 @@ async fn process(
                         })
                         .await
                 }
-            };
-            (settled, MessageOutcome::Retried)
+            }
         }
-        Outcome::Retry(reason) | Outcome::DeadLetter(reason) => {
-            tracing::error!(service = %service.name, message_id, attempt, %reason, dead_letter_queue = %subscription.dead_letter_queue, "message dead-lettered");
-            (
-                delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await,
-                MessageOutcome::DeadLettered,
-            )
+        // The queue's dead-letter routing moves it to the DLQ atomically.
+        MessageOutcome::DeadLettered => {
+            delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await
         }
     };
     match settled {

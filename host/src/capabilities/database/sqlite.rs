@@ -1,0 +1,570 @@
+//! The embedded database: one SQLite file per service in the state directory, through
+//! sqlx's SQLite driver.
+//!
+//! Components send the same SQL to both backends, so this one makes SQLite answer the way
+//! PostgreSQL does:
+//! - `now()` exists (a function registered on every connection) and returns the fixed-width
+//!   UTC text every timestamp is stored as, so timestamps compare and sort as text;
+//! - timestamp parameters are rewritten into that form, and columns declared `TIMESTAMP` /
+//!   `BOOLEAN` come back as the WIT `timestamp` / `boolean` values PostgreSQL gives;
+//! - a unique violation names the violated index (`CREATE UNIQUE INDEX users_username_key`),
+//!   as PostgreSQL names the constraint, so components recognise it;
+//! - transactions take the write lock when they begin (`BEGIN IMMEDIATE`), so two of them
+//!   queue up instead of failing when both try to write.
+
+use super::{DatabaseBackend, DatabaseTransaction, MigrateDatabaseError};
+use crate::bindings::database::{DatabaseError, Rows, Value};
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Column, Row, Sqlite, SqlitePool, TypeInfo, ValueRef};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a service's SQLite file could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the embedded database {path}: {source}")]
+pub struct SqliteSetupError {
+    path: PathBuf,
+    source: sqlx::Error,
+}
+
+pub struct SqliteBackend {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteBackend {
+    /// Opens (creating it if missing) the database file at `path`.
+    pub async fn open(
+        path: &Path,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<SqliteBackend, SqliteSetupError> {
+        let setup_error = |source| SqliteSetupError {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|error| setup_error(error.into()))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            // Readers never wait for the writer; a committed transaction is on disk.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            // Writers take turns: a waiting one gives up after the acquire timeout, like a
+            // PostgreSQL call that cannot get a connection.
+            .busy_timeout(acquire_timeout.max(Duration::from_secs(1)));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(0)
+            .acquire_timeout(acquire_timeout)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    let mut handle = connection.lock_handle().await?;
+                    register_now(handle.as_raw_handle().as_ptr())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(setup_error)?;
+        Ok(SqliteBackend {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Maps sqlx's error onto the WIT variant; a unique violation is named after the
+    /// violated unique index, which takes a look at the schema (on the error path only).
+    async fn classify(&self, error: sqlx::Error) -> DatabaseError {
+        let sqlx::Error::Database(db) = &error else {
+            return match error {
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                    DatabaseError::Unavailable(error.to_string())
+                }
+                other => DatabaseError::QueryFailed(other.to_string()),
+            };
+        };
+        let message = db.message().to_string();
+        // "UNIQUE constraint failed: users.username" / "CHECK constraint failed: name".
+        let subject = message
+            .split_once("constraint failed: ")
+            .map(|(_, subject)| subject.to_string())
+            .unwrap_or_default();
+        match db.code().as_deref() {
+            // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY.
+            Some("2067") | Some("1555") => {
+                DatabaseError::UniqueViolation(self.unique_index_name(&subject).await)
+            }
+            Some("787") => DatabaseError::ForeignKeyViolation(subject),
+            Some("275") => DatabaseError::CheckViolation(subject),
+            Some("1299") => DatabaseError::CheckViolation(message),
+            // SQLITE_BUSY and SQLITE_LOCKED (and their extended codes): the writer did not
+            // get its turn within the busy timeout.
+            Some(code) if matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5) | Ok(6)) => {
+                DatabaseError::Unavailable(message)
+            }
+            _ => DatabaseError::QueryFailed(message),
+        }
+    }
+
+    /// The unique index over exactly the columns of `subject` ("table.a, table.b"), or
+    /// `<table>_pkey` for the primary key, as PostgreSQL would name them.
+    async fn unique_index_name(&self, subject: &str) -> String {
+        let mut table = String::new();
+        let mut columns: Vec<String> = Vec::new();
+        for qualified in subject.split(", ") {
+            if let Some((t, column)) = qualified.split_once('.') {
+                table = t.to_string();
+                columns.push(column.to_string());
+            }
+        }
+        columns.sort();
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT il.name, group_concat(ii.name, ',') FROM pragma_index_list($1) AS il \
+             JOIN pragma_index_info(il.name) AS ii WHERE il.\"unique\" = 1 GROUP BY il.name",
+        )
+        .bind(&table)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap_or_default();
+        for (name, indexed) in indexes {
+            let mut indexed: Vec<&str> = indexed.split(',').collect();
+            indexed.sort_unstable();
+            if indexed == columns && !name.starts_with("sqlite_autoindex_") {
+                return name;
+            }
+        }
+        match columns.as_slice() {
+            [column] if column == "id" || column == "rowid" => format!("{table}_pkey"),
+            _ => subject.to_string(),
+        }
+    }
+}
+
+/// The one text form of a timestamp in the embedded database: UTC, microseconds, fixed
+/// width, so that text order is time order.
+fn stored_timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Reads a stored timestamp: the platform's own form, or SQLite's `datetime()` form
+/// (`YYYY-MM-DD HH:MM:SS[.fff]`, UTC) from a migration's default.
+fn parse_stored_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                .ok()
+                .map(|naive| naive.and_utc())
+        })
+}
+
+/// Registers `now()` on a fresh connection.
+fn register_now(connection: *mut libsqlite3_sys::sqlite3) -> Result<(), sqlx::Error> {
+    use libsqlite3_sys as ffi;
+    unsafe extern "C" fn now(
+        context: *mut ffi::sqlite3_context,
+        _arguments: std::os::raw::c_int,
+        _values: *mut *mut ffi::sqlite3_value,
+    ) {
+        let text = stored_timestamp(Utc::now());
+        // SAFETY: `context` is the live context SQLite passed in; SQLITE_TRANSIENT makes
+        // SQLite copy the text before `text` is dropped.
+        unsafe {
+            ffi::sqlite3_result_text(
+                context,
+                text.as_ptr().cast(),
+                text.len() as std::os::raw::c_int,
+                ffi::SQLITE_TRANSIENT(),
+            )
+        }
+    }
+    // SAFETY: `connection` is the open handle sqlx lent us while its lock is held; the
+    // name is NUL-terminated and `now` matches SQLite's scalar-function signature.
+    let code = unsafe {
+        ffi::sqlite3_create_function_v2(
+            connection,
+            c"now".as_ptr(),
+            0,
+            // Not deterministic (it reads the clock); innocuous, so a schema may use it
+            // in a DEFAULT.
+            ffi::SQLITE_UTF8 | ffi::SQLITE_INNOCUOUS,
+            std::ptr::null_mut(),
+            Some(now),
+            None,
+            None,
+            None,
+        )
+    };
+    if code == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(sqlx::Error::Protocol(format!(
+            "registering now() failed with SQLite code {code}"
+        )))
+    }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
+
+fn bind(sql: &str, params: Vec<Value>) -> Result<SqliteQuery<'_>, DatabaseError> {
+    let mut query = sqlx::query(sql);
+    for param in params {
+        query = match param {
+            Value::Null => query.bind(None::<String>),
+            Value::Boolean(value) => query.bind(value),
+            Value::Int(value) => query.bind(value),
+            Value::Float(value) => query.bind(value),
+            Value::Text(value) => query.bind(value),
+            Value::Bytes(value) => query.bind(value),
+            Value::Timestamp(text) => {
+                let parsed = DateTime::parse_from_rfc3339(&text).map_err(|_| {
+                    DatabaseError::QueryFailed(format!(
+                        "timestamp parameter `{text}` is not RFC 3339"
+                    ))
+                })?;
+                query.bind(stored_timestamp(parsed.with_timezone(&Utc)))
+            }
+            Value::Numeric(text) => {
+                let parsed = text.parse::<rust_decimal::Decimal>().map_err(|_| {
+                    DatabaseError::QueryFailed(format!(
+                        "numeric parameter `{text}` is not a decimal"
+                    ))
+                })?;
+                query.bind(parsed.to_string())
+            }
+            Value::Uuid(text) => {
+                let parsed = uuid::Uuid::parse_str(&text).map_err(|_| {
+                    DatabaseError::QueryFailed(format!("uuid parameter `{text}` is not a UUID"))
+                })?;
+                query.bind(parsed.hyphenated().to_string())
+            }
+        };
+    }
+    Ok(query)
+}
+
+fn to_rows(rows: Vec<SqliteRow>) -> Result<Rows, DatabaseError> {
+    let columns = rows
+        .first()
+        .map(|row| row.columns().iter().map(|c| c.name().to_string()).collect())
+        .unwrap_or_default();
+    let values = rows.iter().map(row_values).collect::<Result<_, _>>()?;
+    Ok(Rows { columns, values })
+}
+
+fn row_values(row: &SqliteRow) -> Result<Vec<Value>, DatabaseError> {
+    (0..row.columns().len())
+        .map(|index| column_value(row, index))
+        .collect()
+}
+
+/// A value by its column's declared type where that carries more than SQLite's storage
+/// class (booleans, timestamps), otherwise by the storage class.
+fn column_value(row: &SqliteRow, index: usize) -> Result<Value, DatabaseError> {
+    let failed = |error: sqlx::Error| DatabaseError::QueryFailed(error.to_string());
+    let raw = row.try_get_raw(index).map_err(failed)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let storage = raw.type_info().name().to_string();
+    let declared = row.columns()[index].type_info().name().to_string();
+    Ok(match (declared.as_str(), storage.as_str()) {
+        ("BOOLEAN", "INTEGER") => {
+            Value::Boolean(row.try_get_unchecked::<i64, _>(index).map_err(failed)? != 0)
+        }
+        ("DATETIME", "TEXT") => {
+            let text: String = row.try_get_unchecked(index).map_err(failed)?;
+            let time = parse_stored_timestamp(&text).ok_or_else(|| {
+                DatabaseError::QueryFailed(format!(
+                    "column `{}` holds `{text}`, which is not a timestamp",
+                    row.columns()[index].name()
+                ))
+            })?;
+            Value::Timestamp(time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        }
+        (_, "INTEGER") => Value::Int(row.try_get_unchecked(index).map_err(failed)?),
+        (_, "REAL") => Value::Float(row.try_get_unchecked(index).map_err(failed)?),
+        (_, "BLOB") => Value::Bytes(row.try_get_unchecked(index).map_err(failed)?),
+        _ => Value::Text(row.try_get_unchecked(index).map_err(failed)?),
+    })
+}
+
+#[async_trait]
+impl DatabaseBackend for SqliteBackend {
+    async fn migrate(&self, migrations: &Path) -> Result<(), MigrateDatabaseError> {
+        let folder = super::dialect_folder(migrations, "sqlite");
+        if !folder.is_dir() {
+            return Ok(());
+        }
+        let migrator = sqlx::migrate::Migrator::new(folder.as_path())
+            .await
+            .map_err(|cause| MigrateDatabaseError::Read {
+                path: folder.clone(),
+                cause: cause.to_string(),
+            })?;
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|cause| MigrateDatabaseError::Apply {
+                database: self.path.display().to_string(),
+                cause: cause.to_string(),
+            })
+    }
+
+    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
+        match bind(sql, params)?.fetch_all(&self.pool).await {
+            Ok(rows) => to_rows(rows),
+            Err(error) => Err(self.classify(error).await),
+        }
+    }
+
+    async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {
+        match bind(sql, params)?.execute(&self.pool).await {
+            Ok(done) => Ok(done.rows_affected()),
+            Err(error) => Err(self.classify(error).await),
+        }
+    }
+
+    async fn begin(&self) -> Result<Box<dyn DatabaseTransaction>, DatabaseError> {
+        match self.pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(transaction) => Ok(Box::new(SqliteTransaction {
+                transaction,
+                backend: SqliteBackend {
+                    pool: self.pool.clone(),
+                    path: self.path.clone(),
+                },
+            })),
+            Err(error) => Err(self.classify(error).await),
+        }
+    }
+}
+
+struct SqliteTransaction {
+    transaction: sqlx::Transaction<'static, Sqlite>,
+    /// For naming violated constraints.
+    backend: SqliteBackend,
+}
+
+#[async_trait]
+impl DatabaseTransaction for SqliteTransaction {
+    async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
+        match bind(sql, params)?.fetch_all(&mut *self.transaction).await {
+            Ok(rows) => to_rows(rows),
+            Err(error) => Err(self.backend.classify(error).await),
+        }
+    }
+
+    async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {
+        match bind(sql, params)?.execute(&mut *self.transaction).await {
+            Ok(done) => Ok(done.rows_affected()),
+            Err(error) => Err(self.backend.classify(error).await),
+        }
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), DatabaseError> {
+        let backend = self.backend;
+        match self.transaction.commit().await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(backend.classify(error).await),
+        }
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<(), DatabaseError> {
+        let backend = self.backend;
+        match self.transaction.rollback().await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(backend.classify(error).await),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn open(dir: &tempfile::TempDir) -> SqliteBackend {
+        let backend = SqliteBackend::open(&dir.path().join("t.sqlite"), 4, Duration::from_secs(3))
+            .await
+            .unwrap();
+        backend
+            .execute(
+                "CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, \
+                 active BOOLEAN NOT NULL DEFAULT TRUE, price_cents INTEGER NOT NULL CONSTRAINT items_price_check CHECK (price_cents > 0), \
+                 created_at TIMESTAMP NOT NULL DEFAULT (now()))",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        backend
+            .execute(
+                "CREATE UNIQUE INDEX items_name_key ON items (name)",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        backend
+    }
+
+    #[tokio::test]
+    async fn answers_in_the_types_postgres_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir).await;
+        let inserted = db
+            .query(
+                "INSERT INTO items (name, price_cents) VALUES ($1, $2) RETURNING id, name, active, price_cents, created_at",
+                vec![Value::Text("a".into()), Value::Int(250)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            inserted.columns,
+            ["id", "name", "active", "price_cents", "created_at"]
+        );
+        let row = &inserted.values[0];
+        assert!(matches!(row[0], Value::Int(1)));
+        assert!(matches!(&row[1], Value::Text(name) if name == "a"));
+        assert!(matches!(row[2], Value::Boolean(true)));
+        assert!(matches!(row[3], Value::Int(250)));
+        let Value::Timestamp(created) = &row[4] else {
+            panic!("created_at came back as {:?}", row[4]);
+        };
+        let created = DateTime::parse_from_rfc3339(created).unwrap();
+        assert!(
+            (Utc::now() - created.with_timezone(&Utc))
+                .num_seconds()
+                .abs()
+                < 5
+        );
+
+        // A timestamp parameter compares as time, whatever offset it was written with.
+        let later = "2999-01-01T01:00:00+01:00".to_string();
+        let older = db
+            .query(
+                "SELECT id FROM items WHERE created_at < $1 AND active = $2",
+                vec![Value::Timestamp(later), Value::Boolean(true)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(older.values.len(), 1);
+        let updated = db
+            .query(
+                "UPDATE items SET created_at = $1 WHERE id = $2 RETURNING created_at",
+                vec![
+                    Value::Timestamp("2026-11-25T11:00:00.5+01:00".into()),
+                    Value::Int(1),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(&updated.values[0][0], Value::Timestamp(t) if t == "2026-11-25T10:00:00.500Z")
+        );
+    }
+
+    #[tokio::test]
+    async fn violations_are_named_like_postgres_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir).await;
+        let insert = "INSERT INTO items (name, price_cents) VALUES ($1, $2)";
+        db.execute(insert, vec![Value::Text("a".into()), Value::Int(1)])
+            .await
+            .unwrap();
+        let duplicate = db
+            .execute(insert, vec![Value::Text("a".into()), Value::Int(1)])
+            .await;
+        assert!(
+            matches!(&duplicate, Err(DatabaseError::UniqueViolation(name)) if name == "items_name_key"),
+            "{duplicate:?}"
+        );
+        let negative = db
+            .execute(insert, vec![Value::Text("b".into()), Value::Int(-1)])
+            .await;
+        assert!(
+            matches!(&negative, Err(DatabaseError::CheckViolation(name)) if name == "items_price_check"),
+            "{negative:?}"
+        );
+        let same_id = db
+            .execute(
+                "INSERT INTO items (id, name, price_cents) VALUES (1, 'c', 1)",
+                Vec::new(),
+            )
+            .await;
+        assert!(
+            matches!(&same_id, Err(DatabaseError::UniqueViolation(name)) if name == "items_pkey"),
+            "{same_id:?}"
+        );
+        // ON CONFLICT ... DO NOTHING is portable and reports 0 rows.
+        let ignored = db
+            .execute(
+                "INSERT INTO items (name, price_cents) VALUES ($1, 1) ON CONFLICT (name) DO NOTHING",
+                vec![Value::Text("a".into())],
+            )
+            .await;
+        assert!(matches!(ignored, Ok(0)), "{ignored:?}");
+    }
+
+    #[tokio::test]
+    async fn transactions_commit_roll_back_and_queue_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(open(&dir).await);
+        let mut rolled_back = db.begin().await.unwrap();
+        rolled_back
+            .execute(
+                "INSERT INTO items (name, price_cents) VALUES ('gone', 1)",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        rolled_back.rollback().await.unwrap();
+        // Twenty read-then-write transactions at once: each waits for the write lock
+        // instead of failing, and no increment is lost.
+        db.execute(
+            "INSERT INTO items (name, price_cents) VALUES ('counter', 1)",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        let increments = (0..20).map(|_| {
+            let db = db.clone();
+            async move {
+                let mut tx = db.begin().await?;
+                let rows = tx
+                    .query(
+                        "SELECT price_cents FROM items WHERE name = 'counter'",
+                        Vec::new(),
+                    )
+                    .await?;
+                let Value::Int(current) = rows.values[0][0] else {
+                    panic!("not an int")
+                };
+                tx.execute(
+                    "UPDATE items SET price_cents = $1 WHERE name = 'counter'",
+                    vec![Value::Int(current + 1)],
+                )
+                .await?;
+                tx.commit().await
+            }
+        });
+        for result in futures::future::join_all(increments).await {
+            result.unwrap();
+        }
+        let rows = db
+            .query(
+                "SELECT name, price_cents FROM items ORDER BY id",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.values.len(), 1, "the rolled-back row is not there");
+        assert!(matches!(rows.values[0][1], Value::Int(21)));
+    }
+}

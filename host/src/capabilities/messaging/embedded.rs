@@ -1,0 +1,579 @@
+//! The embedded broker used when no RabbitMQ is configured: the topology the platform
+//! declares on RabbitMQ (topic / direct / fanout exchanges, durable queues bound by
+//! routing-key patterns, a dead-letter queue per subscription), in the host's process.
+//!
+//! Every message is written to a SQLite file in the state directory before its publish is
+//! confirmed, and deleted only when its handler acknowledges it (or moved to the
+//! dead-letter queue). Whatever was published and not yet acknowledged is delivered again
+//! after a restart: delivery is at least once, like RabbitMQ's, and handlers are
+//! idempotent for the same reason.
+//!
+//! The topology is fixed at start from `platform.toml` (exchanges and subscriptions), so
+//! publishing reads it without locks. Queues with a consumer keep their ready messages in
+//! memory as well; the others (dead-letter queues) only on disk.
+
+use super::MessagePublisher;
+use crate::bindings::messaging::PublishError;
+use crate::bindings::messaging_types::Message;
+use crate::config::{ExchangeConfig, ExchangeKindConfig, SubscriptionConfig};
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Why the embedded broker could not open its store.
+#[derive(Debug, thiserror::Error)]
+#[error("embedded broker store {path}: {source}")]
+pub struct OpenBrokerError {
+    path: PathBuf,
+    source: sqlx::Error,
+}
+
+/// A message taken from a queue, until it is settled.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Its row in the store.
+    pub id: i64,
+    pub message: Message,
+    /// Failed deliveries before this one (the handler's `retry` answers).
+    pub retries: u32,
+}
+
+/// A queue that has a consumer: its ready messages, oldest first.
+#[derive(Default)]
+pub struct ReadyQueue {
+    ready: Mutex<VecDeque<Envelope>>,
+    available: Notify,
+}
+
+impl ReadyQueue {
+    fn push(&self, envelope: Envelope) {
+        self.ready
+            .lock()
+            .expect("a queue lock is never poisoned")
+            .push_back(envelope);
+        self.available.notify_one();
+    }
+
+    /// The next ready message, waiting for one if there is none.
+    pub async fn next(&self) -> Envelope {
+        loop {
+            // Registered before looking, so a push between the look and the wait wakes us.
+            let available = self.available.notified();
+            if let Some(envelope) = self
+                .ready
+                .lock()
+                .expect("a queue lock is never poisoned")
+                .pop_front()
+            {
+                return envelope;
+            }
+            available.await;
+        }
+    }
+
+    /// Messages waiting for the consumer.
+    pub fn len(&self) -> usize {
+        self.ready
+            .lock()
+            .expect("a queue lock is never poisoned")
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct Binding {
+    exchange: String,
+    pattern: String,
+    queue: String,
+}
+
+pub struct EmbeddedBroker {
+    store: SqlitePool,
+    path: PathBuf,
+    exchanges: HashMap<String, ExchangeKindConfig>,
+    bindings: Vec<Binding>,
+    consumed: HashMap<String, Arc<ReadyQueue>>,
+}
+
+impl EmbeddedBroker {
+    /// Opens the store at `path` (created if missing), declares the exchanges and the
+    /// subscriptions' queues and bindings, and loads the messages still waiting in them.
+    pub async fn open(
+        path: &Path,
+        exchanges: &[ExchangeConfig],
+        subscriptions: &[SubscriptionConfig],
+    ) -> Result<EmbeddedBroker, OpenBrokerError> {
+        let open_error = |source| OpenBrokerError {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|error| open_error(error.into()))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A confirmed publish is on disk.
+            .synchronous(SqliteSynchronous::Full);
+        // One connection: the store's writes are serialised anyway, and never wait on
+        // a lock held by another connection of ours.
+        let store = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS messages (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                queue TEXT NOT NULL,
+                exchange TEXT NOT NULL,
+                routing_key TEXT NOT NULL,
+                content_type TEXT,
+                headers TEXT NOT NULL,
+                payload BLOB NOT NULL,
+                retries INTEGER NOT NULL DEFAULT 0
+            )",
+        )
+        .execute(&store)
+        .await
+        .map_err(open_error)?;
+        sqlx::query("CREATE INDEX IF NOT EXISTS messages_queue_id ON messages (queue, id)")
+            .execute(&store)
+            .await
+            .map_err(open_error)?;
+
+        let mut bindings = Vec::new();
+        let mut consumed = HashMap::new();
+        for subscription in subscriptions {
+            for pattern in &subscription.routing_keys {
+                bindings.push(Binding {
+                    exchange: subscription.exchange.clone(),
+                    pattern: pattern.clone(),
+                    queue: subscription.queue.clone(),
+                });
+            }
+            let queue = Arc::new(ReadyQueue::default());
+            let rows = sqlx::query(
+                "SELECT id, exchange, routing_key, content_type, headers, payload, retries \
+                 FROM messages WHERE queue = $1 ORDER BY id",
+            )
+            .bind(&subscription.queue)
+            .fetch_all(&store)
+            .await
+            .map_err(open_error)?;
+            for row in rows {
+                queue.push(envelope_from_row(&row).map_err(open_error)?);
+            }
+            if !queue.is_empty() {
+                tracing::info!(queue = %subscription.queue, waiting = queue.len(), "embedded broker: messages from before the restart will be delivered");
+            }
+            consumed.insert(subscription.queue.clone(), queue);
+        }
+        Ok(EmbeddedBroker {
+            store,
+            path: path.to_path_buf(),
+            exchanges: exchanges
+                .iter()
+                .map(|exchange| (exchange.name.clone(), exchange.kind))
+                .collect(),
+            bindings,
+            consumed,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The ready messages of a subscription's queue.
+    pub fn queue(&self, name: &str) -> Option<Arc<ReadyQueue>> {
+        self.consumed.get(name).cloned()
+    }
+
+    /// The queues a message published to `exchange` with `routing_key` lands in, each once.
+    fn route(&self, exchange: &str, kind: ExchangeKindConfig, routing_key: &str) -> Vec<&str> {
+        let mut queues: Vec<&str> = Vec::new();
+        for binding in self.bindings.iter().filter(|b| b.exchange == exchange) {
+            let matches = match kind {
+                ExchangeKindConfig::Topic => topic_matches(&binding.pattern, routing_key),
+                ExchangeKindConfig::Direct => binding.pattern == routing_key,
+                ExchangeKindConfig::Fanout => true,
+                // Refused when the configuration is loaded: only RabbitMQ routes on headers.
+                ExchangeKindConfig::Headers => false,
+            };
+            if matches && !queues.contains(&binding.queue.as_str()) {
+                queues.push(&binding.queue);
+            }
+        }
+        queues
+    }
+
+    /// The handler acknowledged the message: it is gone.
+    pub async fn ack(&self, envelope: &Envelope) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM messages WHERE id = $1")
+            .bind(envelope.id)
+            .execute(&self.store)
+            .await
+            .map(|_| ())
+    }
+
+    /// The handler asked for a retry: the message goes to the back of `queue`, counted.
+    pub async fn retry(&self, queue: &str, mut envelope: Envelope) -> Result<(), sqlx::Error> {
+        let recorded = sqlx::query("UPDATE messages SET retries = retries + 1 WHERE id = $1")
+            .bind(envelope.id)
+            .execute(&self.store)
+            .await;
+        // Even if the count was not written, the message is retried now (and, as it is
+        // still stored, after a restart).
+        envelope.retries += 1;
+        if let Some(ready) = self.consumed.get(queue) {
+            ready.push(envelope);
+        }
+        recorded.map(|_| ())
+    }
+
+    /// The message moves to `dead_letter_queue`, kept on disk for an operator.
+    pub async fn dead_letter(
+        &self,
+        dead_letter_queue: &str,
+        envelope: Envelope,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE messages SET queue = $1 WHERE id = $2")
+            .bind(dead_letter_queue)
+            .bind(envelope.id)
+            .execute(&self.store)
+            .await?;
+        if let Some(ready) = self.consumed.get(dead_letter_queue) {
+            ready.push(envelope);
+        }
+        Ok(())
+    }
+
+    /// Messages stored in `queue`, ready or being handled (for operators and tests).
+    pub async fn stored(&self, queue: &str) -> Result<Vec<Envelope>, sqlx::Error> {
+        sqlx::query(
+            "SELECT id, exchange, routing_key, content_type, headers, payload, retries \
+             FROM messages WHERE queue = $1 ORDER BY id",
+        )
+        .bind(queue)
+        .fetch_all(&self.store)
+        .await?
+        .iter()
+        .map(envelope_from_row)
+        .collect()
+    }
+}
+
+fn envelope_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Envelope, sqlx::Error> {
+    let headers: String = row.try_get("headers")?;
+    let headers: Vec<(String, String)> =
+        serde_json::from_str(&headers).map_err(|error| sqlx::Error::Decode(error.into()))?;
+    Ok(Envelope {
+        id: row.try_get("id")?,
+        message: Message {
+            exchange: row.try_get("exchange")?,
+            routing_key: row.try_get("routing_key")?,
+            payload: row.try_get("payload")?,
+            content_type: row.try_get("content_type")?,
+            headers,
+        },
+        retries: row
+            .try_get::<i64, _>("retries")?
+            .try_into()
+            .unwrap_or(u32::MAX),
+    })
+}
+
+#[async_trait]
+impl MessagePublisher for EmbeddedBroker {
+    async fn publish(&self, message: Message) -> Result<(), PublishError> {
+        let Some(&kind) = self.exchanges.get(&message.exchange) else {
+            // What RabbitMQ answers too (404 NOT_FOUND on the channel).
+            return Err(PublishError::Rejected(format!(
+                "no exchange `{}` is declared",
+                message.exchange
+            )));
+        };
+        let queues = self.route(&message.exchange, kind, &message.routing_key);
+        if queues.is_empty() {
+            // Unroutable: dropped, as RabbitMQ drops it without the mandatory flag.
+            tracing::debug!(exchange = %message.exchange, routing_key = %message.routing_key, "no queue bound; message dropped");
+            return Ok(());
+        }
+        let headers =
+            serde_json::to_string(&message.headers).expect("string pairs always serialise");
+        let unavailable = |error: sqlx::Error| PublishError::Unavailable(error.to_string());
+        let mut transaction = self.store.begin().await.map_err(unavailable)?;
+        let mut stored = Vec::with_capacity(queues.len());
+        for queue in &queues {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO messages (queue, exchange, routing_key, content_type, headers, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(queue)
+            .bind(&message.exchange)
+            .bind(&message.routing_key)
+            .bind(&message.content_type)
+            .bind(&headers)
+            .bind(&message.payload)
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(unavailable)?;
+            stored.push((*queue, id));
+        }
+        transaction.commit().await.map_err(unavailable)?;
+        for (queue, id) in stored {
+            if let Some(ready) = self.consumed.get(queue) {
+                ready.push(Envelope {
+                    id,
+                    message: message.clone(),
+                    retries: 0,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// AMQP topic matching: words are separated by `.`; `*` stands for exactly one word and
+/// `#` for zero or more.
+pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
+    fn matches(pattern: &[&str], key: &[&str]) -> bool {
+        match pattern.split_first() {
+            None => key.is_empty(),
+            Some((&"#", rest)) => (0..=key.len()).any(|skip| matches(rest, &key[skip..])),
+            Some((&word, rest)) => match key.split_first() {
+                Some((first, key_rest)) => {
+                    (word == "*" || word == *first) && matches(rest, key_rest)
+                }
+                None => false,
+            },
+        }
+    }
+    let pattern: Vec<&str> = pattern.split('.').collect();
+    let key: Vec<&str> = if routing_key.is_empty() {
+        Vec::new()
+    } else {
+        routing_key.split('.').collect()
+    };
+    matches(&pattern, &key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_patterns_match_like_rabbitmq() {
+        let cases = [
+            ("order.created", "order.created", true),
+            ("order.created", "order.cancelled", false),
+            ("order.*", "order.created", true),
+            ("order.*", "order.created.eu", false),
+            ("order.*", "order", false),
+            ("*.created", "order.created", true),
+            ("order.#", "order", true),
+            ("order.#", "order.created.eu", true),
+            ("#", "anything.at.all", true),
+            ("#", "", true),
+            ("#.eu", "order.created.eu", true),
+            ("#.eu", "order.created.us", false),
+            ("order.#.eu", "order.eu", true),
+            ("order.#.eu", "order.a.b.eu", true),
+            ("*.*", "a.b", true),
+            ("*.*", "a", false),
+            ("order.created", "order.createdx", false),
+        ];
+        for (pattern, key, expected) in cases {
+            assert_eq!(topic_matches(pattern, key), expected, "{pattern} ~ {key}");
+        }
+    }
+
+    fn subscription(queue: &str, exchange: &str, keys: &[&str]) -> SubscriptionConfig {
+        SubscriptionConfig {
+            queue: queue.into(),
+            exchange: exchange.into(),
+            routing_keys: keys.iter().map(|k| k.to_string()).collect(),
+            dead_letter_queue: format!("{queue}.dlq"),
+            prefetch: 4,
+            max_retry_attempts: 3,
+        }
+    }
+
+    fn exchanges() -> Vec<ExchangeConfig> {
+        vec![
+            ExchangeConfig {
+                name: "events".into(),
+                kind: ExchangeKindConfig::Topic,
+            },
+            ExchangeConfig {
+                name: "direct".into(),
+                kind: ExchangeKindConfig::Direct,
+            },
+            ExchangeConfig {
+                name: "all".into(),
+                kind: ExchangeKindConfig::Fanout,
+            },
+        ]
+    }
+
+    fn subscriptions() -> Vec<SubscriptionConfig> {
+        vec![
+            subscription("orders", "events", &["order.*", "order.created"]),
+            subscription("everything", "events", &["#"]),
+            subscription("exact", "direct", &["order.created"]),
+            subscription("fan", "all", &["ignored"]),
+        ]
+    }
+
+    fn message(exchange: &str, routing_key: &str, body: &str) -> Message {
+        Message {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            payload: body.as_bytes().to_vec(),
+            content_type: Some("application/json".into()),
+            headers: vec![("event_id".into(), body.into())],
+        }
+    }
+
+    async fn open(dir: &tempfile::TempDir) -> EmbeddedBroker {
+        EmbeddedBroker::open(
+            &dir.path().join("broker.sqlite"),
+            &exchanges(),
+            &subscriptions(),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn ready(broker: &EmbeddedBroker, queue: &str) -> Vec<String> {
+        let queue = broker.queue(queue).unwrap();
+        let ready = queue.ready.lock().unwrap();
+        ready
+            .iter()
+            .map(|e| String::from_utf8(e.message.payload.clone()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn routes_by_exchange_kind_and_pattern_once_per_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = open(&dir).await;
+        broker
+            .publish(message("events", "order.created", "a"))
+            .await
+            .unwrap();
+        broker
+            .publish(message("events", "order.created.eu", "b"))
+            .await
+            .unwrap();
+        broker
+            .publish(message("events", "user.created", "c"))
+            .await
+            .unwrap();
+        broker
+            .publish(message("direct", "order.created", "d"))
+            .await
+            .unwrap();
+        broker
+            .publish(message("direct", "order.cancelled", "e"))
+            .await
+            .unwrap();
+        broker
+            .publish(message("all", "whatever", "f"))
+            .await
+            .unwrap();
+        // Bound twice (order.* and order.created), delivered once.
+        assert_eq!(ready(&broker, "orders"), ["a"]);
+        assert_eq!(ready(&broker, "everything"), ["a", "b", "c"]);
+        assert_eq!(ready(&broker, "exact"), ["d"]);
+        assert_eq!(ready(&broker, "fan"), ["f"]);
+        assert!(matches!(
+            broker.publish(message("nowhere", "x", "g")).await,
+            Err(PublishError::Rejected(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn retry_then_dead_letter_keeps_the_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = open(&dir).await;
+        broker
+            .publish(message("direct", "order.created", "m"))
+            .await
+            .unwrap();
+        let queue = broker.queue("exact").unwrap();
+        let first = queue.next().await;
+        assert_eq!(first.retries, 0);
+        broker.retry("exact", first).await.unwrap();
+        let second = queue.next().await;
+        assert_eq!(second.retries, 1);
+        assert_eq!(
+            second.message.headers,
+            [("event_id".to_string(), "m".to_string())]
+        );
+        broker.dead_letter("exact.dlq", second).await.unwrap();
+        assert!(queue.is_empty());
+        assert!(broker.stored("exact").await.unwrap().is_empty());
+        let dead = broker.stored("exact.dlq").await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message.payload, b"m");
+        assert_eq!(dead[0].retries, 1);
+    }
+
+    #[tokio::test]
+    async fn unacknowledged_messages_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = open(&dir).await;
+        for body in ["1", "2", "3"] {
+            broker
+                .publish(message("direct", "order.created", body))
+                .await
+                .unwrap();
+        }
+        let queue = broker.queue("exact").unwrap();
+        // "1" is acknowledged, "2" is being handled when the host stops, "3" never started.
+        let one = queue.next().await;
+        broker.ack(&one).await.unwrap();
+        let _in_flight = queue.next().await;
+        broker.store.close().await;
+        drop(broker);
+
+        let reopened = open(&dir).await;
+        assert_eq!(ready(&reopened, "exact"), ["2", "3"]);
+        let queue = reopened.queue("exact").unwrap();
+        let two = queue.next().await;
+        assert_eq!(two.message.payload, b"2");
+        assert_eq!(
+            two.message.content_type.as_deref(),
+            Some("application/json")
+        );
+        reopened.ack(&two).await.unwrap();
+        let three = queue.next().await;
+        reopened.ack(&three).await.unwrap();
+        assert!(reopened.stored("exact").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_consumer_wakes_on_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(open(&dir).await);
+        let queue = broker.queue("fan").unwrap();
+        let consumer = tokio::spawn(async move { queue.next().await });
+        tokio::task::yield_now().await;
+        broker.publish(message("all", "", "late")).await.unwrap();
+        let delivered = tokio::time::timeout(std::time::Duration::from_secs(5), consumer)
+            .await
+            .expect("the consumer was not woken")
+            .unwrap();
+        assert_eq!(delivered.message.payload, b"late");
+    }
+}
