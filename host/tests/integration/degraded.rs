@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 pub fn tests() -> Vec<Test> {
-    crate::tests![product_reads_and_writes_work_without_the_cache]
+    // Starts a host of its own with Redis on a closed port.
+    crate::real_backend_tests![product_reads_and_writes_work_without_the_cache]
 }
 
 async fn product_reads_and_writes_work_without_the_cache(

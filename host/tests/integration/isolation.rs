@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 pub fn tests() -> Vec<Test> {
-    crate::tests![
+    // These start hosts of their own, configured for the real servers.
+    crate::real_backend_tests![
         traps_loops_and_memory_exhaustion_fail_one_request,
         an_ungranted_import_is_refused_with_its_name,
     ]

@@ -1,11 +1,16 @@
-//! Integration tests: the real `platform` binary, the real component builds, and the real
-//! PostgreSQL, Redis and RabbitMQ of this machine, over HTTP and AMQP.
+//! Integration tests: the real `platform` binary and the real component builds, over HTTP
+//! and AMQP, on both backend sets: `embedded::*` with no server configured (SQLite files,
+//! in-process cache and broker), `real::*` on the PostgreSQL, Redis and RabbitMQ of this
+//! machine. The same built `.wasm` files serve both.
 //!
-//! `main` builds the components, starts one host with the four services (every name in it
-//! unique to this run), runs the tests against it (`cargo test --test integration -- <filter>`
-//! works as usual), then stops the host and drops the run's databases, queues and exchange.
-//! Tests that need a host of their own (a misbehaving component, a refused one) start it
-//! themselves.
+//! `main` builds the components, starts one host with the four services per backend set
+//! (every name in it unique to this run), runs the tests against them
+//! (`cargo test --test integration -- <filter>` works as usual, e.g. `-- embedded::`), then
+//! stops the hosts and drops the run's databases, queues and exchange. Tests that need a
+//! host of their own (a misbehaving component, a refused one) start it themselves.
+//!
+//! Without the real servers, `real::*` tests are reported as ignored, loudly; under CI
+//! (`CI` set) that is a failure instead, so the real path is never skipped silently.
 //!
 //! # Layout
 //! - `support`: the test platform, run names, HTTP helpers.
@@ -28,7 +33,7 @@ mod user;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::process::ExitCode;
-use support::{Platform, Test, SHOP};
+use support::{Backends, Platform, Test};
 
 fn main() -> ExitCode {
     let arguments = Arguments::from_args();
@@ -46,50 +51,110 @@ fn main() -> ExitCode {
     .flatten()
     .collect();
     if arguments.list {
-        let trials = tests
-            .into_iter()
-            .map(|test| Trial::test(test.name, || Ok(())))
-            .collect();
+        let trials = trials(&tests, |_| None, |name| Trial::test(name, || Ok(())));
         return libtest_mimic::run(&arguments, trials).exit_code();
     }
 
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
+    let runtime = runtime();
+    let unreachable = support::unreachable_servers();
+    if !unreachable.is_empty() {
+        let servers = unreachable.join(", ");
+        if std::env::var_os("CI").is_some() {
+            eprintln!("CI: {servers} unreachable; the real-backend tests must run in CI");
+            return ExitCode::FAILURE;
+        }
+        eprintln!(
+            "\n!!! {servers} unreachable: the real::* tests are IGNORED; only embedded::* run !!!\n"
+        );
+    }
     if let Err(error) = support::build_components() {
         eprintln!("cannot build the components: {error:#}");
         return ExitCode::FAILURE;
     }
-    if let Err(error) = runtime.block_on(support::drop_stale_databases()) {
-        eprintln!("warning: could not drop stale test databases: {error:#}");
-    }
-    let shop = match runtime.block_on(Platform::start_shop()) {
-        Ok(shop) => SHOP.get_or_init(|| shop),
-        Err(error) => {
-            eprintln!("cannot start the platform: {error:#}");
-            return ExitCode::FAILURE;
+    let mut shops: Vec<&'static Platform> = Vec::new();
+    let mut sets = vec![Backends::Embedded];
+    if unreachable.is_empty() {
+        if let Err(error) = runtime.block_on(support::drop_stale_databases()) {
+            eprintln!("warning: could not drop stale test databases: {error:#}");
         }
+        sets.push(Backends::Real);
+    }
+    for backends in sets {
+        match runtime.block_on(Platform::start_shop(backends)) {
+            Ok(shop) => shops.push(Box::leak(Box::new(shop))),
+            Err(error) => {
+                eprintln!(
+                    "cannot start the platform on the {} backends: {error:#}",
+                    backends.label()
+                );
+                for shop in shops {
+                    runtime.block_on(shop.stop());
+                }
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let shop_on = |backends: Backends| {
+        shops
+            .iter()
+            .copied()
+            .find(|shop| shop.backends() == backends)
     };
 
-    let trials = tests
-        .into_iter()
-        .map(|test| {
-            let run = test.run;
-            Trial::test(test.name, move || {
-                runtime
-                    .block_on(run(shop))
-                    .map_err(|error| Failed::from(format!("{error:#}")))
-            })
-        })
-        .collect();
+    let trials = trials(&tests, shop_on, |name| {
+        Trial::test(name, || Ok(())).with_ignored_flag(true)
+    });
     let conclusion = libtest_mimic::run(&arguments, trials);
     if conclusion.has_failed() {
-        eprintln!("\n---- platform log (last 60 lines) ----");
-        let log = shop.log();
-        let lines: Vec<&str> = log.lines().collect();
-        for line in &lines[lines.len().saturating_sub(60)..] {
-            eprintln!("{line}");
+        for shop in &shops {
+            eprintln!(
+                "\n---- platform log, {} backends (last 60 lines) ----",
+                shop.backends().label()
+            );
+            let log = shop.log();
+            let lines: Vec<&str> = log.lines().collect();
+            for line in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("{line}");
+            }
         }
     }
-    runtime.block_on(shop.stop());
+    for shop in shops {
+        runtime.block_on(shop.stop());
+    }
     conclusion.exit_code()
+}
+
+/// One trial per test and backend set it runs on, named `<set>::<module>::<test>`; a set
+/// without a running shop gets `missing(name)` (ignored trials).
+fn trials(
+    tests: &[Test],
+    shop_on: impl Fn(Backends) -> Option<&'static Platform>,
+    missing: impl Fn(String) -> Trial,
+) -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for backends in [Backends::Embedded, Backends::Real] {
+        for test in tests {
+            if test.real_only && backends == Backends::Embedded {
+                continue;
+            }
+            let name = format!("{}::{}", backends.label(), test.name);
+            let Some(shop) = shop_on(backends) else {
+                trials.push(missing(name));
+                continue;
+            };
+            let run = test.run;
+            trials.push(Trial::test(name, move || {
+                runtime()
+                    .block_on(run(shop))
+                    .map_err(|error| Failed::from(format!("{error:#}")))
+            }));
+        }
+    }
+    trials
+}
+
+/// The runtime every test runs on (tests share the shops, which live as long as it).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().expect("a tokio runtime"))
 }

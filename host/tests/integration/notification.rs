@@ -20,18 +20,22 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 pub fn tests() -> Vec<Test> {
-    crate::tests![
+    let mut tests = crate::tests![
         notifications_require_a_valid_token,
         notifications_pagination_out_of_range_is_422,
         a_new_user_has_no_notifications,
         an_order_produces_its_notification,
         cancelling_an_order_produces_an_order_cancelled_notification,
         notifications_are_listed_newest_first_and_paginated,
+    ];
+    // These look into RabbitMQ or Redis directly.
+    tests.extend(crate::real_backend_tests![
         order_created_and_cancelled_events_have_the_contract_shape,
         a_redelivered_event_makes_no_second_notification,
         a_non_json_message_is_dead_lettered_at_once_and_consuming_goes_on,
         an_event_that_can_never_be_handled_ends_in_the_dead_letter_queue,
-    ]
+    ]);
+    tests
 }
 
 /// How long a message may take to go through the broker and the consumer.

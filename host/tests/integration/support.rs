@@ -10,12 +10,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// PostgreSQL server the tests create their databases on (the one `platform.toml` names).
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Every database, exchange and queue of a test run starts with this.
 const RUN_PREFIX: &str = "it_";
 /// Databases of runs older than this were left by a killed run and are dropped.
@@ -29,15 +30,50 @@ pub type TestFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 pub struct Test {
     pub name: String,
     pub run: fn(&'static Platform) -> TestFuture,
+    /// Runs against the real servers only: it looks into one of them directly (a Redis
+    /// key's TTL, a RabbitMQ queue) or starts hosts of its own configured for them.
+    pub real_only: bool,
 }
 
-/// `tests![a, b]`: the async test functions `a`, `b` of the current module, named after it.
+/// The two backend sets the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backends {
+    /// No URL configured: SQLite files, in-process cache and broker (runs anywhere).
+    Embedded,
+    /// PostgreSQL, Redis and RabbitMQ of this machine.
+    Real,
+}
+
+impl Backends {
+    pub fn label(self) -> &'static str {
+        match self {
+            Backends::Embedded => "embedded",
+            Backends::Real => "real",
+        }
+    }
+}
+
+/// `tests![a, b]`: the async test functions `a`, `b` of the current module, named after it,
+/// run against both backend sets.
 #[macro_export]
 macro_rules! tests {
     ($($name:ident),* $(,)?) => {
         vec![$($crate::support::Test {
             name: format!("{}::{}", module_path!().trim_start_matches("integration::"), stringify!($name)),
             run: |platform| Box::pin($name(platform)),
+            real_only: false,
+        }),*]
+    };
+}
+
+/// [`tests!`] for tests that run against the real servers only (see [`Test::real_only`]).
+#[macro_export]
+macro_rules! real_backend_tests {
+    ($($name:ident),* $(,)?) => {
+        vec![$($crate::support::Test {
+            name: format!("{}::{}", module_path!().trim_start_matches("integration::"), stringify!($name)),
+            run: |platform| Box::pin($name(platform)),
+            real_only: true,
         }),*]
     };
 }
@@ -147,12 +183,35 @@ pub fn free_ports(count: usize) -> Vec<u16> {
 
 /// `platform.toml` of the repository, rewritten for one run: free ports, the run's
 /// database names, exchange, queues and cache namespaces, absolute paths.
+/// The repository's `platform.toml` on `ports`, with this run's names, against the real
+/// servers.
 pub fn shop_config(names: &RunNames, ports: &BTreeMap<&str, u16>) -> toml::Table {
+    let mut config = shop_config_on(Backends::Embedded, names, ports);
+    set(&mut config, &["database", "url"], POSTGRES_URL.into());
+    set(&mut config, &["cache", "url"], REDIS_URL.into());
+    set(&mut config, &["messaging", "url"], AMQP_URL.into());
+    config
+}
+
+/// [`shop_config`] on either backend set; embedded, it names no server at all.
+pub fn shop_config_on(
+    backends: Backends,
+    names: &RunNames,
+    ports: &BTreeMap<&str, u16>,
+) -> toml::Table {
+    if backends == Backends::Real {
+        return shop_config(names, ports);
+    }
     let root = workspace_root();
     let text = std::fs::read_to_string(root.join("platform.toml")).expect("platform.toml");
     let mut config: toml::Table = toml::from_str(&text).expect("platform.toml parses");
+    for section in ["database", "cache", "messaging"] {
+        assert!(
+            config[section].get("url").is_none(),
+            "platform.toml names a {section} server: its default must be embedded"
+        );
+    }
     let exchange = names.name("order_events");
-    set(&mut config, &["database", "url"], POSTGRES_URL.into());
     set(
         &mut config,
         &["database", "migrations"],
@@ -401,16 +460,25 @@ impl Platform {
         )
     }
 
-    /// Starts the four e-commerce services as `platform.toml` defines them.
-    pub async fn start_shop() -> anyhow::Result<Platform> {
+    /// Starts the four e-commerce services as `platform.toml` defines them, on `backends`.
+    pub async fn start_shop(backends: Backends) -> anyhow::Result<Platform> {
         let names = RunNames::new();
         let ports = free_ports(4);
         let ports: BTreeMap<&str, u16> = ["user", "product", "order", "notification"]
             .into_iter()
             .zip(ports)
             .collect();
-        let config = shop_config(&names, &ports);
+        let config = shop_config_on(backends, &names, &ports);
         Platform::start(names, config).await
+    }
+
+    /// The backend set this host runs on (by its database setting).
+    pub fn backends(&self) -> Backends {
+        if self.config["database"].get("url").is_some() {
+            Backends::Real
+        } else {
+            Backends::Embedded
+        }
     }
 
     async fn wait_until_healthy(&self) -> anyhow::Result<()> {
@@ -507,15 +575,27 @@ impl Platform {
             .to_string()
     }
 
-    /// A connection to `service`'s database, for checks and for states the API cannot
-    /// produce (a deleted or deactivated user).
-    pub async fn database_connection(&self, service: &str) -> anyhow::Result<sqlx::PgConnection> {
+    /// A connection to `service`'s database on whichever backend it is (the SQL sent must
+    /// be portable), for checks and for states the API cannot produce (a deleted or
+    /// deactivated user).
+    pub async fn database_connection(&self, service: &str) -> anyhow::Result<sqlx::AnyConnection> {
         use sqlx::Connection;
-        let url = format!(
-            "postgres://postgres@127.0.0.1:5432/{}",
-            self.database(service)
-        );
-        Ok(sqlx::PgConnection::connect(&url).await?)
+        sqlx::any::install_default_drivers();
+        let url = match self.backends() {
+            Backends::Real => format!(
+                "postgres://postgres@127.0.0.1:5432/{}",
+                self.database(service)
+            ),
+            Backends::Embedded => format!(
+                "sqlite://{}",
+                self.dir
+                    .path()
+                    .join(".platform/databases")
+                    .join(format!("{}.sqlite", self.database(service)))
+                    .display()
+            ),
+        };
+        Ok(sqlx::AnyConnection::connect(&url).await?)
     }
 
     /// The run's exchange, queue and dead-letter queue.
@@ -583,7 +663,11 @@ impl Platform {
         }
     }
 
+    /// Embedded backends live in the run's temporary directory and go with it.
     async fn drop_run_resources(&self) -> anyhow::Result<()> {
+        if self.backends() == Backends::Embedded {
+            return Ok(());
+        }
         for service in self.services() {
             if self.config["services"][&service].get("database").is_some() {
                 drop_database(&self.database(&service)).await?;
@@ -820,5 +904,18 @@ impl Platform {
     }
 }
 
-/// The shared platform of the contract tests, started by `main`.
-pub static SHOP: OnceLock<Platform> = OnceLock::new();
+/// Which of PostgreSQL, Redis and RabbitMQ on this machine do not accept connections.
+pub fn unreachable_servers() -> Vec<&'static str> {
+    [
+        ("PostgreSQL (127.0.0.1:5432)", "127.0.0.1:5432"),
+        ("Redis (127.0.0.1:6379)", "127.0.0.1:6379"),
+        ("RabbitMQ (127.0.0.1:5672)", "127.0.0.1:5672"),
+    ]
+    .into_iter()
+    .filter(|(_, address)| {
+        let address = address.parse().expect("a socket address");
+        std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)).is_err()
+    })
+    .map(|(name, _)| name)
+    .collect()
+}

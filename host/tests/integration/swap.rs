@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn tests() -> Vec<Test> {
-    crate::tests![
+    // These start hosts of their own, configured for the real servers.
+    crate::real_backend_tests![
         deploy_and_rollback_under_load_fail_no_request,
         refused_versions_leave_the_running_one_serving,
         the_admin_api_needs_its_token,
