@@ -209,6 +209,13 @@ impl Platform {
             registry: registry.clone(),
             token: admin_token,
             max_upload_bytes: config.admin.max_upload_bytes(),
+            publisher: shared.publisher.clone(),
+            exchanges: config
+                .messaging
+                .exchanges
+                .iter()
+                .map(|exchange| exchange.name.clone())
+                .collect(),
         });
         tasks.spawn(admin::serve(admin_api, admin_listener, shutdown.clone()));
         tracing::info!(address = %admin_address, "admin API listening");

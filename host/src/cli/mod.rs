@@ -14,6 +14,7 @@ mod build;
 mod client;
 mod deploy;
 mod ps;
+mod publish;
 mod rollback;
 mod up;
 mod versions;
@@ -52,6 +53,8 @@ enum Command {
     Ps(ps::PsArgs),
     /// Show the deploy history of a service, newest first.
     Versions(versions::VersionsArgs),
+    /// Publish a message through the running host's broker (e.g. replay a dead letter).
+    Publish(publish::PublishArgs),
 }
 
 /// A failed command: the error to print and the exit code that classifies it.
@@ -98,6 +101,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Rollback(args) => rollback::run(&cli.config, args),
         Command::Ps(args) => ps::run(&cli.config, args),
         Command::Versions(args) => versions::run(&cli.config, args),
+        Command::Publish(args) => publish::run(&cli.config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

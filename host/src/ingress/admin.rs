@@ -7,8 +7,13 @@
 //! GET  /v1/services/{service}/versions       the deploy history, newest first
 //! POST /v1/services/{service}/deploy         body: the component; ?source=deploy|watch
 //! POST /v1/services/{service}/rollback       body: {"to": "<digest prefix>"} or empty
+//! POST /v1/exchanges/{exchange}/messages      body: a PublishRequest; publishes through
+//!                                            the platform's broker (RabbitMQ or embedded)
 //! ```
 
+use crate::bindings::messaging::PublishError;
+use crate::bindings::messaging_types::Message;
+use crate::capabilities::messaging::MessagePublisher;
 use crate::runtime::{DeployComponentError, DeployOutcome, Registry};
 use crate::state::DeploySource;
 use bytes::Bytes;
@@ -65,6 +70,26 @@ pub mod api {
         pub routes: usize,
     }
 
+    /// A message to publish (`platform publish`): to replay a dead letter or inject an
+    /// event by hand. The payload is text (JSON, usually).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct PublishRequest {
+        pub routing_key: String,
+        pub payload: String,
+        #[serde(default)]
+        pub content_type: Option<String>,
+        #[serde(default)]
+        pub headers: std::collections::BTreeMap<String, String>,
+    }
+
+    /// The answer of a publish: the broker confirmed it.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Published {
+        pub exchange: String,
+        pub routing_key: String,
+    }
+
     #[derive(Debug, Clone, Default, Serialize, Deserialize)]
     pub struct RollbackRequest {
         #[serde(default)]
@@ -82,6 +107,10 @@ pub struct AdminApi {
     pub registry: Arc<Registry>,
     pub token: String,
     pub max_upload_bytes: usize,
+    /// The platform's broker, if any service publishes or subscribes.
+    pub publisher: Option<Arc<dyn MessagePublisher>>,
+    /// The exchanges of `[[messaging.exchanges]]`.
+    pub exchanges: Vec<String>,
 }
 
 type AdminResponse = http::Response<Full<Bytes>>;
@@ -249,11 +278,79 @@ async fn handle(api: &AdminApi, request: http::Request<Incoming>) -> AdminRespon
                     .await,
             )
         }
-        (_, ["v1", "services", ..]) => error(
+        (&Method::POST, ["v1", "exchanges", exchange, "messages"]) => {
+            let exchange = exchange.to_string();
+            publish(api, exchange, request).await
+        }
+        (_, ["v1", "services", ..] | ["v1", "exchanges", ..]) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{} {path} is not an admin call", request.method()),
         ),
         _ => error(StatusCode::NOT_FOUND, format!("no admin call at {path}")),
+    }
+}
+
+/// Publishes a message through the platform's broker, with the platform's own right to
+/// every declared exchange (services are limited to their `publish_exchanges`).
+async fn publish(
+    api: &AdminApi,
+    exchange: String,
+    request: http::Request<Incoming>,
+) -> AdminResponse {
+    let Some(publisher) = &api.publisher else {
+        return error(
+            StatusCode::CONFLICT,
+            "no broker is open: no service publishes or subscribes",
+        );
+    };
+    if !api.exchanges.contains(&exchange) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no exchange `{exchange}` in [[messaging.exchanges]]"),
+        );
+    }
+    let body = match Limited::new(request.into_body(), api.max_upload_bytes)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "message too large"),
+    };
+    let message: api::PublishRequest = match serde_json::from_slice(&body) {
+        Ok(message) => message,
+        Err(cause) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("invalid publish request: {cause}"),
+            )
+        }
+    };
+    let routing_key = message.routing_key.clone();
+    let published = publisher
+        .publish(Message {
+            exchange: exchange.clone(),
+            routing_key: message.routing_key,
+            payload: message.payload.into_bytes(),
+            content_type: message.content_type,
+            headers: message.headers.into_iter().collect(),
+        })
+        .await;
+    match published {
+        Ok(()) => json(
+            StatusCode::OK,
+            &api::Published {
+                exchange,
+                routing_key,
+            },
+        ),
+        Err(PublishError::Unavailable(cause)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the broker is unavailable: {cause}"),
+        ),
+        Err(PublishError::Rejected(cause)) | Err(PublishError::NotAllowed(cause)) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("the broker refused the message: {cause}"),
+        ),
     }
 }
 

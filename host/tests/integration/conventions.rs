@@ -1,13 +1,14 @@
 //! The conventions the host implements for every service: health, root, OpenAPI, docs,
 //! 404 / 405, CORS, request ids, the body limit, FastAPI-shaped 422s and metrics.
 
-use crate::support::{Platform, Test};
+use crate::support::{component_path, Platform, Test};
 use anyhow::ensure;
 use serde_json::{json, Value};
 
 pub fn tests() -> Vec<Test> {
     crate::tests![
         health_and_root_answer_for_every_service,
+        every_service_serves_the_one_built_component,
         openapi_documents_every_contract_route,
         docs_page_renders_the_openapi_document,
         unknown_path_is_404_and_wrong_method_is_405,
@@ -19,6 +20,32 @@ pub fn tests() -> Vec<Test> {
         non_numeric_path_ids_are_422,
         metrics_label_requests_by_route_template,
     ]
+}
+
+/// Both backend sets serve the very files `cargo build` produced: switching backends
+/// changes no component.
+async fn every_service_serves_the_one_built_component(
+    platform: &'static Platform,
+) -> anyhow::Result<()> {
+    use sha2::Digest;
+    for service in platform.services() {
+        let built = std::fs::read(component_path(&service))?;
+        let digest = hex::encode(sha2::Sha256::digest(&built));
+        let health: Value = platform
+            .http()
+            .get(platform.url(&service, "/health"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(
+            health["component"]["digest"],
+            digest,
+            "{service} serves {}",
+            component_path(&service).display()
+        );
+    }
+    Ok(())
 }
 
 async fn health_and_root_answer_for_every_service(

@@ -134,7 +134,7 @@ fn trials(
     let mut trials = Vec::new();
     for backends in [Backends::Embedded, Backends::Real] {
         for test in tests {
-            if test.real_only && backends == Backends::Embedded {
+            if test.only.is_some_and(|only| only != backends) {
                 continue;
             }
             let name = format!("{}::{}", backends.label(), test.name);

@@ -6,7 +6,8 @@
 //! own users, orders and event ids; counters are only compared with `>=`.
 
 use crate::support::{
-    amqp_connection, assert_utc_timestamp, eventually, id_of, unique, Platform, Test, TestUser,
+    amqp_connection, assert_utc_timestamp, eventually, id_of, unique, Backends, Platform, Test,
+    TestUser,
 };
 use anyhow::{ensure, Context};
 use futures::StreamExt;
@@ -27,13 +28,17 @@ pub fn tests() -> Vec<Test> {
         an_order_produces_its_notification,
         cancelling_an_order_produces_an_order_cancelled_notification,
         notifications_are_listed_newest_first_and_paginated,
-    ];
-    // These look into RabbitMQ or Redis directly.
-    tests.extend(crate::real_backend_tests![
-        order_created_and_cancelled_events_have_the_contract_shape,
         a_redelivered_event_makes_no_second_notification,
         a_non_json_message_is_dead_lettered_at_once_and_consuming_goes_on,
         an_event_that_can_never_be_handled_ends_in_the_dead_letter_queue,
+    ];
+    // Binds a queue of its own to the exchange, which only RabbitMQ lets a client do.
+    tests.extend(crate::real_backend_tests![
+        order_created_and_cancelled_events_have_the_contract_shape,
+    ]);
+    // Crashes a host of its own on the embedded broker.
+    tests.extend(crate::embedded_backend_tests![
+        published_events_survive_a_crash_of_the_embedded_broker,
     ]);
     tests
 }
@@ -154,31 +159,42 @@ async fn confirmed_channel(connection: &lapin::Connection) -> anyhow::Result<Cha
     Ok(channel)
 }
 
-/// Publishes `body` to the run's exchange as the order service would (persistent, JSON)
-/// and waits for the broker's confirmation.
-async fn publish(
-    platform: &Platform,
-    channel: &Channel,
-    routing_key: &str,
-    body: &[u8],
-) -> anyhow::Result<()> {
-    let properties = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into());
-    let confirmation = channel
-        .basic_publish(
-            &platform.exchange(),
-            routing_key,
-            BasicPublishOptions::default(),
-            body,
-            properties,
-        )
-        .await?
-        .await?;
-    ensure!(
-        confirmation.is_ack(),
-        "the broker did not confirm the publication: {confirmation:?}"
-    );
+/// Publishes each `(routing key, body)` to the run's exchange, in order, as the order
+/// service would (persistent, JSON), each confirmed by the broker: straight to RabbitMQ,
+/// or through the host's admin API (`platform publish`) to the embedded broker.
+async fn publish(platform: &Platform, messages: &[(&str, &[u8])]) -> anyhow::Result<()> {
+    match platform.backends() {
+        Backends::Real => {
+            let connection = amqp_connection().await?;
+            let channel = confirmed_channel(&connection).await?;
+            for (routing_key, body) in messages {
+                let properties = BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into());
+                let confirmation = channel
+                    .basic_publish(
+                        &platform.exchange(),
+                        routing_key,
+                        BasicPublishOptions::default(),
+                        body,
+                        properties,
+                    )
+                    .await?
+                    .await?;
+                ensure!(
+                    confirmation.is_ack(),
+                    "the broker did not confirm the publication: {confirmation:?}"
+                );
+            }
+            let _ = connection.close(200, "done").await;
+        }
+        Backends::Embedded => {
+            for (routing_key, body) in messages {
+                let payload = std::str::from_utf8(body).context("test payloads are text")?;
+                platform.admin_publish(routing_key, payload).await?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -232,10 +248,47 @@ fn dead_lettered_from(properties: &BasicProperties) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the run's dead-letter queue holds a message whose body is `body`, takes it
-/// (ack) and returns its properties. Other tests' dead letters are handed back (nack with
-/// requeue) untouched.
-async fn take_dead_letter(platform: &Platform, body: &[u8]) -> anyhow::Result<BasicProperties> {
+/// A message found in the run's dead-letter queue.
+struct DeadLetter {
+    /// The queues it was dead-lettered from (RabbitMQ's `x-death`); the embedded broker
+    /// keeps one dead-letter queue per subscription, so there it is the subscription's.
+    from: Vec<String>,
+    /// Failed deliveries before it was dead-lettered (`None`: none).
+    retries: Option<String>,
+}
+
+/// Waits until the run's dead-letter queue holds a message whose body is `body` and takes
+/// it out.
+async fn take_dead_letter(platform: &Platform, body: &[u8]) -> anyhow::Result<DeadLetter> {
+    match platform.backends() {
+        Backends::Real => {
+            let properties = take_amqp_dead_letter(platform, body).await?;
+            Ok(DeadLetter {
+                from: dead_lettered_from(&properties),
+                retries: header(&properties, "x-retry-count"),
+            })
+        }
+        Backends::Embedded => {
+            let retries = eventually(
+                "the message in the dead-letter queue",
+                DELIVERY_TIMEOUT,
+                || platform.take_embedded_dead_letter(body),
+            )
+            .await?;
+            Ok(DeadLetter {
+                from: vec![platform.queue()],
+                retries: (retries > 0).then(|| retries.to_string()),
+            })
+        }
+    }
+}
+
+/// [`take_dead_letter`] on RabbitMQ: takes the message (ack) and returns its properties.
+/// Other tests' dead letters are handed back (nack with requeue) untouched.
+async fn take_amqp_dead_letter(
+    platform: &Platform,
+    body: &[u8],
+) -> anyhow::Result<BasicProperties> {
     let connection = amqp_connection().await?;
     let connection = &connection;
     let found = eventually(
@@ -741,19 +794,17 @@ async fn a_redelivered_event_makes_no_second_notification(
         "sentinel",
     );
 
-    let connection = amqp_connection().await?;
-    let channel = confirmed_channel(&connection).await?;
     let acks_before = consumed(platform, "ack").await?;
-    publish(platform, &channel, "order.created", &body).await?;
-    publish(platform, &channel, "order.created", &body).await?;
+    let sentinel = serde_json::to_vec(&sentinel)?;
     publish(
         platform,
-        &channel,
-        "order.created",
-        &serde_json::to_vec(&sentinel)?,
+        &[
+            ("order.created", &body),
+            ("order.created", &body),
+            ("order.created", &sentinel),
+        ],
     )
     .await?;
-    let _ = connection.close(200, "done").await;
 
     eventually(
         "three more acknowledged deliveries",
@@ -791,20 +842,16 @@ async fn a_non_json_message_is_dead_lettered_at_once_and_consuming_goes_on(
 ) -> anyhow::Result<()> {
     let body = format!("not json {}", uuid::Uuid::new_v4());
     let dead_letters_before = consumed(platform, "dead_letter").await?;
-    let connection = amqp_connection().await?;
-    let channel = confirmed_channel(&connection).await?;
-    publish(platform, &channel, "order.created", body.as_bytes()).await?;
-    let _ = connection.close(200, "done").await;
+    publish(platform, &[("order.created", body.as_bytes())]).await?;
 
-    let properties = take_dead_letter(platform, body.as_bytes()).await?;
+    let dead_letter = take_dead_letter(platform, body.as_bytes()).await?;
     assert_eq!(
-        dead_lettered_from(&properties),
+        dead_letter.from,
         vec![platform.queue()],
         "dead-lettered by the broker from the service's queue"
     );
     assert_eq!(
-        header(&properties, "x-retry-count"),
-        None,
+        dead_letter.retries, None,
         "a message that is not JSON is not retried"
     );
     assert!(consumed(platform, "dead_letter").await? >= dead_letters_before + 1.0);
@@ -836,11 +883,14 @@ async fn an_event_that_can_never_be_handled_ends_in_the_dead_letter_queue(
     unknown["event"] = json!("order.exploded");
     let unknown = serde_json::to_vec(&unknown)?;
 
-    let connection = amqp_connection().await?;
-    let channel = confirmed_channel(&connection).await?;
-    publish(platform, &channel, "order.created", &missing_fields).await?;
-    publish(platform, &channel, "order.created", &unknown).await?;
-    let _ = connection.close(200, "done").await;
+    publish(
+        platform,
+        &[
+            ("order.created", &missing_fields),
+            ("order.created", &unknown),
+        ],
+    )
+    .await?;
 
     let max_retry_attempts = platform.config["services"]["notification"]["subscriptions"][0]
         ["max_retry_attempts"]
@@ -850,16 +900,12 @@ async fn an_event_that_can_never_be_handled_ends_in_the_dead_letter_queue(
         ("missing fields", &missing_fields),
         ("unknown event", &unknown),
     ] {
-        let properties = take_dead_letter(platform, body)
+        let dead_letter = take_dead_letter(platform, body)
             .await
             .with_context(|| what.to_string())?;
-        assert_eq!(
-            dead_lettered_from(&properties),
-            vec![platform.queue()],
-            "{what}"
-        );
+        assert_eq!(dead_letter.from, vec![platform.queue()], "{what}");
         // Either dead-lettered at once, or after exactly MAX_RETRY_ATTEMPTS deliveries.
-        let retries = header(&properties, "x-retry-count");
+        let retries = dead_letter.retries;
         assert!(
             retries.is_none() || retries == Some((max_retry_attempts - 1).to_string()),
             "{what}: dead-lettered after x-retry-count {retries:?} (max attempts {max_retry_attempts})"
@@ -871,4 +917,77 @@ async fn an_event_that_can_never_be_handled_ends_in_the_dead_letter_queue(
         "an unknown event records nothing: {mine:?}"
     );
     Ok(())
+}
+
+/// Events the embedded broker confirmed and had not delivered yet when the host was killed
+/// (SIGKILL: nothing settles) are all delivered after the restart, each making exactly one
+/// notification: the broker loses nothing, and a redelivery makes no second one.
+async fn published_events_survive_a_crash_of_the_embedded_broker(
+    _shared: &'static Platform,
+) -> anyhow::Result<()> {
+    use futures::stream::{self, TryStreamExt};
+    let platform = Platform::start_shop(Backends::Embedded).await?;
+    let result = async {
+        let user = platform.new_user().await?;
+        let mut order_ids = Vec::new();
+        // Publish until the crash catches events still in the queue (the first round
+        // almost always does: the consumer handles them one fsync'd write at a time).
+        for round in 1..=3 {
+            let events: Vec<(i64, String)> = (0..30)
+                .map(|_| {
+                    let order_id = synthetic_order_id();
+                    let event =
+                        created_event(&uuid::Uuid::new_v4().to_string(), order_id, &user, "crash");
+                    (order_id, event.to_string())
+                })
+                .collect();
+            stream::iter(events.iter().map(Ok::<_, anyhow::Error>))
+                .try_for_each_concurrent(8, |(_, event)| {
+                    platform.admin_publish("order.created", event)
+                })
+                .await?;
+            order_ids.extend(events.iter().map(|(id, _)| *id));
+            platform.crash().await;
+            let pending = platform.embedded_unacknowledged().await?;
+            platform.restart().await?;
+            if pending > 0 {
+                ensure!(
+                    platform
+                        .log()
+                        .contains("messages from before the restart will be delivered"),
+                    "the restarted broker did not load the {pending} pending messages"
+                );
+                break;
+            }
+            ensure!(
+                round < 3,
+                "every event was handled before the crash, three times over"
+            );
+        }
+        let expected = order_ids.len();
+        let listed = eventually(
+            "a notification for every confirmed event",
+            DELIVERY_TIMEOUT,
+            || async {
+                let listed = notifications(&platform, &user, "?limit=100").await?;
+                Ok((listed.len() >= expected).then_some(listed))
+            },
+        )
+        .await?;
+        let mut notified: Vec<i64> = listed
+            .iter()
+            .map(|n| n["order_id"].as_i64().context("order_id"))
+            .collect::<anyhow::Result<_>>()?;
+        notified.sort_unstable();
+        order_ids.sort_unstable();
+        assert_eq!(notified, order_ids, "each event exactly once");
+        ensure!(
+            platform.embedded_unacknowledged().await? == 0,
+            "messages left unacknowledged"
+        );
+        Ok(())
+    }
+    .await;
+    platform.stop().await;
+    result
 }

@@ -30,9 +30,10 @@ pub type TestFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 pub struct Test {
     pub name: String,
     pub run: fn(&'static Platform) -> TestFuture,
-    /// Runs against the real servers only: it looks into one of them directly (a Redis
-    /// key's TTL, a RabbitMQ queue) or starts hosts of its own configured for them.
-    pub real_only: bool,
+    /// Runs on one backend set only: on the real servers when it looks into one of them
+    /// directly (a Redis key's TTL, a RabbitMQ queue) or starts hosts of its own configured
+    /// for them; on the embedded set when it tests the embedded backends themselves.
+    pub only: Option<Backends>,
 }
 
 /// The two backend sets the suite runs against.
@@ -61,19 +62,31 @@ macro_rules! tests {
         vec![$($crate::support::Test {
             name: format!("{}::{}", module_path!().trim_start_matches("integration::"), stringify!($name)),
             run: |platform| Box::pin($name(platform)),
-            real_only: false,
+            only: None,
         }),*]
     };
 }
 
-/// [`tests!`] for tests that run against the real servers only (see [`Test::real_only`]).
+/// [`tests!`] for tests that run against the real servers only (see [`Test::only`]).
 #[macro_export]
 macro_rules! real_backend_tests {
     ($($name:ident),* $(,)?) => {
         vec![$($crate::support::Test {
             name: format!("{}::{}", module_path!().trim_start_matches("integration::"), stringify!($name)),
             run: |platform| Box::pin($name(platform)),
-            real_only: true,
+            only: Some($crate::support::Backends::Real),
+        }),*]
+    };
+}
+
+/// [`tests!`] for tests of the embedded backends themselves (see [`Test::only`]).
+#[macro_export]
+macro_rules! embedded_backend_tests {
+    ($($name:ident),* $(,)?) => {
+        vec![$($crate::support::Test {
+            name: format!("{}::{}", module_path!().trim_start_matches("integration::"), stringify!($name)),
+            run: |platform| Box::pin($name(platform)),
+            only: Some($crate::support::Backends::Embedded),
         }),*]
     };
 }
@@ -217,7 +230,6 @@ pub fn shop_config_on(
         &["database", "migrations"],
         root.join("migrations").display().to_string().into(),
     );
-    set(&mut config, &["messaging", "url"], AMQP_URL.into());
     config["messaging"]["exchanges"][0]
         .as_table_mut()
         .unwrap()
@@ -412,6 +424,10 @@ impl Platform {
             .env("JWT_SECRET", &self.jwt_secret)
             .env("RUST_LOG", "info")
             .env_remove("PLATFORM_ADMIN_TOKEN")
+            // The configuration file alone picks the backends.
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("AMQP_URL")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -419,6 +435,15 @@ impl Platform {
             .context("starting the platform binary")?;
         *self.child.lock().unwrap() = Some(child);
         self.wait_until_healthy().await
+    }
+
+    /// Kills the host at once (SIGKILL): no request or message in progress finishes.
+    pub async fn crash(&self) {
+        let child = self.child.lock().unwrap().take();
+        if let Some(mut child) = child {
+            let _ = child.kill();
+            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+        }
     }
 
     /// Stops the host gracefully and starts it again on the same configuration and state.
@@ -596,6 +621,66 @@ impl Platform {
             ),
         };
         Ok(sqlx::AnyConnection::connect(&url).await?)
+    }
+
+    /// Publishes `payload` (JSON) to the run's exchange through the admin API, as
+    /// `platform publish` does.
+    pub async fn admin_publish(&self, routing_key: &str, payload: &str) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(self.admin_url(&format!("/v1/exchanges/{}/messages", self.exchange())))
+            .bearer_auth(self.admin_token()?)
+            .json(&json!({
+                "routing_key": routing_key,
+                "payload": payload,
+                "content_type": "application/json",
+            }))
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        ensure!(status == 200, "admin publish: {status} {text}");
+        Ok(())
+    }
+
+    /// The embedded broker's store (a host on the embedded backends only).
+    pub fn embedded_broker_store(&self) -> PathBuf {
+        self.dir.path().join(".platform/broker/messages.sqlite")
+    }
+
+    /// Takes the stored message whose payload is `body` out of the embedded broker's
+    /// dead-letter queue: its failed deliveries, or `None` if it is not there.
+    pub async fn take_embedded_dead_letter(&self, body: &[u8]) -> anyhow::Result<Option<i64>> {
+        use sqlx::Connection;
+        let mut store = self.embedded_broker_connection().await?;
+        let retries = sqlx::query_scalar(
+            "DELETE FROM messages WHERE queue = $1 AND payload = $2 RETURNING retries",
+        )
+        .bind(self.dead_letter_queue())
+        .bind(body)
+        .fetch_optional(&mut store)
+        .await?;
+        let _ = store.close().await;
+        Ok(retries)
+    }
+
+    /// Messages stored in the embedded broker for the run's queue (published, not yet
+    /// acknowledged).
+    pub async fn embedded_unacknowledged(&self) -> anyhow::Result<i64> {
+        use sqlx::Connection;
+        let mut store = self.embedded_broker_connection().await?;
+        let count = sqlx::query_scalar("SELECT count(*) FROM messages WHERE queue = $1")
+            .bind(self.queue())
+            .fetch_one(&mut store)
+            .await?;
+        let _ = store.close().await;
+        Ok(count)
+    }
+
+    async fn embedded_broker_connection(&self) -> anyhow::Result<sqlx::SqliteConnection> {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", self.embedded_broker_store().display());
+        Ok(sqlx::SqliteConnection::connect(&url).await?)
     }
 
     /// The run's exchange, queue and dead-letter queue.
