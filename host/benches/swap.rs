@@ -105,7 +105,7 @@ fn main() -> anyhow::Result<()> {
     support::build_components()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let platform = Arc::new(Platform::start_shop().await?);
+        let platform = Arc::new(Platform::start_shop(support::Backends::Real).await?);
         let result = run(&platform, rounds, duration, quick).await;
         platform.stop().await;
         result
