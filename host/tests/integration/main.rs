@@ -18,12 +18,14 @@
 //! - `user`, `product`, `order`, `notification`: the contract of each service, row by row.
 //! - `isolation`: traps, endless loops, memory exhaustion, refused imports.
 //! - `degraded`: a backing service that is down.
+//! - `mixed`: real servers beside embedded backends.
 //! - `swap`: deploy, rollback and `--watch` under load; refused versions; the admin token;
 //!   restarts from the state directory.
 
 mod conventions;
 mod degraded;
 mod isolation;
+mod mixed;
 mod notification;
 mod order;
 mod product;
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         order::tests(),
         notification::tests(),
         isolation::tests(),
+        mixed::tests(),
         degraded::tests(),
         swap::tests(),
     ]

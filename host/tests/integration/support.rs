@@ -748,15 +748,23 @@ impl Platform {
         }
     }
 
-    /// Embedded backends live in the run's temporary directory and go with it.
+    /// Embedded backends live in the run's temporary directory and go with it; on the
+    /// servers, the run's databases, queues and exchange are dropped.
     async fn drop_run_resources(&self) -> anyhow::Result<()> {
-        if self.backends() == Backends::Embedded {
-            return Ok(());
-        }
-        for service in self.services() {
-            if self.config["services"][&service].get("database").is_some() {
-                drop_database(&self.database(&service)).await?;
+        let on_server = |section: &str| {
+            self.config
+                .get(section)
+                .is_some_and(|table| table.get("url").is_some())
+        };
+        if on_server("database") {
+            for service in self.services() {
+                if self.config["services"][&service].get("database").is_some() {
+                    drop_database(&self.database(&service)).await?;
+                }
             }
+        }
+        if !on_server("messaging") {
+            return Ok(());
         }
         if self.config["services"].get("notification").is_some() {
             let connection = amqp_connection().await?;
