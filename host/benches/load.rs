@@ -1,5 +1,6 @@
 //! Load benchmark of the platform against a native baseline, in one run:
-//! `cargo bench -p platform --bench load` (`-- --quick` for a short smoke run).
+//! `cargo bench -p platform --bench load` (`-- --quick` for a short smoke run;
+//! `-- --embedded` for the platform on its embedded backends, without the baseline).
 //!
 //! It starts the real host (release build) with the four services on the machine's
 //! PostgreSQL, Redis and RabbitMQ, and a native hyper server (this binary, re-executed with
@@ -23,7 +24,7 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{free_ports, set, shop_config, Platform, RunNames};
+use support::{free_ports, set, shop_config_on, Backends, Platform, RunNames};
 
 const CONNECTIONS: [usize; 3] = [1, 16, 64];
 
@@ -33,6 +34,13 @@ fn main() -> anyhow::Result<()> {
         return native::serve(&args[index + 1], &args[index + 2], &args[index + 3]);
     }
     let quick = args.iter().any(|arg| arg == "--quick");
+    // `--embedded`: the platform on its embedded backends (no native baseline: that one
+    // talks to PostgreSQL and Redis).
+    let backends = if args.iter().any(|arg| arg == "--embedded") {
+        Backends::Embedded
+    } else {
+        Backends::Real
+    };
     let duration = if quick {
         Duration::from_secs(1)
     } else {
@@ -40,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     };
     support::build_components()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(run(duration, quick))
+    runtime.block_on(run(duration, quick, backends))
 }
 
 /// Pins a process (all its threads) to the given CPU list.
@@ -53,9 +61,9 @@ fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(duration: Duration, quick: bool) -> anyhow::Result<()> {
+async fn run(duration: Duration, quick: bool, backends: Backends) -> anyhow::Result<()> {
     let machine = format!(
-        "{} cores ({}); load generator pinned to CPU 1, servers to CPU 0; {} s per row",
+        "{} cores ({}); load generator pinned to CPU 1, servers to CPU 0; {} s per row; {} backends",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
@@ -66,7 +74,8 @@ async fn run(duration: Duration, quick: bool) -> anyhow::Result<()> {
                 .find(|l| l.starts_with("model name"))
                 .map(|l| l[13..].trim().to_string()))
             .unwrap_or_default(),
-        duration.as_secs()
+        duration.as_secs(),
+        backends.label()
     );
     // The load generator (this process) on CPU 1; the servers on CPU 0.
     pin(std::process::id(), "1")?;
@@ -75,7 +84,7 @@ async fn run(duration: Duration, quick: bool) -> anyhow::Result<()> {
         .into_iter()
         .zip(free_ports(4))
         .collect();
-    let mut config = shop_config(&names, &ports);
+    let mut config = shop_config_on(backends, &names, &ports);
     // The cost platform.toml ships with, not the tests' cheaper one.
     let bcrypt_cost = 12;
     set(
@@ -123,12 +132,58 @@ async fn measure(
         platform.new_product(&user, "5.00", 10).await?;
     }
 
+    let mut native = match platform.backends() {
+        Backends::Real => Some(start_native(platform, product_id).await?),
+        Backends::Embedded => None,
+    };
+    let report = scenarios(
+        platform,
+        machine,
+        pid,
+        native.as_ref().map(|(_, url)| url.as_str()),
+        product_id,
+        &user,
+        duration,
+        quick,
+    )
+    .await;
+    if let Some((child, _)) = &mut native {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut report = report?;
+
+    report.push_str(&format!(
+        "\n| host | figure |\n|---|---|\n\
+         | start-up to all four serving, nothing compiled yet | {:.2} s |\n\
+         | start-up to all four serving, compiled-code cache | {:.2} s |\n\
+         | RSS, four services idle | {idle_rss:.0} MiB |\n\
+         | bcrypt cost (POST /login) | {bcrypt_cost} |\n",
+        cold_start.as_secs_f64(),
+        cached_start.as_secs_f64(),
+    ));
+    println!("{report}");
+    let results = support::workspace_root().join("host/benches/results");
+    std::fs::create_dir_all(&results)?;
+    let file = match (platform.backends(), quick) {
+        (Backends::Real, false) => "load.txt",
+        (Backends::Real, true) => "load-quick.txt",
+        (Backends::Embedded, false) => "load-embedded.txt",
+        (Backends::Embedded, true) => "load-embedded-quick.txt",
+    };
+    std::fs::write(results.join(file), report)?;
+    Ok(())
+}
+
+/// Starts the native baseline on the product service's PostgreSQL database and Redis, pinned
+/// like the host; returns it and the URL of the product.
+async fn start_native(platform: &Platform, product_id: i64) -> anyhow::Result<(Child, String)> {
     let native_port = free_ports(1)[0];
     let database_url = format!(
         "postgres://postgres@127.0.0.1:5432/{}",
         platform.database("product")
     );
-    let mut native: Child = Command::new(std::env::current_exe()?)
+    let native: Child = Command::new(std::env::current_exe()?)
         .args([
             "--serve-native",
             &native_port.to_string(),
@@ -154,36 +209,7 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     pin(native.id(), "0")?;
-    let report = scenarios(
-        platform,
-        machine,
-        pid,
-        &native_url,
-        product_id,
-        &user,
-        duration,
-        quick,
-    )
-    .await;
-    let _ = native.kill();
-    let _ = native.wait();
-    let mut report = report?;
-
-    report.push_str(&format!(
-        "\n| host | figure |\n|---|---|\n\
-         | start-up to all four serving, nothing compiled yet | {:.2} s |\n\
-         | start-up to all four serving, compiled-code cache | {:.2} s |\n\
-         | RSS, four services idle | {idle_rss:.0} MiB |\n\
-         | bcrypt cost (POST /login) | {bcrypt_cost} |\n",
-        cold_start.as_secs_f64(),
-        cached_start.as_secs_f64(),
-    ));
-    println!("{report}");
-    let results = support::workspace_root().join("host/benches/results");
-    std::fs::create_dir_all(&results)?;
-    let file = if quick { "load-quick.txt" } else { "load.txt" };
-    std::fs::write(results.join(file), report)?;
-    Ok(())
+    Ok((native, native_url))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -191,7 +217,7 @@ async fn scenarios(
     platform: &Arc<Platform>,
     machine: &str,
     pid: u32,
-    native_url: &str,
+    native_url: Option<&str>,
     product_id: i64,
     user: &support::TestUser,
     duration: Duration,
@@ -203,20 +229,31 @@ async fn scenarios(
     let product_url = platform.url("product", &format!("/products/{product_id}"));
     let mut peak_rss = 0f64;
     for connections in CONNECTIONS {
-        let url = native_url.to_string();
-        let native = drive(connections, duration, None, move |http, _| http.get(&url)).await;
+        let native = match native_url {
+            Some(native_url) => {
+                let url = native_url.to_string();
+                Some(drive(connections, duration, None, move |http, _| http.get(&url)).await)
+            }
+            None => None,
+        };
         let url = product_url.clone();
         let wasm = drive(connections, duration, Some(pid), move |http, _| {
             http.get(&url)
         })
         .await;
         peak_rss = peak_rss.max(wasm.peak_rss_mib);
-        report.push_str(&native.row(
-            "native baseline: GET /products/{id}, cache hit",
+        if let Some(native) = &native {
+            report.push_str(&native.row(
+                "native baseline: GET /products/{id}, cache hit",
+                connections,
+                None,
+            ));
+        }
+        report.push_str(&wasm.row(
+            "GET /products/{id}, cache hit",
             connections,
-            None,
+            native.as_ref(),
         ));
-        report.push_str(&wasm.row("GET /products/{id}, cache hit", connections, Some(&native)));
     }
     let list = platform.url("product", "/products?limit=20");
     for connections in CONNECTIONS {
@@ -253,26 +290,20 @@ async fn scenarios(
     }
 
     // The orders above left a backlog of events: wait until every order has its notification.
-    let database = |service: &str| {
-        format!(
-            "postgres://postgres@127.0.0.1:5432/{}",
-            platform.database(service)
-        )
+    let count = |service: &'static str, table: &'static str| async move {
+        let mut connection = platform.database_connection(service).await?;
+        let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&mut connection)
+            .await?;
+        anyhow::Ok(count)
     };
-    let notifications = sqlx::PgPool::connect(&database("notification")).await?;
-    let notifications = &notifications;
-    let orders_db = sqlx::PgPool::connect(&database("order")).await?;
-    let placed: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
-        .fetch_one(&orders_db)
-        .await?;
+    let placed = count("order", "orders").await?;
     let drain_started = Instant::now();
     support::eventually(
         "the event backlog to drain",
         Duration::from_secs(600),
         || async move {
-            let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications")
-                .fetch_one(notifications)
-                .await?;
+            let recorded = count("notification", "notifications").await?;
             Ok((recorded >= placed).then_some(()))
         },
     )
@@ -283,7 +314,7 @@ async fn scenarios(
     ));
 
     // Event latency: from the order's insert to its notification's insert, both stamped by
-    // the same PostgreSQL server.
+    // the same database server (or the same host's clock, embedded), read through the API.
     let samples = if quick { 5 } else { 50 };
     let mut latencies = Vec::new();
     for _ in 0..samples {
@@ -299,14 +330,25 @@ async fn scenarios(
         let created = chrono::DateTime::parse_from_rfc3339(
             order["created_at"].as_str().context("created_at")?,
         )?;
-        let stored: chrono::DateTime<chrono::Utc> =
+        let notifications_url = platform.url("notification", "/notifications?limit=5");
+        let (notifications_url, bearer) = (&notifications_url, &user.bearer());
+        let stored =
             support::eventually("the notification", Duration::from_secs(10), || async move {
-                Ok(
-                    sqlx::query_scalar("SELECT created_at FROM notifications WHERE order_id = $1")
-                        .bind(order_id)
-                        .fetch_optional(notifications)
-                        .await?,
-                )
+                let listed: Vec<Value> = platform
+                    .http()
+                    .get(notifications_url)
+                    .header("authorization", bearer)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let Some(notification) = listed.iter().find(|n| n["order_id"] == order_id) else {
+                    return Ok(None);
+                };
+                let stored = notification["created_at"].as_str().context("created_at")?;
+                Ok(Some(
+                    chrono::DateTime::parse_from_rfc3339(stored)?.with_timezone(&chrono::Utc),
+                ))
             })
             .await?;
         latencies.push(
