@@ -31,6 +31,7 @@ pub fn tests() -> Vec<Test> {
         a_redelivered_event_makes_no_second_notification,
         a_non_json_message_is_dead_lettered_at_once_and_consuming_goes_on,
         an_event_that_can_never_be_handled_ends_in_the_dead_letter_queue,
+        platform_publish_injects_an_event_and_names_an_unknown_exchange,
     ];
     // Binds a queue of its own to the exchange, which only RabbitMQ lets a client do.
     tests.extend(crate::real_backend_tests![
@@ -990,4 +991,40 @@ async fn published_events_survive_a_crash_of_the_embedded_broker(
     .await;
     platform.stop().await;
     result
+}
+
+/// `platform publish` puts a message into the exchange through the host's broker (here the
+/// event a notification is made of); an exchange the configuration does not declare is a
+/// usage error (exit code 2, like an unknown service) that names it.
+async fn platform_publish_injects_an_event_and_names_an_unknown_exchange(
+    platform: &'static Platform,
+) -> anyhow::Result<()> {
+    let user = platform.new_user().await?;
+    let order_id = synthetic_order_id();
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let event = created_event(&event_id, order_id, &user, "published by hand");
+    let published = platform
+        .cli(&[
+            "publish",
+            &platform.exchange(),
+            "order.created",
+            &event.to_string(),
+            "--header",
+            &format!("event_id={event_id}"),
+            "--json",
+        ])
+        .await?;
+    ensure!(published.code == 0, "platform publish: {published:?}");
+    assert_eq!(published.json()?["routing_key"], "order.created");
+    wait_for_notification(platform, &user, order_id, "order.created").await?;
+
+    let refused = platform
+        .cli(&["publish", "no_such_exchange", "order.created", "{}"])
+        .await?;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("no exchange `no_such_exchange`"),
+        "{refused:?}"
+    );
+    Ok(())
 }

@@ -22,6 +22,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Column, Row, Sqlite, SqlitePool, TypeInfo, ValueRef};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a service's SQLite file could not be opened.
@@ -34,7 +35,8 @@ pub struct SqliteSetupError {
 
 pub struct SqliteBackend {
     pool: SqlitePool,
-    path: PathBuf,
+    /// Shared with the transactions, which name the file in errors too.
+    path: Arc<Path>,
 }
 
 impl SqliteBackend {
@@ -76,7 +78,7 @@ impl SqliteBackend {
             .map_err(setup_error)?;
         Ok(SqliteBackend {
             pool,
-            path: path.to_path_buf(),
+            path: Arc::from(path),
         })
     }
 
@@ -275,9 +277,9 @@ fn column_value(row: &SqliteRow, index: usize) -> Result<Value, DatabaseError> {
     if raw.is_null() {
         return Ok(Value::Null);
     }
-    let storage = raw.type_info().name().to_string();
-    let declared = row.columns()[index].type_info().name().to_string();
-    Ok(match (declared.as_str(), storage.as_str()) {
+    let storage = raw.type_info();
+    let declared = row.columns()[index].type_info().name();
+    Ok(match (declared, storage.name()) {
         ("BOOLEAN", "INTEGER") => {
             Value::Boolean(row.try_get_unchecked::<i64, _>(index).map_err(failed)? != 0)
         }
