@@ -1,5 +1,5 @@
 //! Assembles a running platform from its configuration: backends, capabilities, the
-//! services' components (the last deployed versions), HTTP listeners, AMQP consumers and
+//! services' components (the last deployed versions), HTTP listeners, message consumers and
 //! the admin API.
 
 use crate::capabilities::auth::TokenValidator;

@@ -1,4 +1,4 @@
-//! Prometheus metrics of one service, shared by its HTTP listener and its AMQP consumers.
+//! Prometheus metrics of one service, shared by its HTTP listener and its message consumers.
 //!
 //! The HTTP names are the ones the FastAPI design's instrumentation exported, so existing
 //! dashboards keep working. `handler` is always a route template (or `none` for unmatched

@@ -33,6 +33,55 @@ pub fn dialect_folder(migrations: &Path, dialect: &str) -> PathBuf {
     }
 }
 
+/// A `timestamp` parameter (RFC 3339 text in the WIT), checked before any backend binds it.
+fn timestamp_param(text: &str) -> Result<chrono::DateTime<chrono::Utc>, DatabaseError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .map_err(|_| {
+            DatabaseError::QueryFailed(format!("timestamp parameter `{text}` is not RFC 3339"))
+        })
+}
+
+/// A `numeric` parameter (decimal text in the WIT).
+fn numeric_param(text: &str) -> Result<rust_decimal::Decimal, DatabaseError> {
+    text.parse().map_err(|_| {
+        DatabaseError::QueryFailed(format!("numeric parameter `{text}` is not a decimal"))
+    })
+}
+
+/// A `uuid` parameter.
+fn uuid_param(text: &str) -> Result<uuid::Uuid, DatabaseError> {
+    uuid::Uuid::parse_str(text)
+        .map_err(|_| DatabaseError::QueryFailed(format!("uuid parameter `{text}` is not a UUID")))
+}
+
+/// A timestamp as it leaves either backend: UTC RFC 3339 with as many fraction digits as
+/// it has (PostgreSQL keeps microseconds), so both give components the same text.
+fn timestamp_value(time: chrono::DateTime<chrono::Utc>) -> Value {
+    Value::Timestamp(time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
+/// The WIT `rows` of a result: column names from the first row, values by `value`.
+fn to_rows<R: sqlx::Row>(
+    rows: &[R],
+    value: impl Fn(&R, usize) -> Result<Value, DatabaseError>,
+) -> Result<Rows, DatabaseError> {
+    use sqlx::Column;
+    let columns = rows
+        .first()
+        .map(|row| row.columns().iter().map(|c| c.name().to_string()).collect())
+        .unwrap_or_default();
+    let values = rows
+        .iter()
+        .map(|row| {
+            (0..row.columns().len())
+                .map(|index| value(row, index))
+                .collect()
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Rows { columns, values })
+}
+
 /// A service's own database.
 #[async_trait]
 pub trait DatabaseBackend: Send + Sync {

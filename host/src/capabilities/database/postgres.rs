@@ -4,7 +4,7 @@
 use super::{DatabaseBackend, DatabaseTransaction, MigrateDatabaseError};
 use crate::bindings::database::{DatabaseError, Rows, Value};
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Column, ConnectOptions, Connection, Executor, PgPool, Postgres, Row, TypeInfo};
 use std::path::Path;
@@ -130,46 +130,12 @@ fn bind<'q>(sql: &'q str, params: Vec<Value>) -> Result<PgQuery<'q>, DatabaseErr
             Value::Float(value) => query.bind(value),
             Value::Text(value) => query.bind(value),
             Value::Bytes(value) => query.bind(value),
-            Value::Timestamp(text) => {
-                let parsed = DateTime::parse_from_rfc3339(&text).map_err(|_| {
-                    DatabaseError::QueryFailed(format!(
-                        "timestamp parameter `{text}` is not RFC 3339"
-                    ))
-                })?;
-                query.bind(parsed.with_timezone(&Utc))
-            }
-            Value::Numeric(text) => {
-                let parsed = rust_decimal::Decimal::from_str(&text).map_err(|_| {
-                    DatabaseError::QueryFailed(format!(
-                        "numeric parameter `{text}` is not a decimal"
-                    ))
-                })?;
-                query.bind(parsed)
-            }
-            Value::Uuid(text) => {
-                let parsed = uuid::Uuid::parse_str(&text).map_err(|_| {
-                    DatabaseError::QueryFailed(format!("uuid parameter `{text}` is not a UUID"))
-                })?;
-                query.bind(parsed)
-            }
+            Value::Timestamp(text) => query.bind(super::timestamp_param(&text)?),
+            Value::Numeric(text) => query.bind(super::numeric_param(&text)?),
+            Value::Uuid(text) => query.bind(super::uuid_param(&text)?),
         };
     }
     Ok(query)
-}
-
-fn to_rows(rows: Vec<PgRow>) -> Result<Rows, DatabaseError> {
-    let columns = rows
-        .first()
-        .map(|row| row.columns().iter().map(|c| c.name().to_string()).collect())
-        .unwrap_or_default();
-    let values = rows.iter().map(row_values).collect::<Result<_, _>>()?;
-    Ok(Rows { columns, values })
-}
-
-fn row_values(row: &PgRow) -> Result<Vec<Value>, DatabaseError> {
-    (0..row.columns().len())
-        .map(|index| column_value(row, index))
-        .collect()
 }
 
 fn column_value(row: &PgRow, index: usize) -> Result<Value, DatabaseError> {
@@ -192,9 +158,9 @@ fn column_value(row: &PgRow, index: usize) -> Result<Value, DatabaseError> {
             get::<String>(row, index)?.map(Value::Text)
         }
         "BYTEA" => get::<Vec<u8>>(row, index)?.map(Value::Bytes),
-        "TIMESTAMPTZ" => get::<DateTime<Utc>>(row, index)?.map(|t| Value::Timestamp(rfc3339(t))),
+        "TIMESTAMPTZ" => get::<DateTime<Utc>>(row, index)?.map(super::timestamp_value),
         "TIMESTAMP" => {
-            get::<NaiveDateTime>(row, index)?.map(|t| Value::Timestamp(rfc3339(t.and_utc())))
+            get::<NaiveDateTime>(row, index)?.map(|t| super::timestamp_value(t.and_utc()))
         }
         "NUMERIC" => {
             get::<rust_decimal::Decimal>(row, index)?.map(|d| Value::Numeric(d.to_string()))
@@ -208,10 +174,6 @@ fn column_value(row: &PgRow, index: usize) -> Result<Value, DatabaseError> {
         }
     };
     Ok(value.unwrap_or(Value::Null))
-}
-
-fn rfc3339(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// Maps sqlx's error onto the WIT variant: constraint violations by SQLSTATE class 23,
@@ -268,12 +230,11 @@ impl DatabaseBackend for PostgresBackend {
     }
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
-        to_rows(
-            bind(sql, params)?
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?,
-        )
+        let rows = bind(sql, params)?
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        super::to_rows(&rows, column_value)
     }
 
     async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {
@@ -295,12 +256,11 @@ struct PostgresTransaction(sqlx::Transaction<'static, Postgres>);
 #[async_trait]
 impl DatabaseTransaction for PostgresTransaction {
     async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
-        to_rows(
-            bind(sql, params)?
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(classify)?,
-        )
+        let rows = bind(sql, params)?
+            .fetch_all(&mut *self.0)
+            .await
+            .map_err(classify)?;
+        super::to_rows(&rows, column_value)
     }
 
     async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {

@@ -227,46 +227,12 @@ fn bind(sql: &str, params: Vec<Value>) -> Result<SqliteQuery<'_>, DatabaseError>
             Value::Float(value) => query.bind(value),
             Value::Text(value) => query.bind(value),
             Value::Bytes(value) => query.bind(value),
-            Value::Timestamp(text) => {
-                let parsed = DateTime::parse_from_rfc3339(&text).map_err(|_| {
-                    DatabaseError::QueryFailed(format!(
-                        "timestamp parameter `{text}` is not RFC 3339"
-                    ))
-                })?;
-                query.bind(stored_timestamp(parsed.with_timezone(&Utc)))
-            }
-            Value::Numeric(text) => {
-                let parsed = text.parse::<rust_decimal::Decimal>().map_err(|_| {
-                    DatabaseError::QueryFailed(format!(
-                        "numeric parameter `{text}` is not a decimal"
-                    ))
-                })?;
-                query.bind(parsed.to_string())
-            }
-            Value::Uuid(text) => {
-                let parsed = uuid::Uuid::parse_str(&text).map_err(|_| {
-                    DatabaseError::QueryFailed(format!("uuid parameter `{text}` is not a UUID"))
-                })?;
-                query.bind(parsed.hyphenated().to_string())
-            }
+            Value::Timestamp(text) => query.bind(stored_timestamp(super::timestamp_param(&text)?)),
+            Value::Numeric(text) => query.bind(super::numeric_param(&text)?.to_string()),
+            Value::Uuid(text) => query.bind(super::uuid_param(&text)?.hyphenated().to_string()),
         };
     }
     Ok(query)
-}
-
-fn to_rows(rows: Vec<SqliteRow>) -> Result<Rows, DatabaseError> {
-    let columns = rows
-        .first()
-        .map(|row| row.columns().iter().map(|c| c.name().to_string()).collect())
-        .unwrap_or_default();
-    let values = rows.iter().map(row_values).collect::<Result<_, _>>()?;
-    Ok(Rows { columns, values })
-}
-
-fn row_values(row: &SqliteRow) -> Result<Vec<Value>, DatabaseError> {
-    (0..row.columns().len())
-        .map(|index| column_value(row, index))
-        .collect()
 }
 
 /// A value by its column's declared type where that carries more than SQLite's storage
@@ -291,7 +257,7 @@ fn column_value(row: &SqliteRow, index: usize) -> Result<Value, DatabaseError> {
                     row.columns()[index].name()
                 ))
             })?;
-            Value::Timestamp(time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+            super::timestamp_value(time)
         }
         (_, "INTEGER") => Value::Int(row.try_get_unchecked(index).map_err(failed)?),
         (_, "REAL") => Value::Float(row.try_get_unchecked(index).map_err(failed)?),
@@ -324,7 +290,7 @@ impl DatabaseBackend for SqliteBackend {
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
         match bind(sql, params)?.fetch_all(&self.pool).await {
-            Ok(rows) => to_rows(rows),
+            Ok(rows) => super::to_rows(&rows, column_value),
             Err(error) => Err(self.classify(error).await),
         }
     }
@@ -360,7 +326,7 @@ struct SqliteTransaction {
 impl DatabaseTransaction for SqliteTransaction {
     async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
         match bind(sql, params)?.fetch_all(&mut *self.transaction).await {
-            Ok(rows) => to_rows(rows),
+            Ok(rows) => super::to_rows(&rows, column_value),
             Err(error) => Err(self.backend.classify(error).await),
         }
     }
