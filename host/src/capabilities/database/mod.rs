@@ -22,15 +22,29 @@ pub enum MigrateDatabaseError {
     Apply { database: String, cause: String },
 }
 
-/// The migrations a backend applies: `<migrations>/<dialect>/` where a service keeps one
-/// set per backend (their SQL differs), otherwise `<migrations>/` itself.
-pub fn dialect_folder(migrations: &Path, dialect: &str) -> PathBuf {
+/// The migrations a backend of `dialect` applies: `<migrations>/<dialect>/` where a service
+/// keeps one set per backend (their SQL differs), otherwise `<migrations>/` itself; `None`
+/// if the service has no migrations.
+async fn migrator(
+    migrations: &Path,
+    dialect: &str,
+) -> Result<Option<sqlx::migrate::Migrator>, MigrateDatabaseError> {
     let own = migrations.join(dialect);
-    if own.is_dir() {
+    let folder = if own.is_dir() {
         own
     } else {
         migrations.to_path_buf()
+    };
+    if !folder.is_dir() {
+        return Ok(None);
     }
+    sqlx::migrate::Migrator::new(folder.as_path())
+        .await
+        .map(Some)
+        .map_err(|cause| MigrateDatabaseError::Read {
+            path: folder,
+            cause: cause.to_string(),
+        })
 }
 
 /// A `timestamp` parameter (RFC 3339 text in the WIT), checked before any backend binds it.

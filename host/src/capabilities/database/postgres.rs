@@ -210,16 +210,9 @@ fn classify(error: sqlx::Error) -> DatabaseError {
 #[async_trait]
 impl DatabaseBackend for PostgresBackend {
     async fn migrate(&self, migrations: &Path) -> Result<(), MigrateDatabaseError> {
-        let folder = super::dialect_folder(migrations, "postgres");
-        if !folder.is_dir() {
+        let Some(migrator) = super::migrator(migrations, "postgres").await? else {
             return Ok(());
-        }
-        let migrator = sqlx::migrate::Migrator::new(folder.as_path())
-            .await
-            .map_err(|cause| MigrateDatabaseError::Read {
-                path: folder.clone(),
-                cause: cause.to_string(),
-            })?;
+        };
         migrator
             .run(&self.pool)
             .await

@@ -269,16 +269,9 @@ fn column_value(row: &SqliteRow, index: usize) -> Result<Value, DatabaseError> {
 #[async_trait]
 impl DatabaseBackend for SqliteBackend {
     async fn migrate(&self, migrations: &Path) -> Result<(), MigrateDatabaseError> {
-        let folder = super::dialect_folder(migrations, "sqlite");
-        if !folder.is_dir() {
+        let Some(migrator) = super::migrator(migrations, "sqlite").await? else {
             return Ok(());
-        }
-        let migrator = sqlx::migrate::Migrator::new(folder.as_path())
-            .await
-            .map_err(|cause| MigrateDatabaseError::Read {
-                path: folder.clone(),
-                cause: cause.to_string(),
-            })?;
+        };
         migrator
             .run(&self.pool)
             .await
@@ -478,6 +471,56 @@ mod tests {
             )
             .await;
         assert!(matches!(ignored, Ok(0)), "{ignored:?}");
+    }
+
+    #[tokio::test]
+    async fn migrations_come_from_the_sqlite_folder_or_the_portable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let portable = dir.path().join("portable");
+        std::fs::create_dir_all(&portable).unwrap();
+        std::fs::write(
+            portable.join("0001_init.sql"),
+            "CREATE TABLE shared (id INTEGER);",
+        )
+        .unwrap();
+        let split = dir.path().join("split");
+        for (dialect, table) in [("postgres", "pg_only"), ("sqlite", "lite_only")] {
+            std::fs::create_dir_all(split.join(dialect)).unwrap();
+            std::fs::write(
+                split.join(dialect).join("0001_init.sql"),
+                format!("CREATE TABLE {table} (id INTEGER);"),
+            )
+            .unwrap();
+        }
+        let tables = |db: SqliteBackend| async move {
+            let rows = db
+                .query(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' \
+                     AND name NOT IN ('_sqlx_migrations', 'sqlite_sequence') ORDER BY name",
+                    Vec::new(),
+                )
+                .await
+                .unwrap();
+            rows.values
+                .into_iter()
+                .map(|row| match &row[0] {
+                    Value::Text(name) => name.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        let one = SqliteBackend::open(&dir.path().join("a.sqlite"), 1, Duration::from_secs(3))
+            .await
+            .unwrap();
+        one.migrate(&portable).await.unwrap();
+        // Applied once: a second start finds nothing new.
+        one.migrate(&portable).await.unwrap();
+        assert_eq!(tables(one).await, ["shared"]);
+        let other = SqliteBackend::open(&dir.path().join("b.sqlite"), 1, Duration::from_secs(3))
+            .await
+            .unwrap();
+        other.migrate(&split).await.unwrap();
+        assert_eq!(tables(other).await, ["lite_only"]);
     }
 
     #[tokio::test]
