@@ -7,20 +7,21 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 pub fn tests() -> Vec<Test> {
-    // These start hosts of their own, configured for the real servers.
-    crate::real_backend_tests![
+    // These start hosts of their own, on the backend set of the run they belong to.
+    crate::tests![
         traps_loops_and_memory_exhaustion_fail_one_request,
         an_ungranted_import_is_refused_with_its_name,
     ]
 }
 
 async fn traps_loops_and_memory_exhaustion_fail_one_request(
-    _: &'static Platform,
+    shared: &'static Platform,
 ) -> anyhow::Result<()> {
     let names = RunNames::new();
     let platform = Platform::start(
         names.clone(),
         fixture_config(
+            shared.backends(),
             &names,
             &["misbehaving", "bystander"],
             &["database", "logging"],
@@ -78,11 +79,18 @@ async fn misbehave(platform: &Platform) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn an_ungranted_import_is_refused_with_its_name(_: &'static Platform) -> anyhow::Result<()> {
+async fn an_ungranted_import_is_refused_with_its_name(
+    shared: &'static Platform,
+) -> anyhow::Result<()> {
     let names = RunNames::new();
     let error = match Platform::start(
         names.clone(),
-        fixture_config(&names, &["misbehaving", "bystander"], &["logging"]),
+        fixture_config(
+            shared.backends(),
+            &names,
+            &["misbehaving", "bystander"],
+            &["logging"],
+        ),
     )
     .await
     {

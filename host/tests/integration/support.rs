@@ -319,21 +319,25 @@ pub fn set(table: &mut toml::Table, path: &[&str], value: toml::Value) {
     current.insert(last.to_string(), value);
 }
 
-/// Services that each run the fixture's `v1` (limits: 32 MiB, 1.5 s), granted `grants`.
-pub fn fixture_config(names: &RunNames, services: &[&str], grants: &[&str]) -> toml::Table {
+/// Services that each run the fixture's `v1` (limits: 32 MiB, 1.5 s), granted `grants`,
+/// On `backends`: the real servers, or none named (embedded).
+pub fn fixture_config(
+    backends: Backends,
+    names: &RunNames,
+    services: &[&str],
+    grants: &[&str],
+) -> toml::Table {
     let mut config = toml::Table::new();
-    set(&mut config, &["database", "url"], POSTGRES_URL.into());
+    if backends == Backends::Real {
+        set(&mut config, &["database", "url"], POSTGRES_URL.into());
+        set(&mut config, &["cache", "url"], REDIS_URL.into());
+        set(&mut config, &["messaging", "url"], AMQP_URL.into());
+    }
     set(
         &mut config,
         &["database", "migrations"],
         "/nonexistent".into(),
     );
-    set(
-        &mut config,
-        &["cache", "url"],
-        "redis://127.0.0.1:6379".into(),
-    );
-    set(&mut config, &["messaging", "url"], AMQP_URL.into());
     set(
         &mut config,
         &["auth", "validate_url"],

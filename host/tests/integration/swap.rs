@@ -15,16 +15,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn tests() -> Vec<Test> {
-    // These start hosts of their own, configured for the real servers.
-    crate::real_backend_tests![
+    // These start hosts of their own, on the backend set of the run they belong to.
+    let mut tests = crate::tests![
         deploy_and_rollback_under_load_fail_no_request,
         refused_versions_leave_the_running_one_serving,
         the_admin_api_needs_its_token,
         the_admin_api_stays_on_loopback_without_an_explicit_token,
         a_restart_comes_back_with_the_last_deployed_versions,
+    ];
+    // Publishes straight to RabbitMQ; rebuilds a shared fixture (once is enough).
+    tests.extend(crate::real_backend_tests![
         swapping_the_consumer_loses_and_repeats_no_message,
         watch_swaps_on_a_source_change_and_survives_a_compile_error,
-    ]
+    ]);
+    tests
 }
 
 /// The version `service`'s fixture answers with.
@@ -47,10 +51,15 @@ struct ClientLog {
 }
 
 async fn deploy_and_rollback_under_load_fail_no_request(
-    _: &'static Platform,
+    shared: &'static Platform,
 ) -> anyhow::Result<()> {
     let names = RunNames::new();
-    let config = fixture_config(&names, &["canary", "bystander"], &["database", "logging"]);
+    let config = fixture_config(
+        shared.backends(),
+        &names,
+        &["canary", "bystander"],
+        &["database", "logging"],
+    );
     let platform = Arc::new(Platform::start(names, config).await?);
     let result = swap_under_load(&platform).await;
     platform.stop().await;
@@ -152,10 +161,15 @@ async fn swap_under_load(platform: &Arc<Platform>) -> anyhow::Result<()> {
 }
 
 async fn refused_versions_leave_the_running_one_serving(
-    _: &'static Platform,
+    shared: &'static Platform,
 ) -> anyhow::Result<()> {
     let names = RunNames::new();
-    let config = fixture_config(&names, &["canary"], &["database", "logging"]);
+    let config = fixture_config(
+        shared.backends(),
+        &names,
+        &["canary"],
+        &["database", "logging"],
+    );
     let platform = Platform::start(names, config).await?;
     let result = refuse_versions(&platform).await;
     platform.stop().await;
@@ -234,9 +248,14 @@ async fn refuse_versions(platform: &Platform) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn the_admin_api_needs_its_token(_: &'static Platform) -> anyhow::Result<()> {
+async fn the_admin_api_needs_its_token(shared: &'static Platform) -> anyhow::Result<()> {
     let names = RunNames::new();
-    let config = fixture_config(&names, &["canary"], &["database", "logging"]);
+    let config = fixture_config(
+        shared.backends(),
+        &names,
+        &["canary"],
+        &["database", "logging"],
+    );
     let platform = Platform::start(names, config).await?;
     let result = check_admin_token(&platform).await;
     platform.stop().await;
@@ -311,10 +330,15 @@ async fn check_admin_token(platform: &Platform) -> anyhow::Result<()> {
 }
 
 async fn the_admin_api_stays_on_loopback_without_an_explicit_token(
-    _: &'static Platform,
+    shared: &'static Platform,
 ) -> anyhow::Result<()> {
     let names = RunNames::new();
-    let mut config = fixture_config(&names, &["canary"], &["database", "logging"]);
+    let mut config = fixture_config(
+        shared.backends(),
+        &names,
+        &["canary"],
+        &["database", "logging"],
+    );
     set(
         &mut config,
         &["admin", "bind"],
@@ -335,10 +359,15 @@ async fn the_admin_api_stays_on_loopback_without_an_explicit_token(
 }
 
 async fn a_restart_comes_back_with_the_last_deployed_versions(
-    _: &'static Platform,
+    shared: &'static Platform,
 ) -> anyhow::Result<()> {
     let names = RunNames::new();
-    let config = fixture_config(&names, &["canary", "bystander"], &["database", "logging"]);
+    let config = fixture_config(
+        shared.backends(),
+        &names,
+        &["canary", "bystander"],
+        &["database", "logging"],
+    );
     let platform = Platform::start(names, config).await?;
     let result = restart_with_state(&platform).await;
     platform.stop().await;
@@ -511,7 +540,7 @@ async fn swap_consumer(platform: &Platform) -> anyhow::Result<()> {
 }
 
 async fn watch_swaps_on_a_source_change_and_survives_a_compile_error(
-    _: &'static Platform,
+    shared: &'static Platform,
 ) -> anyhow::Result<()> {
     let names = RunNames::new();
     let sources = tempfile::tempdir()?;
@@ -522,7 +551,12 @@ async fn watch_swaps_on_a_source_change_and_survives_a_compile_error(
     // The watched build writes the shared artifact: build it from these sources first.
     cargo_build(&["misbehaving"], Some(sources.path()))?;
     let artifact = component_path("misbehaving");
-    let mut config = fixture_config(&names, &["canary"], &["database", "logging"]);
+    let mut config = fixture_config(
+        shared.backends(),
+        &names,
+        &["canary"],
+        &["database", "logging"],
+    );
     let build = format!(
         "FIXTURE_SOURCE_DIR={} {} build --release --target wasm32-wasip2 -p misbehaving --manifest-path {}",
         sources.path().display(),
