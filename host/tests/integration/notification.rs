@@ -12,11 +12,11 @@ use crate::support::{
 use anyhow::{ensure, Context};
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel};
+use lapin::BasicProperties;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -149,54 +149,6 @@ async fn cancel_order(
         "cancelling order {order_id}: {status} {text}"
     );
     Ok(serde_json::from_str(&text)?)
-}
-
-/// A channel with publisher confirms on.
-async fn confirmed_channel(connection: &lapin::Connection) -> anyhow::Result<Channel> {
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    Ok(channel)
-}
-
-/// Publishes each `(routing key, body)` to the run's exchange, in order, as the order
-/// service would (persistent, JSON), each confirmed by the broker: straight to RabbitMQ,
-/// or through the host's admin API (`platform publish`) to the embedded broker.
-async fn publish(platform: &Platform, messages: &[(&str, &[u8])]) -> anyhow::Result<()> {
-    match platform.backends() {
-        Backends::Real => {
-            let connection = amqp_connection().await?;
-            let channel = confirmed_channel(&connection).await?;
-            for (routing_key, body) in messages {
-                let properties = BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into());
-                let confirmation = channel
-                    .basic_publish(
-                        &platform.exchange(),
-                        routing_key,
-                        BasicPublishOptions::default(),
-                        body,
-                        properties,
-                    )
-                    .await?
-                    .await?;
-                ensure!(
-                    confirmation.is_ack(),
-                    "the broker did not confirm the publication: {confirmation:?}"
-                );
-            }
-            let _ = connection.close(200, "done").await;
-        }
-        Backends::Embedded => {
-            for (routing_key, body) in messages {
-                let payload = std::str::from_utf8(body).context("test payloads are text")?;
-                platform.admin_publish(routing_key, payload).await?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// `messages_consumed_total{queue=<the run's queue>, outcome}` of the notification service.
@@ -797,15 +749,13 @@ async fn a_redelivered_event_makes_no_second_notification(
 
     let acks_before = consumed(platform, "ack").await?;
     let sentinel = serde_json::to_vec(&sentinel)?;
-    publish(
-        platform,
-        &[
+    platform
+        .publish(&[
             ("order.created", &body),
             ("order.created", &body),
             ("order.created", &sentinel),
-        ],
-    )
-    .await?;
+        ])
+        .await?;
 
     eventually(
         "three more acknowledged deliveries",
@@ -843,7 +793,9 @@ async fn a_non_json_message_is_dead_lettered_at_once_and_consuming_goes_on(
 ) -> anyhow::Result<()> {
     let body = format!("not json {}", uuid::Uuid::new_v4());
     let dead_letters_before = consumed(platform, "dead_letter").await?;
-    publish(platform, &[("order.created", body.as_bytes())]).await?;
+    platform
+        .publish(&[("order.created", body.as_bytes())])
+        .await?;
 
     let dead_letter = take_dead_letter(platform, body.as_bytes()).await?;
     assert_eq!(
@@ -884,14 +836,12 @@ async fn an_event_that_can_never_be_handled_ends_in_the_dead_letter_queue(
     unknown["event"] = json!("order.exploded");
     let unknown = serde_json::to_vec(&unknown)?;
 
-    publish(
-        platform,
-        &[
+    platform
+        .publish(&[
             ("order.created", &missing_fields),
             ("order.created", &unknown),
-        ],
-    )
-    .await?;
+        ])
+        .await?;
 
     let max_retry_attempts = platform.config["services"]["notification"]["subscriptions"][0]
         ["max_retry_attempts"]

@@ -627,6 +627,43 @@ impl Platform {
         Ok(sqlx::AnyConnection::connect(&url).await?)
     }
 
+    /// Publishes each `(routing key, body)` to the run's exchange, in order, as the order
+    /// service would (persistent, JSON), each confirmed by the broker: straight to RabbitMQ,
+    /// or through the host's admin API (`platform publish`) to the embedded broker.
+    pub async fn publish(&self, messages: &[(&str, &[u8])]) -> anyhow::Result<()> {
+        if self.backends() == Backends::Embedded {
+            for (routing_key, body) in messages {
+                let payload = std::str::from_utf8(body).context("test payloads are text")?;
+                self.admin_publish(routing_key, payload).await?;
+            }
+            return Ok(());
+        }
+        let connection = amqp_connection().await?;
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(Default::default()).await?;
+        for (routing_key, body) in messages {
+            let properties = lapin::BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into());
+            let confirmation = channel
+                .basic_publish(
+                    &self.exchange(),
+                    routing_key,
+                    Default::default(),
+                    body,
+                    properties,
+                )
+                .await?
+                .await?;
+            ensure!(
+                confirmation.is_ack(),
+                "the broker did not confirm the publication: {confirmation:?}"
+            );
+        }
+        let _ = connection.close(200, "done").await;
+        Ok(())
+    }
+
     /// Publishes `payload` (JSON) to the run's exchange through the admin API, as
     /// `platform publish` does.
     pub async fn admin_publish(&self, routing_key: &str, payload: &str) -> anyhow::Result<()> {

@@ -5,11 +5,10 @@
 
 use crate::support::{
     cargo_build, component_path, eventually, fixture_config, fixture_path, free_ports, set,
-    shop_config, workspace_root, Platform, RunNames, Test,
+    workspace_root, Platform, RunNames, Test,
 };
 use anyhow::ensure;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +21,10 @@ pub fn tests() -> Vec<Test> {
         the_admin_api_needs_its_token,
         the_admin_api_stays_on_loopback_without_an_explicit_token,
         a_restart_comes_back_with_the_last_deployed_versions,
-    ];
-    // Publishes straight to RabbitMQ; rebuilds a shared fixture (once is enough).
-    tests.extend(crate::real_backend_tests![
         swapping_the_consumer_loses_and_repeats_no_message,
+    ];
+    // Rebuilds a shared fixture: once is enough.
+    tests.extend(crate::real_backend_tests![
         watch_swaps_on_a_source_change_and_survives_a_compile_error,
     ]);
     tests
@@ -419,22 +418,15 @@ async fn restart_with_state(platform: &Platform) -> anyhow::Result<()> {
 }
 
 async fn swapping_the_consumer_loses_and_repeats_no_message(
-    _: &'static Platform,
+    shared: &'static Platform,
 ) -> anyhow::Result<()> {
-    let names = RunNames::new();
-    let ports: BTreeMap<&str, u16> = ["user", "product", "order", "notification"]
-        .into_iter()
-        .zip(free_ports(4))
-        .collect();
-    let platform = Platform::start(names.clone(), shop_config(&names, &ports)).await?;
+    let platform = Platform::start_shop(shared.backends()).await?;
     let result = swap_consumer(&platform).await;
     platform.stop().await;
     result
 }
 
 async fn swap_consumer(platform: &Platform) -> anyhow::Result<()> {
-    use lapin::options::BasicPublishOptions;
-    use lapin::BasicProperties;
     const EVENTS: usize = 60;
     let user = platform.new_user().await?;
     let queue = platform.queue();
@@ -446,56 +438,45 @@ async fn swap_consumer(platform: &Platform) -> anyhow::Result<()> {
             == 0.0
     );
 
-    let connection = crate::support::amqp_connection().await?;
-    let channel = connection.create_channel().await?;
-    channel.confirm_select(Default::default()).await?;
-    let exchange = platform.exchange();
-    let publisher = {
-        let (channel, exchange, user_id) = (channel.clone(), exchange.clone(), user.id);
-        tokio::spawn(async move {
-            for order_id in 1..=EVENTS {
-                let event = json!({
-                    "event": "order.created",
-                    "event_id": uuid::Uuid::new_v4().to_string(),
-                    "occurred_at": "2026-11-26T10:00:00Z",
-                    "data": {
-                        "order_id": order_id, "user_id": user_id, "username": "swap", "product_id": 1,
-                        "product_name": "Widget", "quantity": 1, "unit_price": 1.5, "total_price": 1.5,
-                        "status": "pending", "created_at": "2026-11-26T10:00:00Z"
-                    }
-                });
-                channel
-                    .basic_publish(
-                        &exchange,
-                        "order.created",
-                        BasicPublishOptions::default(),
-                        event.to_string().as_bytes(),
-                        BasicProperties::default()
-                            .with_delivery_mode(2)
-                            .with_content_type("application/json".into()),
-                    )
-                    .await?
-                    .await?;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            anyhow::Ok(())
-        })
+    let publisher = async {
+        for order_id in 1..=EVENTS {
+            let event = json!({
+                "event": "order.created",
+                "event_id": uuid::Uuid::new_v4().to_string(),
+                "occurred_at": "2026-11-26T10:00:00Z",
+                "data": {
+                    "order_id": order_id, "user_id": user.id, "username": "swap", "product_id": 1,
+                    "product_name": "Widget", "quantity": 1, "unit_price": 1.5, "total_price": 1.5,
+                    "status": "pending", "created_at": "2026-11-26T10:00:00Z"
+                }
+            });
+            platform
+                .publish(&[("order.created", event.to_string().as_bytes())])
+                .await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::Ok(())
     };
     // Swap the consumer's component twice while the events flow.
-    let notification = component_path("notification").display().to_string();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let deployed = platform
-        .cli(&["deploy", "notification", &notification, "--json"])
-        .await?
-        .json()?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // The same build again, by its digest: a second swap of the running consumer.
-    let digest = deployed["digest"].as_str().unwrap_or_default().to_string();
-    platform
-        .cli(&["rollback", "notification", "--to", &digest, "--json"])
-        .await?
-        .json()?;
-    publisher.await??;
+    let swaps = async {
+        let notification = component_path("notification").display().to_string();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let deployed = platform
+            .cli(&["deploy", "notification", &notification, "--json"])
+            .await?
+            .json()?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The same build again, by its digest: a second swap of the running consumer.
+        let digest = deployed["digest"].as_str().unwrap_or_default().to_string();
+        platform
+            .cli(&["rollback", "notification", "--to", &digest, "--json"])
+            .await?
+            .json()?;
+        anyhow::Ok(())
+    };
+    let (published, swapped) = tokio::join!(publisher, swaps);
+    published?;
+    swapped?;
 
     let count = eventually(
         "every event to be acknowledged",
@@ -535,7 +516,6 @@ async fn swap_consumer(platform: &Platform) -> anyhow::Result<()> {
         EVENTS,
         "one notification per event, none lost"
     );
-    let _ = connection.close(200, "done").await;
     Ok(())
 }
 
