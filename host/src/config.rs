@@ -577,6 +577,17 @@ impl PlatformConfig {
     }
 }
 
+/// A backend URL without its password, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -683,6 +694,18 @@ mod tests {
             parse(&text.replace("name = \"events\"", "name = \"events\"\nkind = \"headers\"")),
             Err(ConfigError::Invalid(message)) if message.contains("headers")
         ));
+    }
+
+    #[test]
+    fn logged_urls_hide_their_password() {
+        assert_eq!(
+            redact_url("amqp://guest:s3cret@broker:5672/%2f"),
+            "amqp://guest:***@broker:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 
     #[test]

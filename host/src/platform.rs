@@ -273,7 +273,7 @@ impl SharedBackends {
         if granted(Capability::Database) {
             match &config.database.url {
                 Some(url) => {
-                    tracing::info!(url = %crate::capabilities::database::redact(url), "database: PostgreSQL, a database per service")
+                    tracing::info!(url = %crate::config::redact_url(url), "database: PostgreSQL, a database per service")
                 }
                 None => {
                     tracing::info!(files = %embedded_dir("databases").display(), "database: embedded SQLite, a file per service (set DATABASE_URL or [database] url for PostgreSQL)")
@@ -294,7 +294,7 @@ impl SharedBackends {
             Some(url) => {
                 let redis = RedisCache::new(url, Duration::from_millis(config.cache.timeout_ms))
                     .map_err(StartError::CacheUrl)?;
-                tracing::info!(url = %crate::capabilities::database::redact(url), "cache: Redis");
+                tracing::info!(url = %crate::config::redact_url(url), "cache: Redis");
                 Some(Arc::new(redis))
             }
             None => {
@@ -318,7 +318,7 @@ impl SharedBackends {
         {
             _ if !needs_broker => (None, None),
             Some(url) => {
-                tracing::info!(url = %crate::capabilities::database::redact(url), "broker: RabbitMQ");
+                tracing::info!(url = %crate::config::redact_url(url), "broker: RabbitMQ");
                 let publisher = AmqpPublisher::new(url, config.messaging.exchanges.clone());
                 (
                     Some(Arc::new(publisher) as _),

@@ -4,7 +4,7 @@
 mod postgres;
 mod sqlite;
 
-pub use postgres::{redact, PostgresBackend, PostgresSetupError};
+pub use postgres::{PostgresBackend, PostgresSetupError};
 pub use sqlite::{SqliteBackend, SqliteSetupError};
 
 use super::CallState;

@@ -50,7 +50,7 @@ impl PostgresBackend {
         acquire_timeout: Duration,
     ) -> Result<PostgresBackend, PostgresSetupError> {
         let server = PgConnectOptions::from_str(server_url).map_err(PostgresSetupError::Url)?;
-        let redacted = redact(server_url);
+        let redacted = crate::config::redact_url(server_url);
         let mut admin = tokio::time::timeout(
             acquire_timeout.max(Duration::from_secs(5)),
             server.connect(),
@@ -102,17 +102,6 @@ impl PostgresBackend {
             pool,
             database: database.to_string(),
         })
-    }
-}
-
-/// The URL without its password, for logs and error messages.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
     }
 }
 
