@@ -299,12 +299,12 @@ fn path_label(service: &DeployedService, path: &str) -> String {
 /// Reads the body up to `limit`; 413 beyond it (announced or actual).
 async fn read_body(
     headers: &HeaderMap,
-    body: Incoming,
+    mut body: Incoming,
     limit: usize,
 ) -> Result<Bytes, HttpResponse> {
     let too_large = || {
         let mut response = detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
-        // The rest of the body was never read, so the connection cannot carry another request.
+        // The rest of the body is not read, so the connection cannot carry another request.
         response
             .headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -315,22 +315,45 @@ async fn read_body(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if announced.is_some_and(|length| length > limit as u64) {
+        drain(body).await;
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error)
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large())
+    // Kept as received: a body of one frame (the usual case) is not copied.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut length = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(detail(
+                StatusCode::BAD_REQUEST,
+                "Could not read the request body",
+            ));
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        length += data.len();
+        if length > limit {
+            drain(body).await;
+            return Err(too_large());
         }
-        Err(_) => Err(detail(
-            StatusCode::BAD_REQUEST,
-            "Could not read the request body",
-        )),
+        chunks.push(data);
     }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().expect("one chunk"),
+        _ => Bytes::from(chunks.concat()),
+    })
+}
+
+/// Most of a refused body read and dropped before the 413 goes out; beyond it, the
+/// connection closes on a client still sending.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops what is left of a refused body (bounded in bytes and time), so that a
+/// client still writing it gets to read the 413 instead of a broken connection.
+async fn drain(body: Incoming) {
+    let _ = tokio::time::timeout(DRAIN_TIME, Limited::new(body, DRAIN_BYTES).collect()).await;
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
