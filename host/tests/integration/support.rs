@@ -501,13 +501,21 @@ impl Platform {
         Platform::start(names, config).await
     }
 
-    /// The backend set this host runs on (by its database setting).
+    /// The backend set a shop runs on (shops are never mixed; see [`Platform::on_server`]).
     pub fn backends(&self) -> Backends {
-        if self.config["database"].get("url").is_some() {
+        if self.on_server("database") {
             Backends::Real
         } else {
             Backends::Embedded
         }
+    }
+
+    /// Whether the configuration names a server for `section` (`database`, `cache`,
+    /// `messaging`) rather than leaving it embedded.
+    pub fn on_server(&self, section: &str) -> bool {
+        self.config
+            .get(section)
+            .is_some_and(|table| table.get("url").is_some())
     }
 
     async fn wait_until_healthy(&self) -> anyhow::Result<()> {
@@ -610,19 +618,20 @@ impl Platform {
     pub async fn database_connection(&self, service: &str) -> anyhow::Result<sqlx::AnyConnection> {
         use sqlx::Connection;
         sqlx::any::install_default_drivers();
-        let url = match self.backends() {
-            Backends::Real => format!(
+        let url = if self.on_server("database") {
+            format!(
                 "postgres://postgres@127.0.0.1:5432/{}",
                 self.database(service)
-            ),
-            Backends::Embedded => format!(
+            )
+        } else {
+            format!(
                 "sqlite://{}",
                 self.dir
                     .path()
                     .join(".platform/databases")
                     .join(format!("{}.sqlite", self.database(service)))
                     .display()
-            ),
+            )
         };
         Ok(sqlx::AnyConnection::connect(&url).await?)
     }
@@ -631,7 +640,7 @@ impl Platform {
     /// service would (persistent, JSON), each confirmed by the broker: straight to RabbitMQ,
     /// or through the host's admin API (`platform publish`) to the embedded broker.
     pub async fn publish(&self, messages: &[(&str, &[u8])]) -> anyhow::Result<()> {
-        if self.backends() == Backends::Embedded {
+        if !self.on_server("messaging") {
             for (routing_key, body) in messages {
                 let payload = std::str::from_utf8(body).context("test payloads are text")?;
                 self.admin_publish(routing_key, payload).await?;
@@ -792,19 +801,14 @@ impl Platform {
     /// Embedded backends live in the run's temporary directory and go with it; on the
     /// servers, the run's databases, queues and exchange are dropped.
     async fn drop_run_resources(&self) -> anyhow::Result<()> {
-        let on_server = |section: &str| {
-            self.config
-                .get(section)
-                .is_some_and(|table| table.get("url").is_some())
-        };
-        if on_server("database") {
+        if self.on_server("database") {
             for service in self.services() {
                 if self.config["services"][&service].get("database").is_some() {
                     drop_database(&self.database(&service)).await?;
                 }
             }
         }
-        if !on_server("messaging") {
+        if !self.on_server("messaging") {
             return Ok(());
         }
         if self.config["services"].get("notification").is_some() {

@@ -33,6 +33,7 @@ pub struct SqliteSetupError {
     source: sqlx::Error,
 }
 
+#[derive(Clone)]
 pub struct SqliteBackend {
     pool: SqlitePool,
     /// Shared with the transactions, which name the file in errors too.
@@ -157,7 +158,7 @@ fn stored_timestamp(time: DateTime<Utc>) -> String {
 }
 
 /// Reads a stored timestamp: the platform's own form, or SQLite's `datetime()` form
-/// (`YYYY-MM-DD HH:MM:SS[.fff]`, UTC) from a migration's default.
+/// (`YYYY-MM-DD HH:MM:SS[.fff]`, UTC), which a `CURRENT_TIMESTAMP` default writes.
 fn parse_stored_timestamp(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc))
@@ -244,6 +245,7 @@ fn column_value(row: &SqliteRow, index: usize) -> Result<Value, DatabaseError> {
         return Ok(Value::Null);
     }
     let storage = raw.type_info();
+    // sqlx names a declared `TIMESTAMP` (or `DATETIME`) column `DATETIME`.
     let declared = row.columns()[index].type_info().name();
     Ok(match (declared, storage.name()) {
         ("BOOLEAN", "INTEGER") => {
@@ -299,10 +301,7 @@ impl DatabaseBackend for SqliteBackend {
         match self.pool.begin_with("BEGIN IMMEDIATE").await {
             Ok(transaction) => Ok(Box::new(SqliteTransaction {
                 transaction,
-                backend: SqliteBackend {
-                    pool: self.pool.clone(),
-                    path: self.path.clone(),
-                },
+                backend: self.clone(),
             })),
             Err(error) => Err(self.classify(error).await),
         }

@@ -90,13 +90,13 @@ impl ReadyQueue {
 
 struct Binding {
     exchange: String,
-    pattern: String,
+    /// The binding's routing key (or topic pattern), split into words once, at start.
+    pattern: Vec<String>,
     queue: String,
 }
 
 pub struct EmbeddedBroker {
     store: SqlitePool,
-    path: PathBuf,
     exchanges: HashMap<String, ExchangeKindConfig>,
     bindings: Vec<Binding>,
     consumed: HashMap<String, Arc<ReadyQueue>>,
@@ -156,21 +156,16 @@ impl EmbeddedBroker {
             for pattern in &subscription.routing_keys {
                 bindings.push(Binding {
                     exchange: subscription.exchange.clone(),
-                    pattern: pattern.clone(),
+                    pattern: words(pattern).map(str::to_string).collect(),
                     queue: subscription.queue.clone(),
                 });
             }
             let queue = Arc::new(ReadyQueue::default());
-            let rows = sqlx::query(
-                "SELECT id, exchange, routing_key, content_type, headers, payload, retries \
-                 FROM messages WHERE queue = $1 ORDER BY id",
-            )
-            .bind(&subscription.queue)
-            .fetch_all(&store)
-            .await
-            .map_err(open_error)?;
-            for row in rows {
-                queue.push(envelope_from_row(&row).map_err(open_error)?);
+            for envelope in stored(&store, &subscription.queue)
+                .await
+                .map_err(open_error)?
+            {
+                queue.push(envelope);
             }
             if !queue.is_empty() {
                 tracing::info!(queue = %subscription.queue, waiting = queue.len(), "embedded broker: messages from before the restart will be delivered");
@@ -179,7 +174,6 @@ impl EmbeddedBroker {
         }
         Ok(EmbeddedBroker {
             store,
-            path: path.to_path_buf(),
             exchanges: exchanges
                 .iter()
                 .map(|exchange| (exchange.name.clone(), exchange.kind))
@@ -189,10 +183,6 @@ impl EmbeddedBroker {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The ready messages of a subscription's queue.
     pub fn queue(&self, name: &str) -> Option<Arc<ReadyQueue>> {
         self.consumed.get(name).cloned()
@@ -200,11 +190,12 @@ impl EmbeddedBroker {
 
     /// The queues a message published to `exchange` with `routing_key` lands in, each once.
     fn route(&self, exchange: &str, kind: ExchangeKindConfig, routing_key: &str) -> Vec<&str> {
+        let key: Vec<&str> = words(routing_key).collect();
         let mut queues: Vec<&str> = Vec::new();
         for binding in self.bindings.iter().filter(|b| b.exchange == exchange) {
             let matches = match kind {
-                ExchangeKindConfig::Topic => topic_matches(&binding.pattern, routing_key),
-                ExchangeKindConfig::Direct => binding.pattern == routing_key,
+                ExchangeKindConfig::Topic => topic_matches(&binding.pattern, &key),
+                ExchangeKindConfig::Direct => binding.pattern.iter().eq(key.iter()),
                 ExchangeKindConfig::Fanout => true,
                 // Refused when the configuration is loaded: only RabbitMQ routes on headers.
                 ExchangeKindConfig::Headers => false,
@@ -256,20 +247,20 @@ impl EmbeddedBroker {
         }
         Ok(())
     }
+}
 
-    /// Messages stored in `queue`, ready or being handled (for operators and tests).
-    pub async fn stored(&self, queue: &str) -> Result<Vec<Envelope>, sqlx::Error> {
-        sqlx::query(
-            "SELECT id, exchange, routing_key, content_type, headers, payload, retries \
-             FROM messages WHERE queue = $1 ORDER BY id",
-        )
-        .bind(queue)
-        .fetch_all(&self.store)
-        .await?
-        .iter()
-        .map(envelope_from_row)
-        .collect()
-    }
+/// The messages stored for `queue`, oldest first: ready, being handled, or dead letters.
+async fn stored(store: &SqlitePool, queue: &str) -> Result<Vec<Envelope>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, exchange, routing_key, content_type, headers, payload, retries \
+         FROM messages WHERE queue = $1 ORDER BY id",
+    )
+    .bind(queue)
+    .fetch_all(store)
+    .await?
+    .iter()
+    .map(envelope_from_row)
+    .collect()
 }
 
 fn envelope_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Envelope, sqlx::Error> {
@@ -343,28 +334,28 @@ impl MessagePublisher for EmbeddedBroker {
     }
 }
 
-/// AMQP topic matching: words are separated by `.`; `*` stands for exactly one word and
-/// `#` for zero or more.
-pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
-    fn matches(pattern: &[&str], key: &[&str]) -> bool {
-        match pattern.split_first() {
-            None => key.is_empty(),
-            Some((&"#", rest)) => (0..=key.len()).any(|skip| matches(rest, &key[skip..])),
-            Some((&word, rest)) => match key.split_first() {
-                Some((first, key_rest)) => {
-                    (word == "*" || word == *first) && matches(rest, key_rest)
-                }
-                None => false,
-            },
+/// The `.`-separated words of a routing key or binding pattern (none for an empty key).
+fn words(routing_key: &str) -> impl Iterator<Item = &str> {
+    routing_key
+        .split('.')
+        .filter(move |_| !routing_key.is_empty())
+}
+
+/// AMQP topic matching over words: `*` stands for exactly one word and `#` for zero or
+/// more.
+fn topic_matches(pattern: &[String], key: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => key.is_empty(),
+        Some((word, rest)) if word == "#" => {
+            (0..=key.len()).any(|skip| topic_matches(rest, &key[skip..]))
         }
+        Some((word, rest)) => match key.split_first() {
+            Some((first, key_rest)) => {
+                (word == "*" || word == first) && topic_matches(rest, key_rest)
+            }
+            None => false,
+        },
     }
-    let pattern: Vec<&str> = pattern.split('.').collect();
-    let key: Vec<&str> = if routing_key.is_empty() {
-        Vec::new()
-    } else {
-        routing_key.split('.').collect()
-    };
-    matches(&pattern, &key)
 }
 
 #[cfg(test)]
@@ -393,7 +384,13 @@ mod tests {
             ("order.created", "order.createdx", false),
         ];
         for (pattern, key, expected) in cases {
-            assert_eq!(topic_matches(pattern, key), expected, "{pattern} ~ {key}");
+            let pattern_words: Vec<String> = words(pattern).map(str::to_string).collect();
+            let key_words: Vec<&str> = words(key).collect();
+            assert_eq!(
+                topic_matches(&pattern_words, &key_words),
+                expected,
+                "{pattern} ~ {key}"
+            );
         }
     }
 
@@ -522,8 +519,8 @@ mod tests {
         );
         broker.dead_letter("exact.dlq", second).await.unwrap();
         assert!(queue.is_empty());
-        assert!(broker.stored("exact").await.unwrap().is_empty());
-        let dead = broker.stored("exact.dlq").await.unwrap();
+        assert!(stored(&broker.store, "exact").await.unwrap().is_empty());
+        let dead = stored(&broker.store, "exact.dlq").await.unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].message.payload, b"m");
         assert_eq!(dead[0].retries, 1);
@@ -559,7 +556,7 @@ mod tests {
         reopened.ack(&two).await.unwrap();
         let three = queue.next().await;
         reopened.ack(&three).await.unwrap();
-        assert!(reopened.stored("exact").await.unwrap().is_empty());
+        assert!(stored(&reopened.store, "exact").await.unwrap().is_empty());
     }
 
     #[tokio::test]
