@@ -11,14 +11,14 @@
 mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use platform::backends::database::{DatabaseServer, PoolSettings};
+use platform::backends::http_client::HttpClient;
+use platform::backends::token_validator::TokenValidator;
 use platform::bindings::http_types::{Method, Request};
-use platform::capabilities::auth::TokenValidator;
-use platform::capabilities::outgoing_http::{http_client, OutgoingHttp};
-use platform::capabilities::ServiceCapabilities;
-use platform::config::ServiceConfig;
-use platform::runtime::{CallLimits, ComponentVersion, Runtime};
+use platform::capabilities::{Backends, Grant, ServiceCapabilities};
+use platform::config::{PlatformConfig, ServiceConfig};
+use platform::runtime::{ComponentVersion, Runtime, Service};
 use platform::state::DeploySource;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,51 +26,63 @@ fn per_call(c: &mut Criterion) {
     support::cargo_build(&["misbehaving"], None).expect("building the fixture");
     let bytes = std::fs::read(support::component_path("misbehaving")).expect("the fixture");
     let tokio = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let service: ServiceConfig = toml::from_str(
+    let platform: PlatformConfig = toml::from_str(
         r#"
+        [auth]
+        validate_url = "http://127.0.0.1:9/validate-token"
+        [services.bench]
         port = 1
         component = "unused.wasm"
         grants = ["database", "logging"]
-        database = "unused"
+        database = "bench"
         "#,
     )
-    .expect("a service configuration");
-    let (version, capabilities) = tokio.block_on(async {
-        let runtime = Runtime::new(service.memory_limit_bytes(), None).expect("a runtime");
-        let client = http_client();
-        let capabilities = Arc::new(ServiceCapabilities {
-            service: "bench".into(),
-            database: None,
+    .expect("a configuration");
+    let config: ServiceConfig = platform.services["bench"].clone();
+    let state = tempfile::tempdir().expect("a temporary directory");
+    let (version, service) = tokio.block_on(async {
+        let runtime = Runtime::new(config.memory_limit_bytes(), None).expect("a runtime");
+        let http_client = HttpClient::new();
+        let database = DatabaseServer::Sqlite {
+            dir: state.path().to_path_buf(),
+        }
+        .open("bench", PoolSettings::from(&platform.database))
+        .await
+        .expect("an embedded database");
+        let backends = Backends {
+            database: Some(database),
             cache: None,
-            messaging: None,
-            auth: Arc::new(
+            broker: None,
+            token_validator: Arc::new(
                 TokenValidator::new(
-                    client.clone(),
-                    "http://127.0.0.1:9/validate-token",
+                    http_client.clone(),
+                    &platform.auth.validate_url,
                     Duration::from_secs(1),
                 )
                 .expect("a URL"),
             ),
+            http_client,
             identity: None,
-            outgoing_http: OutgoingHttp {
-                client,
-                allowed_hosts: Vec::new(),
-            },
-            config: BTreeMap::new(),
-        });
-        let version = ComponentVersion::load(
-            &runtime,
+        };
+        let capabilities = ServiceCapabilities::build(&Grant {
+            service: "bench",
+            config: &config,
+            platform: &platform,
+            backends: &backends,
+        })
+        .expect("the grants");
+        let service = Service::new(
             "bench",
-            &service,
-            &capabilities,
-            Arc::new(bytes),
-            DeploySource::Up,
-        )
-        .await
-        .expect("the fixture loads");
-        (version, capabilities)
+            config.clone(),
+            capabilities,
+            state.path().join("migrations"),
+            state.path().join("unused.wasm"),
+        );
+        let version = ComponentVersion::load(&runtime, &service, Arc::new(bytes), DeploySource::Up)
+            .await
+            .expect("the fixture loads");
+        (version, service)
     });
-    let limits = CallLimits::for_service(&service);
     let request = Request {
         route_index: 0, // GET /ok
         method: Method::Get,
@@ -86,7 +98,7 @@ fn per_call(c: &mut Criterion) {
     c.bench_function("new Store + instance + handle (GET /ok)", |b| {
         b.to_async(&tokio).iter(|| async {
             let response = version
-                .handle_request(&capabilities, &limits, request.clone())
+                .handle_request(&service, request.clone())
                 .await
                 .expect("the call succeeds");
             assert_eq!(response.status, 200);

@@ -1,21 +1,28 @@
 //! The platform host: runs services as Wasm components and gives them capabilities.
 //!
 //! # Layout
+//! Imports point one way: [`cli`] -> [`ingress`] -> [`runtime`] -> [`capabilities`] ->
+//! [`backends`]; [`config`], [`state`] and [`bindings`] are read by all of them.
 //! - [`config`]: `platform.toml` -> typed configuration, with environment overrides.
 //! - [`bindings`]: the one `bindgen!` of the `platform:service/service` world.
-//! - [`build`]: running a service's build command.
-//! - [`runtime`]: engine and linker, component versions (compile, grant check, route
-//!   table), and one fresh instance per call under memory and time limits.
-//! - [`capabilities`]: one module per WIT interface, each over a backend trait
-//!   (database, cache, messaging, auth, identity-provider, outgoing-http, config, logging);
-//!   a server's backend where a URL is configured, an embedded one otherwise.
-//! - [`ingress`]: what brings work in: HTTP listeners (one per service port) and message
-//!   consumers (one per subscription, on RabbitMQ or the embedded broker), the admin API,
-//!   and `--watch`.
+//! - [`backends`]: what the capabilities run on, with their own types and errors:
+//!   database (PostgreSQL | SQLite), cache (Redis | in process), broker (RabbitMQ |
+//!   embedded; publish and consume), the HTTP client, token validation, bcrypt and JWTs.
+//! - [`capabilities`]: one file per WIT interface (the `Host` impl, its grant, the
+//!   lowering of backend errors into WIT) and the one table of capabilities.
+//! - [`runtime`]: engine and linker, component versions (compile, import check, route
+//!   table), a fresh instance per call under memory and time limits, and the registry:
+//!   the one load path for start, deploy and rollback.
+//! - [`ingress`]: what brings work in: the accept loop, HTTP listeners (one per service
+//!   port), message consumers (one per subscription), the admin API, `--watch`, metrics.
+//! - [`admin_api`]: the documents the admin API and the CLI share.
 //! - [`state`]: the state directory: deployed versions, compiled code, the admin token.
-//! - [`platform`]: assembles all of the above from a configuration.
+//! - [`build`]: running a service's build command.
+//! - [`platform`]: the composition root.
 //! - [`cli`]: the `platform` command's subcommands.
 
+pub mod admin_api;
+pub mod backends;
 pub mod bindings;
 pub mod build;
 pub mod capabilities;

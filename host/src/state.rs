@@ -8,6 +8,8 @@
 //!   compiled/<digest>-<engine>.cwasm    precompiled code, per digest and engine build
 //!   services/<service>/<digest>.wasm     the deployed components
 //!   services/<service>/history.json      the deploys, oldest first (at most history_limit)
+//!   databases/<database>.sqlite          the embedded backend's databases
+//!   broker/messages.sqlite               the embedded broker's messages
 //! ```
 //!
 //! Every file is written to a temporary name and renamed into place, so a crash never
@@ -98,6 +100,16 @@ impl StateDir {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the embedded database backend keeps one SQLite file per database.
+    pub fn databases_dir(&self) -> PathBuf {
+        absolute(self.root.join("databases"))
+    }
+
+    /// The embedded broker's store.
+    pub fn broker_file(&self) -> PathBuf {
+        absolute(self.root.join("broker")).join("messages.sqlite")
     }
 
     fn service_dir(&self, service: &str) -> PathBuf {
@@ -195,6 +207,11 @@ impl StateDir {
             .map(|token| token.trim().to_string())
             .filter(|token| !token.is_empty())
     }
+}
+
+/// An absolute path for logs, so a reader knows where the files are.
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 fn random_token() -> String {

@@ -1,14 +1,25 @@
 //! The `logging` interface: component log records into the host's `tracing`, tagged with
 //! the service and the request id.
 
-use super::CallState;
+use super::{granted, CallState, Grant, GrantError, ServiceCapabilities};
 use crate::bindings::logging::{Host, Level};
+
+const INTERFACE: &str = "logging";
+
+/// A service's right to log; its records carry the service's name and the request id.
+pub struct Logger;
+
+pub(super) fn grant(_: &Grant<'_>, into: &mut ServiceCapabilities) -> Result<(), GrantError> {
+    into.logging = Some(Logger);
+    Ok(())
+}
 
 /// Longest log message kept; a component cannot flood the host's log with one call.
 const MAX_MESSAGE_BYTES: usize = 8 * 1024;
 
 impl Host for CallState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        granted(&self.capabilities.logging, INTERFACE, self)?;
         let mut message = message;
         if message.len() > MAX_MESSAGE_BYTES {
             let mut end = MAX_MESSAGE_BYTES;

@@ -1,30 +1,26 @@
-//! The `outgoing-http` interface: buffered HTTP calls to the hosts a service was allowed.
+//! The `outgoing-http` interface: buffered HTTP calls to the hosts a service was allowed
+//! (`allowed_hosts`).
 
-use super::CallState;
+use super::{granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
+use crate::backends::http_client::{HttpClient, HttpClientError};
 use crate::bindings::http_types::Method;
 use crate::bindings::outgoing_http::{Host, IncomingResponse, OutgoingRequest, RequestError};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use std::time::Duration;
 
-/// A pooled HTTP/1 client shared by the whole host.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-pub fn http_client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(3)));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
-}
-
+const INTERFACE: &str = "outgoing-http";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response body a component can receive.
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+pub(super) fn grant(grant: &Grant<'_>, into: &mut ServiceCapabilities) -> Result<(), GrantError> {
+    into.outgoing_http = Some(OutgoingHttp {
+        client: grant.backends.http_client.clone(),
+        allowed_hosts: grant.config.allowed_hosts.clone(),
+    });
+    Ok(())
+}
 
 /// One service's outgoing HTTP: the shared client and its allowed `host:port` list.
 #[derive(Clone)]
@@ -33,9 +29,25 @@ pub struct OutgoingHttp {
     pub allowed_hosts: Vec<String>,
 }
 
+/// An outgoing request's failure: a `request-error` for the guest, or a trap.
+pub type RequestFailure = Failure<RequestError>;
+
+impl From<HttpClientError> for RequestFailure {
+    fn from(error: HttpClientError) -> Self {
+        Failure::Error(match error {
+            HttpClientError::Timeout => RequestError::Timeout,
+            other => RequestError::Unavailable(other.to_string()),
+        })
+    }
+}
+
 impl OutgoingHttp {
-    /// Sends a request after checking its target against the allow-list.
-    pub async fn send(&self, request: OutgoingRequest) -> Result<IncomingResponse, RequestError> {
+    /// The request as the client sends it, once its target is checked against the
+    /// allow-list.
+    fn checked(
+        &self,
+        request: OutgoingRequest,
+    ) -> Result<http::Request<Full<Bytes>>, RequestError> {
         let uri: http::Uri = request
             .url
             .parse()
@@ -68,43 +80,9 @@ impl OutgoingHttp {
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let outgoing = builder
+        builder
             .body(Full::new(Bytes::from(request.body)))
-            .map_err(|error| RequestError::InvalidUrl(error.to_string()))?;
-        let timeout = request
-            .timeout_ms
-            .map(|ms| Duration::from_millis(ms.into()))
-            .unwrap_or(DEFAULT_TIMEOUT);
-        let exchange = async {
-            let response = self
-                .client
-                .request(outgoing)
-                .await
-                .map_err(|error| RequestError::Unavailable(error.to_string()))?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|error| RequestError::Unavailable(error.to_string()))?
-                .to_bytes();
-            Ok(IncomingResponse {
-                status: parts.status.as_u16(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .filter_map(|(name, value)| {
-                        value
-                            .to_str()
-                            .ok()
-                            .map(|value| (name.as_str().to_string(), value.to_string()))
-                    })
-                    .collect(),
-                body: body.to_vec(),
-            })
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or(Err(RequestError::Timeout))
+            .map_err(|error| RequestError::InvalidUrl(error.to_string()))
     }
 }
 
@@ -119,10 +97,34 @@ fn method(method: Method) -> http::Method {
 }
 
 impl Host for CallState {
-    async fn send(
-        &mut self,
-        request: OutgoingRequest,
-    ) -> wasmtime::Result<Result<IncomingResponse, RequestError>> {
-        Ok(self.capabilities.outgoing_http.send(request).await)
+    async fn send(&mut self, request: OutgoingRequest) -> Result<IncomingResponse, RequestFailure> {
+        let outgoing = granted(&self.capabilities.outgoing_http, INTERFACE, self)?;
+        let timeout = request
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()))
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let checked = outgoing.checked(request).map_err(Failure::Error)?;
+        let response = outgoing
+            .client
+            .send(checked, timeout, MAX_RESPONSE_BYTES)
+            .await?;
+        Ok(IncomingResponse {
+            status: response.status.as_u16(),
+            headers: response
+                .headers
+                .iter()
+                .filter_map(|(name, value)| {
+                    value
+                        .to_str()
+                        .ok()
+                        .map(|value| (name.as_str().to_string(), value.to_string()))
+                })
+                .collect(),
+            body: response.body.to_vec(),
+        })
+    }
+
+    fn convert_request_error(&mut self, failure: RequestFailure) -> wasmtime::Result<RequestError> {
+        failure.lower()
     }
 }

@@ -2,13 +2,18 @@
 //! what to do.
 
 use super::CommandError;
-use crate::capabilities::outgoing_http::{http_client, HttpClient};
+use crate::admin_api::ErrorBody;
+use crate::backends::http_client::{HttpClient, HttpClientError};
 use crate::config::PlatformConfig;
-use crate::ingress::admin::api::ErrorBody;
 use crate::state::StateDir;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde::de::DeserializeOwned;
+
+/// Longest an admin call may take: a cold deploy compiles the component first.
+const ADMIN_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// Largest answer read from the admin API.
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +65,7 @@ impl AdminClient {
             .clone()
             .or_else(|| StateDir::existing_admin_token(&config.resolve(&config.state.dir)));
         AdminClient {
-            http: http_client(),
+            http: HttpClient::new(),
             base: format!("http://{bind}"),
             token,
         }
@@ -101,24 +106,21 @@ impl AdminClient {
                 address: self.base.clone(),
                 cause: error.to_string(),
             })?;
-        let response =
-            self.http
-                .request(request)
-                .await
-                .map_err(|error| AdminCallError::Unreachable {
-                    address: self.base.clone(),
-                    cause: error_chain(&error),
-                })?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
+        let response = self
+            .http
+            .send(request, ADMIN_CALL_TIMEOUT, MAX_ANSWER_BYTES)
             .await
-            .map_err(|error| AdminCallError::Protocol {
-                address: self.base.clone(),
-                cause: error.to_string(),
-            })?
-            .to_bytes();
+            .map_err(|error| match error {
+                HttpClientError::Unavailable(cause) => AdminCallError::Unreachable {
+                    address: self.base.clone(),
+                    cause,
+                },
+                other => AdminCallError::Protocol {
+                    address: self.base.clone(),
+                    cause: other.to_string(),
+                },
+            })?;
+        let (status, body) = (response.status, response.body);
         if !status.is_success() {
             let message = serde_json::from_slice::<ErrorBody>(&body)
                 .map(|error| error.error)
@@ -133,17 +135,6 @@ impl AdminClient {
             cause: error.to_string(),
         })
     }
-}
-
-/// `connection refused` rather than hyper's outer "client error (Connect)".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut innermost = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        innermost = cause.to_string();
-        source = cause.source();
-    }
-    innermost
 }
 
 /// A current-thread runtime for one CLI call.

@@ -2,7 +2,7 @@
 
 use super::client::{block_on, AdminClient};
 use super::{check_service, load_config, CommandError, CommandResult};
-use crate::ingress::admin::api::Deployed;
+use crate::admin_api::Deployed;
 use anyhow::anyhow;
 use bytes::Bytes;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 use super::client::{block_on, short_time, AdminClient};
 use super::{load_config, CommandResult};
-use crate::ingress::admin::api::ServiceStatus;
+use crate::admin_api::ServiceStatus;
 use std::path::Path;
 
 #[derive(clap::Args)]

@@ -3,7 +3,7 @@
 
 use super::client::{block_on, AdminClient};
 use super::{load_config, CommandError, CommandResult};
-use crate::ingress::admin::api::{PublishRequest, Published};
+use crate::admin_api::{PublishRequest, Published};
 use anyhow::anyhow;
 use bytes::Bytes;
 use std::collections::BTreeMap;

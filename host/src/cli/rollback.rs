@@ -3,7 +3,7 @@
 use super::client::{block_on, AdminClient};
 use super::deploy::print_deployed;
 use super::{check_service, load_config, CommandResult};
-use crate::ingress::admin::api::{Deployed, RollbackRequest};
+use crate::admin_api::{Deployed, RollbackRequest};
 use bytes::Bytes;
 use std::path::Path;
 

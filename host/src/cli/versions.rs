@@ -2,7 +2,7 @@
 
 use super::client::{block_on, short_time, AdminClient};
 use super::{check_service, load_config, CommandResult};
-use crate::ingress::admin::api::VersionEntry;
+use crate::admin_api::VersionEntry;
 use std::path::Path;
 
 #[derive(clap::Args)]

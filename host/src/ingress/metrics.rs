@@ -4,9 +4,12 @@
 //! dashboards keep working. `handler` is always a route template (or `none` for unmatched
 //! paths), never a raw path, so cardinality stays bounded.
 
+use arc_swap::ArcSwap;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct ServiceMetrics {
@@ -14,6 +17,16 @@ pub struct ServiceMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     messages: IntCounterVec,
+    /// Requests the serving version answered, for `platform ps`.
+    version: ArcSwap<VersionCounters>,
+}
+
+/// Requests one version answered, and how many of them with a 5xx.
+#[derive(Default)]
+struct VersionCounters {
+    digest: String,
+    served: AtomicU64,
+    errors: AtomicU64,
 }
 
 /// How a consumed message was settled.
@@ -81,7 +94,43 @@ impl ServiceMetrics {
             requests,
             duration,
             messages,
+            version: ArcSwap::default(),
         }
+    }
+
+    /// Counts one answered request of version `digest`; `failed` for a 5xx. The counts
+    /// start again from zero when another version answers.
+    pub fn count_request(&self, digest: &str, failed: bool) {
+        let mut counters = self.version.load();
+        if counters.digest != digest {
+            self.version.rcu(|current| {
+                if current.digest == digest {
+                    current.clone()
+                } else {
+                    Arc::new(VersionCounters {
+                        digest: digest.to_string(),
+                        ..VersionCounters::default()
+                    })
+                }
+            });
+            counters = self.version.load();
+        }
+        counters.served.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests version `digest` answered, and 5xx among them.
+    pub fn request_counts(&self, digest: &str) -> (u64, u64) {
+        let counters = self.version.load();
+        if counters.digest != digest {
+            return (0, 0);
+        }
+        (
+            counters.served.load(Ordering::Relaxed),
+            counters.errors.load(Ordering::Relaxed),
+        )
     }
 
     /// Counts one settled delivery of `queue`.
@@ -136,6 +185,17 @@ mod tests {
             r#"http_requests_total{handler="/products/{product_id}",method="GET",service="product",status="2xx"} 1"#
         ));
         assert!(text.contains("http_request_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn counts_requests_of_the_serving_version_only() {
+        let metrics = ServiceMetrics::new("product");
+        metrics.count_request("aaa", false);
+        metrics.count_request("aaa", true);
+        assert_eq!(metrics.request_counts("aaa"), (2, 1));
+        metrics.count_request("bbb", false);
+        assert_eq!(metrics.request_counts("bbb"), (1, 0));
+        assert_eq!(metrics.request_counts("aaa"), (0, 0));
     }
 
     #[test]

@@ -1,9 +1,68 @@
-//! What brings work in: one HTTP listener per service port, one consumer per subscription
-//! (RabbitMQ or the embedded broker), the admin API and `--watch` (new versions). Ingress routes and converts;
-//! it reaches backends only through the runtime.
+//! What brings work in: one HTTP listener per service port ([`http`]), one consumer per
+//! subscription ([`subscriptions`]), the admin API ([`admin`]) and `--watch` ([`watch`]),
+//! all served by one accept loop ([`server`]). Ingress routes and converts; components run
+//! through the runtime.
 
 pub mod admin;
 pub mod http;
 pub mod metrics;
+pub mod server;
 pub mod subscriptions;
 pub mod watch;
+
+use crate::runtime::DeployedService;
+use metrics::ServiceMetrics;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// A service as the ingress sees it: the deployed service, its metrics, and whether its
+/// consumers are connected. Shared by its listener, its consumers and the admin API.
+pub struct ServiceEndpoint {
+    pub service: Arc<DeployedService>,
+    pub metrics: ServiceMetrics,
+    pub consumers: ConsumerStatus,
+}
+
+impl ServiceEndpoint {
+    pub fn new(service: Arc<DeployedService>) -> ServiceEndpoint {
+        let subscriptions = service.service.config.subscriptions.len();
+        ServiceEndpoint {
+            metrics: ServiceMetrics::new(service.name()),
+            consumers: ConsumerStatus::new(subscriptions),
+            service,
+        }
+    }
+}
+
+/// How many of a service's consumers are connected to the broker.
+pub struct ConsumerStatus {
+    subscriptions: usize,
+    connected: AtomicUsize,
+}
+
+impl ConsumerStatus {
+    fn new(subscriptions: usize) -> ConsumerStatus {
+        ConsumerStatus {
+            subscriptions,
+            connected: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether the service consumes at all.
+    pub fn any(&self) -> bool {
+        self.subscriptions > 0
+    }
+
+    /// Whether every subscription's consumer is connected.
+    pub fn all_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed) >= self.subscriptions
+    }
+
+    fn connected(&self) {
+        self.connected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn disconnected(&self) {
+        self.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -3,16 +3,15 @@
 //! deployed version, never per request.
 
 use super::engine::CompiledFrom;
-use super::invoke::{CallError, CallLimits};
-use super::Runtime;
+use super::invoke::CallError;
+use super::routes::{RouteTable, RouteTableError};
+use super::{Runtime, Service};
 use crate::bindings::http_types::Route;
 use crate::bindings::ServicePre;
-use crate::capabilities::{CallState, ServiceCapabilities};
-use crate::config::{Capability, ServiceConfig};
-use crate::ingress::http::router::{RouteTable, RouteTableError};
+use crate::capabilities::{self, CallState};
+use crate::config::ServiceConfig;
 use crate::state::{DeployRecord, DeploySource};
 use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use wasmtime::component::Component;
 
@@ -41,15 +40,12 @@ pub struct ComponentVersion {
     /// The deploy that brought this version in (its digest, when, by which command).
     pub record: DeployRecord,
     pub(super) pre: ServicePre<CallState>,
+    /// The routes the component declared, in its order (a request names one by index).
     pub routes: Vec<Route>,
-    pub router: RouteTable,
-    /// The OpenAPI document of this version, rendered once.
-    pub openapi: bytes::Bytes,
+    /// The same routes, for matching requests.
+    pub route_table: RouteTable,
     /// Whether the machine code came from the compiled-code cache.
     pub compiled_from: CompiledFrom,
-    /// Requests this version answered, and how many of them with a 5xx.
-    served: AtomicU64,
-    errors: AtomicU64,
 }
 
 /// SHA-256 of a component's bytes, hex: the identity of a version.
@@ -63,9 +59,7 @@ impl ComponentVersion {
     /// runs on the blocking pool.
     pub async fn load(
         runtime: &Runtime,
-        service_name: &str,
-        service: &ServiceConfig,
-        capabilities: &Arc<ServiceCapabilities>,
+        service: &Service,
         bytes: Arc<Vec<u8>>,
         source: DeploySource,
     ) -> Result<ComponentVersion, LoadComponentError> {
@@ -80,7 +74,7 @@ impl ComponentVersion {
                 })?
                 .map_err(LoadComponentError::Compile)?;
 
-        check_imports(runtime, &component, service)?;
+        check_imports(runtime, &component, &service.config)?;
 
         let instance_pre = runtime
             .linker
@@ -96,22 +90,15 @@ impl ComponentVersion {
             },
             pre,
             routes: Vec::new(),
-            router: RouteTable::default(),
-            openapi: bytes::Bytes::new(),
+            route_table: RouteTable::default(),
             compiled_from,
-            served: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
         };
-        let limits = CallLimits::for_service(service);
         let routes = version
-            .route_table(capabilities, &limits)
+            .declared_routes(service)
             .await
             .map_err(LoadComponentError::RouteTable)?;
-        version.router = RouteTable::build(&routes).map_err(LoadComponentError::InvalidRoutes)?;
-        let document =
-            crate::ingress::http::openapi::document(service_name, version.short_digest(), &routes);
-        version.openapi =
-            bytes::Bytes::from(serde_json::to_vec_pretty(&document).expect("JSON of a JSON value"));
+        version.route_table =
+            RouteTable::build(&routes).map_err(LoadComponentError::InvalidRoutes)?;
         version.routes = routes;
         Ok(version)
     }
@@ -123,22 +110,6 @@ impl ComponentVersion {
     /// The first 12 hex digits of the digest: the version shown in `/health` and `platform ps`.
     pub fn short_digest(&self) -> &str {
         &self.record.digest[..12]
-    }
-
-    /// Counts one answered request; `failed` for a 5xx.
-    pub fn count_request(&self, failed: bool) {
-        self.served.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Requests answered and 5xx among them since this version was deployed.
-    pub fn request_counts(&self) -> (u64, u64) {
-        (
-            self.served.load(Ordering::Relaxed),
-            self.errors.load(Ordering::Relaxed),
-        )
     }
 }
 
@@ -152,18 +123,17 @@ fn check_imports(
     for (name, _) in component.component_type().imports(&runtime.engine) {
         if let Some(interface) = name.strip_prefix(PLATFORM_PACKAGE) {
             let interface = interface.split('@').next().unwrap_or(interface);
-            // Type-only interfaces carry no capability.
-            if matches!(interface, "http-types" | "messaging-types") {
+            if capabilities::TYPE_INTERFACES.contains(&interface) {
                 continue;
             }
-            let granted = Capability::ALL
-                .iter()
-                .find(|capability| capability.interface() == interface)
-                .is_some_and(|capability| service.is_granted(*capability));
-            if !granted {
-                return Err(LoadComponentError::UngrantedImport {
-                    interface: interface.to_string(),
-                });
+            match capabilities::by_interface(interface) {
+                Some(row) if service.is_granted(row.capability) => {}
+                Some(_) => {
+                    return Err(LoadComponentError::UngrantedImport {
+                        interface: interface.to_string(),
+                    })
+                }
+                None => return Err(LoadComponentError::UnknownImport(name.to_string())),
             }
         } else if !name.starts_with("wasi:") {
             return Err(LoadComponentError::UnknownImport(name.to_string()));

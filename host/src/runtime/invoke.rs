@@ -1,14 +1,12 @@
 //! One call into a component: a fresh `Store` and instance, the service's memory limit,
 //! and a deadline. A trap, a timeout or an exhausted memory fails this call only.
 
-use super::ComponentVersion;
+use super::{ComponentVersion, Service};
 use crate::bindings::http_types::{Request, Response, Route};
 use crate::bindings::messaging_types::{Delivery, Outcome};
-use crate::bindings::Service;
-use crate::capabilities::{CallState, ServiceCapabilities};
+use crate::capabilities::CallState;
 use crate::config::ServiceConfig;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Store, StoreLimitsBuilder};
 
@@ -45,20 +43,24 @@ impl ComponentVersion {
     /// Runs `call` on a fresh instance under the limits, ending it at the deadline.
     async fn with_instance<T, F, Fut>(
         &self,
-        capabilities: &Arc<ServiceCapabilities>,
-        limits: &CallLimits,
+        service: &Service,
         request_id: &str,
         call: F,
     ) -> Result<T, CallError>
     where
-        F: FnOnce(Service, Store<CallState>) -> Fut,
+        F: FnOnce(crate::bindings::Service, Store<CallState>) -> Fut,
         Fut: Future<Output = wasmtime::Result<T>>,
     {
+        let limits = &service.limits;
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
-        let state = CallState::new(capabilities.clone(), store_limits, request_id.to_string());
+        let state = CallState::new(
+            service.capabilities.clone(),
+            store_limits,
+            request_id.to_string(),
+        );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
         // Yield to the scheduler at every epoch tick; the timeout below ends the call.
@@ -79,83 +81,53 @@ impl ComponentVersion {
 
     pub async fn handle_request(
         &self,
-        capabilities: &Arc<ServiceCapabilities>,
-        limits: &CallLimits,
+        service: &Service,
         request: Request,
     ) -> Result<Response, CallError> {
         let request_id = request.request_id.clone();
-        self.with_instance(
-            capabilities,
-            limits,
-            &request_id,
-            |instance, mut store| async move {
-                instance
-                    .platform_service_http_handler()
-                    .call_handle(&mut store, &request)
-                    .await
-            },
-        )
+        self.with_instance(service, &request_id, |instance, mut store| async move {
+            instance
+                .platform_service_http_handler()
+                .call_handle(&mut store, &request)
+                .await
+        })
         .await
     }
 
     pub async fn handle_message(
         &self,
-        capabilities: &Arc<ServiceCapabilities>,
-        limits: &CallLimits,
+        service: &Service,
         message_id: &str,
         delivery: Delivery,
     ) -> Result<Outcome, CallError> {
-        self.with_instance(
-            capabilities,
-            limits,
-            message_id,
-            |instance, mut store| async move {
-                instance
-                    .platform_service_message_handler()
-                    .call_handle_message(&mut store, &delivery)
-                    .await
-            },
-        )
+        self.with_instance(service, message_id, |instance, mut store| async move {
+            instance
+                .platform_service_message_handler()
+                .call_handle_message(&mut store, &delivery)
+                .await
+        })
         .await
     }
 
     /// Calls the `health` export on a fresh instance: `Ok(Err(reason))` when the component
     /// says it cannot serve.
-    pub async fn health(
-        &self,
-        capabilities: &Arc<ServiceCapabilities>,
-        limits: &CallLimits,
-    ) -> Result<Result<(), String>, CallError> {
-        self.with_instance(
-            capabilities,
-            limits,
-            "health",
-            |instance, mut store| async move {
-                instance
-                    .platform_service_http_handler()
-                    .call_health(&mut store)
-                    .await
-            },
-        )
+    pub async fn health(&self, service: &Service) -> Result<Result<(), String>, CallError> {
+        self.with_instance(service, "health", |instance, mut store| async move {
+            instance
+                .platform_service_http_handler()
+                .call_health(&mut store)
+                .await
+        })
         .await
     }
 
-    pub(super) async fn route_table(
-        &self,
-        capabilities: &Arc<ServiceCapabilities>,
-        limits: &CallLimits,
-    ) -> Result<Vec<Route>, CallError> {
-        self.with_instance(
-            capabilities,
-            limits,
-            "load",
-            |instance, mut store| async move {
-                instance
-                    .platform_service_http_handler()
-                    .call_routes(&mut store)
-                    .await
-            },
-        )
+    pub(super) async fn declared_routes(&self, service: &Service) -> Result<Vec<Route>, CallError> {
+        self.with_instance(service, "load", |instance, mut store| async move {
+            instance
+                .platform_service_http_handler()
+                .call_routes(&mut store)
+                .await
+        })
         .await
     }
 }

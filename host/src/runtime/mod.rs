@@ -1,14 +1,16 @@
 //! Holds the compiled components and runs them: one engine and linker for the whole host,
-//! one [`ComponentVersion`] per deployed component, a fresh `Store` and instance per call.
+//! one [`ComponentVersion`] per loaded component with its route table, a fresh `Store` and
+//! instance per call, and the [`Registry`]: the one path every version takes to serve.
 
 mod component;
-mod deployed;
 mod engine;
 mod invoke;
 mod registry;
+pub mod routes;
+mod service;
 
 pub use component::{digest, ComponentVersion, LoadComponentError};
-pub use deployed::DeployedService;
 pub use engine::{CompiledFrom, Runtime};
 pub use invoke::{CallError, CallLimits};
-pub use registry::{DeployComponentError, DeployOutcome, Registry};
+pub use registry::{DeployComponentError, DeployOutcome, Registry, StartServiceError};
+pub use service::{DeployedService, Service};

@@ -1,8 +1,8 @@
 //! The OpenAPI 3.1 document and `/docs` page, generated from a version's route table once
 //! at load time.
 
-use super::router::method_name;
 use crate::bindings::http_types::Route;
+use crate::runtime::routes::method_name;
 use serde_json::{json, Map, Value};
 
 pub fn document(service: &str, version: &str, routes: &[Route]) -> Value {

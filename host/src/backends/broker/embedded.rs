@@ -12,9 +12,7 @@
 //! publishing reads it without locks. Queues with a consumer keep their ready messages in
 //! memory as well; the others (dead-letter queues) only on disk.
 
-use super::MessagePublisher;
-use crate::bindings::messaging::PublishError;
-use crate::bindings::messaging_types::Message;
+use super::{Broker, ConsumeError, Consumer, Delivery, Message, PublishError, Settle, Settler};
 use crate::config::{ExchangeConfig, ExchangeKindConfig, SubscriptionConfig};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -34,7 +32,7 @@ pub struct OpenBrokerError {
 
 /// A message taken from a queue, until it is settled.
 #[derive(Debug, Clone)]
-pub struct Envelope {
+struct Envelope {
     /// Its row in the store.
     pub id: i64,
     pub message: Message,
@@ -44,7 +42,7 @@ pub struct Envelope {
 
 /// A queue that has a consumer: its ready messages, oldest first.
 #[derive(Default)]
-pub struct ReadyQueue {
+struct ReadyQueue {
     ready: Mutex<VecDeque<Envelope>>,
     available: Notify,
 }
@@ -59,7 +57,7 @@ impl ReadyQueue {
     }
 
     /// The next ready message, waiting for one if there is none.
-    pub async fn next(&self) -> Envelope {
+    async fn next(&self) -> Envelope {
         loop {
             // Registered before looking, so a push between the look and the wait wakes us.
             let available = self.available.notified();
@@ -76,14 +74,14 @@ impl ReadyQueue {
     }
 
     /// Messages waiting for the consumer.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.ready
             .lock()
             .expect("a queue lock is never poisoned")
             .len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -95,8 +93,15 @@ struct Binding {
     queue: String,
 }
 
+/// Cheap to clone: a delivery keeps one to settle itself.
+#[derive(Clone)]
 pub struct EmbeddedBroker {
     store: SqlitePool,
+    topology: Arc<Topology>,
+}
+
+/// Fixed at start from `platform.toml`.
+struct Topology {
     exchanges: HashMap<String, ExchangeKindConfig>,
     bindings: Vec<Binding>,
     consumed: HashMap<String, Arc<ReadyQueue>>,
@@ -174,25 +179,32 @@ impl EmbeddedBroker {
         }
         Ok(EmbeddedBroker {
             store,
-            exchanges: exchanges
-                .iter()
-                .map(|exchange| (exchange.name.clone(), exchange.kind))
-                .collect(),
-            bindings,
-            consumed,
+            topology: Arc::new(Topology {
+                exchanges: exchanges
+                    .iter()
+                    .map(|exchange| (exchange.name.clone(), exchange.kind))
+                    .collect(),
+                bindings,
+                consumed,
+            }),
         })
     }
 
     /// The ready messages of a subscription's queue.
-    pub fn queue(&self, name: &str) -> Option<Arc<ReadyQueue>> {
-        self.consumed.get(name).cloned()
+    fn queue(&self, name: &str) -> Option<&Arc<ReadyQueue>> {
+        self.topology.consumed.get(name)
     }
 
     /// The queues a message published to `exchange` with `routing_key` lands in, each once.
     fn route(&self, exchange: &str, kind: ExchangeKindConfig, routing_key: &str) -> Vec<&str> {
         let key: Vec<&str> = words(routing_key).collect();
         let mut queues: Vec<&str> = Vec::new();
-        for binding in self.bindings.iter().filter(|b| b.exchange == exchange) {
+        for binding in self
+            .topology
+            .bindings
+            .iter()
+            .filter(|b| b.exchange == exchange)
+        {
             let matches = match kind {
                 ExchangeKindConfig::Topic => topic_matches(&binding.pattern, &key),
                 ExchangeKindConfig::Direct => binding.pattern.iter().eq(key.iter()),
@@ -208,7 +220,7 @@ impl EmbeddedBroker {
     }
 
     /// The handler acknowledged the message: it is gone.
-    pub async fn ack(&self, envelope: &Envelope) -> Result<(), sqlx::Error> {
+    async fn ack(&self, envelope: &Envelope) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM messages WHERE id = $1")
             .bind(envelope.id)
             .execute(&self.store)
@@ -217,7 +229,7 @@ impl EmbeddedBroker {
     }
 
     /// The handler asked for a retry: the message goes to the back of `queue`, counted.
-    pub async fn retry(&self, queue: &str, mut envelope: Envelope) -> Result<(), sqlx::Error> {
+    async fn retry(&self, queue: &str, mut envelope: Envelope) -> Result<(), sqlx::Error> {
         let recorded = sqlx::query("UPDATE messages SET retries = retries + 1 WHERE id = $1")
             .bind(envelope.id)
             .execute(&self.store)
@@ -225,14 +237,14 @@ impl EmbeddedBroker {
         // Even if the count was not written, the message is retried now (and, as it is
         // still stored, after a restart).
         envelope.retries += 1;
-        if let Some(ready) = self.consumed.get(queue) {
+        if let Some(ready) = self.queue(queue) {
             ready.push(envelope);
         }
         recorded.map(|_| ())
     }
 
     /// The message moves to `dead_letter_queue`, kept on disk for an operator.
-    pub async fn dead_letter(
+    async fn dead_letter(
         &self,
         dead_letter_queue: &str,
         envelope: Envelope,
@@ -242,7 +254,7 @@ impl EmbeddedBroker {
             .bind(envelope.id)
             .execute(&self.store)
             .await?;
-        if let Some(ready) = self.consumed.get(dead_letter_queue) {
+        if let Some(ready) = self.queue(dead_letter_queue) {
             ready.push(envelope);
         }
         Ok(())
@@ -284,9 +296,9 @@ fn envelope_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Envelope, sqlx::Er
 }
 
 #[async_trait]
-impl MessagePublisher for EmbeddedBroker {
+impl Broker for EmbeddedBroker {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
-        let Some(&kind) = self.exchanges.get(&message.exchange) else {
+        let Some(&kind) = self.topology.exchanges.get(&message.exchange) else {
             // What RabbitMQ answers too (404 NOT_FOUND on the channel).
             return Err(PublishError::Rejected(format!(
                 "no exchange `{}` is declared",
@@ -322,7 +334,7 @@ impl MessagePublisher for EmbeddedBroker {
         }
         transaction.commit().await.map_err(unavailable)?;
         for (queue, id) in stored {
-            if let Some(ready) = self.consumed.get(queue) {
+            if let Some(ready) = self.queue(queue) {
                 ready.push(Envelope {
                     id,
                     message: message.clone(),
@@ -331,6 +343,85 @@ impl MessagePublisher for EmbeddedBroker {
             }
         }
         Ok(())
+    }
+
+    async fn consume(
+        &self,
+        subscription: &SubscriptionConfig,
+    ) -> Result<Box<dyn Consumer>, ConsumeError> {
+        let ready = self.queue(&subscription.queue).cloned().ok_or_else(|| {
+            ConsumeError(format!(
+                "the embedded broker has no queue `{}`",
+                subscription.queue
+            ))
+        })?;
+        Ok(Box::new(EmbeddedConsumer {
+            broker: self.clone(),
+            ready,
+            queue: subscription.queue.clone(),
+            dead_letter_queue: subscription.dead_letter_queue.clone(),
+        }))
+    }
+}
+
+/// A subscription's consumer: takes the queue's ready messages; never disconnects.
+struct EmbeddedConsumer {
+    broker: EmbeddedBroker,
+    ready: Arc<ReadyQueue>,
+    queue: String,
+    dead_letter_queue: String,
+}
+
+#[async_trait]
+impl Consumer for EmbeddedConsumer {
+    async fn next(&mut self) -> Option<Delivery> {
+        let envelope = self.ready.next().await;
+        Some(Delivery {
+            message: envelope.message,
+            retries: envelope.retries,
+            broker_id: format!("message-{}", envelope.id),
+            settler: Box::new(EmbeddedSettler {
+                broker: self.broker.clone(),
+                id: envelope.id,
+                queue: self.queue.clone(),
+                dead_letter_queue: self.dead_letter_queue.clone(),
+            }),
+        })
+    }
+
+    async fn close(self: Box<Self>) {}
+}
+
+struct EmbeddedSettler {
+    broker: EmbeddedBroker,
+    id: i64,
+    queue: String,
+    dead_letter_queue: String,
+}
+
+#[async_trait]
+impl Settler for EmbeddedSettler {
+    async fn settle(
+        self: Box<Self>,
+        settle: Settle,
+        message: Message,
+        retries: u32,
+    ) -> Result<(), ConsumeError> {
+        let envelope = Envelope {
+            id: self.id,
+            message,
+            retries,
+        };
+        let settled = match settle {
+            Settle::Ack => self.broker.ack(&envelope).await,
+            Settle::Retry => self.broker.retry(&self.queue, envelope).await,
+            Settle::DeadLetter => {
+                self.broker
+                    .dead_letter(&self.dead_letter_queue, envelope)
+                    .await
+            }
+        };
+        settled.map_err(|error| ConsumeError(error.to_string()))
     }
 }
 
@@ -563,7 +654,7 @@ mod tests {
     async fn a_waiting_consumer_wakes_on_publish() {
         let dir = tempfile::tempdir().unwrap();
         let broker = Arc::new(open(&dir).await);
-        let queue = broker.queue("fan").unwrap();
+        let queue = broker.queue("fan").unwrap().clone();
         let consumer = tokio::spawn(async move { queue.next().await });
         tokio::task::yield_now().await;
         broker.publish(message("all", "", "late")).await.unwrap();

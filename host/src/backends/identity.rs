@@ -1,8 +1,6 @@
-//! The `identity-provider` interface (the user service only): bcrypt password hashing on
-//! the blocking pool, and HS256 JWTs signed with a secret only the host holds.
+//! What the `identity-provider` capability runs on: bcrypt password hashing on the
+//! blocking pool, and HS256 JWTs signed with a secret only the host holds.
 
-use super::CallState;
-use crate::bindings::identity_provider::{Claims, Host, TokenError};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -19,6 +17,36 @@ pub struct IdentityProvider {
     hashing: tokio::sync::Semaphore,
 }
 
+/// The claims of a token whose signature and expiry were verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub subject: String,
+    pub user_id: i64,
+    /// Seconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+/// Why a token could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Why a password could not be hashed or checked, or a token issued: host failures, not
+/// answers about the password.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("bcrypt failed: {0}")]
+    Bcrypt(#[from] bcrypt::BcryptError),
+    #[error("signing the token failed: {0}")]
+    Signing(#[from] jsonwebtoken::errors::Error),
+    #[error("the bcrypt job did not finish: {0}")]
+    Job(String),
+}
+
 #[derive(Serialize, Deserialize)]
 struct TokenClaims {
     sub: String,
@@ -27,6 +55,28 @@ struct TokenClaims {
 }
 
 impl IdentityProvider {
+    /// The provider `[identity]` configures, signing with `JWT_SECRET`, or with a random
+    /// secret (and a warning) when none is set.
+    pub fn from_config(settings: &crate::config::IdentityConfig) -> IdentityProvider {
+        let secret = match &settings.jwt_secret {
+            Some(secret) => secret.clone().into_bytes(),
+            None => {
+                tracing::warn!(
+                    "JWT_SECRET is not set: signing tokens with a random secret; tokens will not survive a restart"
+                );
+                use rand::RngCore;
+                let mut secret = vec![0u8; 32];
+                rand::thread_rng().fill_bytes(&mut secret);
+                secret
+            }
+        };
+        IdentityProvider::new(
+            &secret,
+            Duration::from_secs(settings.access_token_expire_minutes * 60),
+            settings.bcrypt_cost,
+        )
+    }
+
     pub fn new(secret: &[u8], token_lifetime: Duration, bcrypt_cost: u32) -> IdentityProvider {
         // Only HS256 is accepted: `alg: none` and algorithm-confusion tokens fail validation.
         let mut validation = Validation::new(Algorithm::HS256);
@@ -50,12 +100,34 @@ impl IdentityProvider {
     async fn bcrypt<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> wasmtime::Result<T> {
-        let _turn = self.hashing.acquire().await?;
-        Ok(tokio::task::spawn_blocking(job).await?)
+    ) -> Result<T, IdentityError> {
+        let _turn = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|error| IdentityError::Job(error.to_string()))?;
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|error| IdentityError::Job(error.to_string()))
     }
 
-    pub fn issue(&self, subject: &str, user_id: i64) -> wasmtime::Result<String> {
+    /// A bcrypt hash of `password` at the configured cost.
+    pub async fn hash_password(&self, password: String) -> Result<String, IdentityError> {
+        let cost = self.bcrypt_cost;
+        Ok(self.bcrypt(move || bcrypt::hash(password, cost)).await??)
+    }
+
+    /// Whether `password` matches `hash`; false for a malformed hash.
+    pub async fn verify_password(
+        &self,
+        password: String,
+        hash: String,
+    ) -> Result<bool, IdentityError> {
+        let verified = self.bcrypt(move || bcrypt::verify(password, &hash)).await?;
+        Ok(verified.unwrap_or(false))
+    }
+
+    pub fn issue(&self, subject: &str, user_id: i64) -> Result<String, IdentityError> {
         let exp = chrono::Utc::now().timestamp() + self.token_lifetime.as_secs() as i64;
         let claims = TokenClaims {
             sub: subject.to_string(),
@@ -82,46 +154,6 @@ impl IdentityProvider {
             },
         }
     }
-}
-
-impl Host for CallState {
-    async fn hash_password(&mut self, password: String) -> wasmtime::Result<String> {
-        let provider = identity(self)?;
-        let cost = provider.bcrypt_cost;
-        // bcrypt is deliberately slow: keep it off the async worker threads.
-        Ok(provider
-            .bcrypt(move || bcrypt::hash(password, cost))
-            .await??)
-    }
-
-    async fn verify_password(&mut self, password: String, hash: String) -> wasmtime::Result<bool> {
-        let provider = identity(self)?;
-        let verified = provider
-            .bcrypt(move || bcrypt::verify(password, &hash))
-            .await?;
-        Ok(verified.unwrap_or(false))
-    }
-
-    async fn issue_token(&mut self, subject: String, user_id: i64) -> wasmtime::Result<String> {
-        identity(self)?.issue(&subject, user_id)
-    }
-
-    async fn decode_token(
-        &mut self,
-        token: String,
-    ) -> wasmtime::Result<Result<Claims, TokenError>> {
-        Ok(identity(self)?.decode(&token))
-    }
-}
-
-fn identity(state: &CallState) -> wasmtime::Result<std::sync::Arc<IdentityProvider>> {
-    // Unreachable for a component that passed the grant check at load; a trap, not an
-    // error variant, because it is a host misconfiguration.
-    state
-        .capabilities
-        .identity
-        .clone()
-        .ok_or_else(|| wasmtime::format_err!("identity-provider is not granted to this service"))
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! PostgreSQL through sqlx: one pool and one database per service, created if missing,
 //! with the service's migrations applied at start.
 
-use super::{DatabaseBackend, DatabaseTransaction, MigrateDatabaseError};
-use crate::bindings::database::{DatabaseError, Rows, Value};
+use super::{Database, DatabaseError, MigrateDatabaseError, Rows, Transaction, Value};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
@@ -35,12 +34,12 @@ pub enum PostgresSetupError {
     },
 }
 
-pub struct PostgresBackend {
+pub struct PostgresDatabase {
     pool: PgPool,
     database: String,
 }
 
-impl PostgresBackend {
+impl PostgresDatabase {
     /// Creates `database` on the server behind `server_url` if it does not exist and opens
     /// a pool on it.
     pub async fn connect(
@@ -48,7 +47,7 @@ impl PostgresBackend {
         database: &str,
         max_connections: u32,
         acquire_timeout: Duration,
-    ) -> Result<PostgresBackend, PostgresSetupError> {
+    ) -> Result<PostgresDatabase, PostgresSetupError> {
         let server = PgConnectOptions::from_str(server_url).map_err(PostgresSetupError::Url)?;
         let redacted = crate::config::redact_url(server_url);
         let mut admin = tokio::time::timeout(
@@ -98,7 +97,7 @@ impl PostgresBackend {
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(server.database(database));
-        Ok(PostgresBackend {
+        Ok(PostgresDatabase {
             pool,
             database: database.to_string(),
         })
@@ -165,7 +164,7 @@ fn column_value(row: &PgRow, index: usize) -> Result<Value, DatabaseError> {
     Ok(value.unwrap_or(Value::Null))
 }
 
-/// Maps sqlx's error onto the WIT variant: constraint violations by SQLSTATE class 23,
+/// Maps sqlx's error onto [`DatabaseError`]: constraint violations by SQLSTATE class 23,
 /// connectivity problems to `unavailable`.
 fn classify(error: sqlx::Error) -> DatabaseError {
     match error {
@@ -197,9 +196,9 @@ fn classify(error: sqlx::Error) -> DatabaseError {
 }
 
 #[async_trait]
-impl DatabaseBackend for PostgresBackend {
+impl Database for PostgresDatabase {
     async fn migrate(&self, migrations: &Path) -> Result<(), MigrateDatabaseError> {
-        let Some(migrator) = super::migrator(migrations, "postgres").await? else {
+        let Some(migrator) = super::migrate::migrator(migrations, "postgres").await? else {
             return Ok(());
         };
         migrator
@@ -227,7 +226,7 @@ impl DatabaseBackend for PostgresBackend {
             .rows_affected())
     }
 
-    async fn begin(&self) -> Result<Box<dyn DatabaseTransaction>, DatabaseError> {
+    async fn begin(&self) -> Result<Box<dyn Transaction>, DatabaseError> {
         let transaction = self.pool.begin().await.map_err(classify)?;
         Ok(Box::new(PostgresTransaction(transaction)))
     }
@@ -236,7 +235,7 @@ impl DatabaseBackend for PostgresBackend {
 struct PostgresTransaction(sqlx::Transaction<'static, Postgres>);
 
 #[async_trait]
-impl DatabaseTransaction for PostgresTransaction {
+impl Transaction for PostgresTransaction {
     async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
         let rows = bind(sql, params)?
             .fetch_all(&mut *self.0)

@@ -71,6 +71,9 @@
 //!
 //! Relative paths are resolved against the directory of the configuration file.
 
+mod environment;
+mod validation;
+
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -285,7 +288,8 @@ impl AdminConfig {
     }
 }
 
-/// The capabilities a service can be granted; each is one WIT interface.
+/// The capabilities a service can be granted, by their name in `grants`; each is one WIT
+/// interface of the same name, built as `capabilities::CAPABILITIES` says.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum Capability {
@@ -300,31 +304,8 @@ pub enum Capability {
 }
 
 impl Capability {
-    pub const ALL: [Capability; 8] = [
-        Capability::Database,
-        Capability::Cache,
-        Capability::Messaging,
-        Capability::Auth,
-        Capability::IdentityProvider,
-        Capability::OutgoingHttp,
-        Capability::Config,
-        Capability::Logging,
-    ];
-
-    /// The WIT interface name, as it appears in a component's imports
-    /// (`platform:service/<name>@<version>`).
-    pub fn interface(self) -> &'static str {
-        match self {
-            Capability::Database => "database",
-            Capability::Cache => "cache",
-            Capability::Messaging => "messaging",
-            Capability::Auth => "auth",
-            Capability::IdentityProvider => "identity-provider",
-            Capability::OutgoingHttp => "outgoing-http",
-            Capability::Config => "config",
-            Capability::Logging => "logging",
-        }
-    }
+    /// How many there are; `capabilities::CAPABILITIES` has one row for each.
+    pub const COUNT: usize = 8;
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -420,153 +401,6 @@ impl PlatformConfig {
         Ok(config)
     }
 
-    /// Environment overrides: backend URLs, secrets and the knobs the FastAPI design read
-    /// from its environment, plus `PLATFORM_<SERVICE>_<KEY>` for service config values.
-    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        if let Some(bind) = env("PLATFORM_BIND") {
-            self.host.bind = bind;
-        }
-        // An empty URL in the environment means "embedded", like an absent one.
-        let url = |name: &str| env(name).map(|url| url.trim().to_string());
-        if let Some(database) = url("DATABASE_URL") {
-            self.database.url = Some(database).filter(|url| !url.is_empty());
-        }
-        if let Some(cache) = url("REDIS_URL") {
-            self.cache.url = Some(cache).filter(|url| !url.is_empty());
-        }
-        if let Some(broker) = url("AMQP_URL") {
-            self.messaging.url = Some(broker).filter(|url| !url.is_empty());
-        }
-        self.identity.jwt_secret = env("JWT_SECRET").filter(|secret| !secret.is_empty());
-        self.admin.token = env("PLATFORM_ADMIN_TOKEN").filter(|token| !token.is_empty());
-        if let Some(bind) = env("PLATFORM_ADMIN_BIND") {
-            self.admin.bind = bind;
-        }
-        if let Some(minutes) = env("ACCESS_TOKEN_EXPIRE_MINUTES") {
-            self.identity.access_token_expire_minutes = minutes.parse().map_err(|_| {
-                ConfigError::Invalid(format!(
-                    "ACCESS_TOKEN_EXPIRE_MINUTES must be a number of minutes, got `{minutes}`"
-                ))
-            })?;
-        }
-        let max_retry = env("MAX_RETRY_ATTEMPTS")
-            .map(|value| {
-                value.parse::<u32>().map_err(|_| {
-                    ConfigError::Invalid(format!(
-                        "MAX_RETRY_ATTEMPTS must be a number, got `{value}`"
-                    ))
-                })
-            })
-            .transpose()?;
-        for (name, service) in &mut self.services {
-            if let Some(max_retry) = max_retry {
-                for subscription in &mut service.subscriptions {
-                    subscription.max_retry_attempts = max_retry;
-                }
-            }
-            for (key, value) in &mut service.config {
-                let variable = format!("PLATFORM_{name}_{key}")
-                    .to_uppercase()
-                    .replace('-', "_");
-                if let Some(overridden) = env(&variable) {
-                    *value = overridden;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |message: String| Err(ConfigError::Invalid(message));
-        if self.services.is_empty() {
-            return invalid("no [services.<name>] defined".into());
-        }
-        if self.state.history_limit == 0 {
-            return invalid("state.history_limit must be at least 1".into());
-        }
-        if self.admin.max_upload_mb == 0 {
-            return invalid("admin.max_upload_mb must be positive".into());
-        }
-        if self.cache.embedded_max_mb == 0 {
-            return invalid("cache.embedded_max_mb must be positive".into());
-        }
-        if self.messaging.url.is_none() {
-            if let Some(exchange) = self
-                .messaging
-                .exchanges
-                .iter()
-                .find(|e| e.kind == ExchangeKindConfig::Headers)
-            {
-                return invalid(format!(
-                    "exchange `{}` is a headers exchange, which only RabbitMQ routes: set messaging.url (or AMQP_URL)",
-                    exchange.name
-                ));
-            }
-        }
-        if !(4..=31).contains(&self.identity.bcrypt_cost) {
-            return invalid("identity.bcrypt_cost must be within 4..=31".into());
-        }
-        let mut ports = BTreeMap::new();
-        for (name, service) in &self.services {
-            if !is_identifier(name) {
-                return invalid(format!(
-                    "service name `{name}` must be lower-case letters, digits, `-` or `_`"
-                ));
-            }
-            if let Some(other) = ports.insert(service.port, name) {
-                return invalid(format!(
-                    "services `{other}` and `{name}` both use port {}",
-                    service.port
-                ));
-            }
-            match (&service.database, service.is_granted(Capability::Database)) {
-                (None, true) => {
-                    return invalid(format!(
-                        "service `{name}` is granted `database` but names no `database`"
-                    ))
-                }
-                (Some(database), _) if !is_identifier(database) => {
-                    return invalid(format!(
-                        "database name `{database}` of service `{name}` must be lower-case letters, digits or `_`"
-                    ))
-                }
-                _ => {}
-            }
-            if service.memory_limit_mb == 0 || service.request_timeout_ms == 0 {
-                return invalid(format!(
-                    "service `{name}`: memory_limit_mb and request_timeout_ms must be positive"
-                ));
-            }
-            for exchange in &service.publish_exchanges {
-                if !self.messaging.exchanges.iter().any(|e| &e.name == exchange) {
-                    return invalid(format!(
-                        "service `{name}` publishes to `{exchange}`, which [[messaging.exchanges]] does not declare"
-                    ));
-                }
-            }
-            for subscription in &service.subscriptions {
-                if !self
-                    .messaging
-                    .exchanges
-                    .iter()
-                    .any(|e| e.name == subscription.exchange)
-                {
-                    return invalid(format!(
-                        "service `{name}` subscribes to `{}`, which [[messaging.exchanges]] does not declare",
-                        subscription.exchange
-                    ));
-                }
-                if subscription.prefetch == 0 || subscription.max_retry_attempts == 0 {
-                    return invalid(format!(
-                        "subscription `{}`: prefetch and max_retry_attempts must be positive",
-                        subscription.queue
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// A path from the file, resolved against the file's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
@@ -586,14 +420,6 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
-}
-
-fn is_identifier(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

@@ -6,14 +6,13 @@
 //! - `now()` exists (a function registered on every connection) and returns the fixed-width
 //!   UTC text every timestamp is stored as, so timestamps compare and sort as text;
 //! - timestamp parameters are rewritten into that form, and columns declared `TIMESTAMP` /
-//!   `BOOLEAN` come back as the WIT `timestamp` / `boolean` values PostgreSQL gives;
+//!   `BOOLEAN` come back as the `timestamp` / `boolean` values PostgreSQL gives;
 //! - a unique violation names the violated index (`CREATE UNIQUE INDEX users_username_key`),
 //!   as PostgreSQL names the constraint, so components recognise it;
 //! - transactions take the write lock when they begin (`BEGIN IMMEDIATE`), so two of them
 //!   queue up instead of failing when both try to write.
 
-use super::{DatabaseBackend, DatabaseTransaction, MigrateDatabaseError};
-use crate::bindings::database::{DatabaseError, Rows, Value};
+use super::{Database, DatabaseError, MigrateDatabaseError, Rows, Transaction, Value};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
@@ -34,19 +33,19 @@ pub struct SqliteSetupError {
 }
 
 #[derive(Clone)]
-pub struct SqliteBackend {
+pub struct SqliteDatabase {
     pool: SqlitePool,
     /// Shared with the transactions, which name the file in errors too.
     path: Arc<Path>,
 }
 
-impl SqliteBackend {
+impl SqliteDatabase {
     /// Opens (creating it if missing) the database file at `path`.
     pub async fn open(
         path: &Path,
         max_connections: u32,
         acquire_timeout: Duration,
-    ) -> Result<SqliteBackend, SqliteSetupError> {
+    ) -> Result<SqliteDatabase, SqliteSetupError> {
         let setup_error = |source| SqliteSetupError {
             path: path.to_path_buf(),
             source,
@@ -77,13 +76,13 @@ impl SqliteBackend {
             .connect_with(options)
             .await
             .map_err(setup_error)?;
-        Ok(SqliteBackend {
+        Ok(SqliteDatabase {
             pool,
             path: Arc::from(path),
         })
     }
 
-    /// Maps sqlx's error onto the WIT variant; a unique violation is named after the
+    /// Maps sqlx's error onto [`DatabaseError`]; a unique violation is named after the
     /// violated unique index, which takes a look at the schema (on the error path only).
     async fn classify(&self, error: sqlx::Error) -> DatabaseError {
         let sqlx::Error::Database(db) = &error else {
@@ -269,9 +268,9 @@ fn column_value(row: &SqliteRow, index: usize) -> Result<Value, DatabaseError> {
 }
 
 #[async_trait]
-impl DatabaseBackend for SqliteBackend {
+impl Database for SqliteDatabase {
     async fn migrate(&self, migrations: &Path) -> Result<(), MigrateDatabaseError> {
-        let Some(migrator) = super::migrator(migrations, "sqlite").await? else {
+        let Some(migrator) = super::migrate::migrator(migrations, "sqlite").await? else {
             return Ok(());
         };
         migrator
@@ -297,7 +296,7 @@ impl DatabaseBackend for SqliteBackend {
         }
     }
 
-    async fn begin(&self) -> Result<Box<dyn DatabaseTransaction>, DatabaseError> {
+    async fn begin(&self) -> Result<Box<dyn Transaction>, DatabaseError> {
         match self.pool.begin_with("BEGIN IMMEDIATE").await {
             Ok(transaction) => Ok(Box::new(SqliteTransaction {
                 transaction,
@@ -311,11 +310,11 @@ impl DatabaseBackend for SqliteBackend {
 struct SqliteTransaction {
     transaction: sqlx::Transaction<'static, Sqlite>,
     /// For naming violated constraints.
-    backend: SqliteBackend,
+    backend: SqliteDatabase,
 }
 
 #[async_trait]
-impl DatabaseTransaction for SqliteTransaction {
+impl Transaction for SqliteTransaction {
     async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
         match bind(sql, params)?.fetch_all(&mut *self.transaction).await {
             Ok(rows) => super::to_rows(&rows, column_value),
@@ -351,8 +350,8 @@ impl DatabaseTransaction for SqliteTransaction {
 mod tests {
     use super::*;
 
-    async fn open(dir: &tempfile::TempDir) -> SqliteBackend {
-        let backend = SqliteBackend::open(&dir.path().join("t.sqlite"), 4, Duration::from_secs(3))
+    async fn open(dir: &tempfile::TempDir) -> SqliteDatabase {
+        let backend = SqliteDatabase::open(&dir.path().join("t.sqlite"), 4, Duration::from_secs(3))
             .await
             .unwrap();
         backend
@@ -491,7 +490,7 @@ mod tests {
             )
             .unwrap();
         }
-        let tables = |db: SqliteBackend| async move {
+        let tables = |db: SqliteDatabase| async move {
             let rows = db
                 .query(
                     "SELECT name FROM sqlite_master WHERE type = 'table' \
@@ -508,14 +507,14 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        let one = SqliteBackend::open(&dir.path().join("a.sqlite"), 1, Duration::from_secs(3))
+        let one = SqliteDatabase::open(&dir.path().join("a.sqlite"), 1, Duration::from_secs(3))
             .await
             .unwrap();
         one.migrate(&portable).await.unwrap();
         // Applied once: a second start finds nothing new.
         one.migrate(&portable).await.unwrap();
         assert_eq!(tables(one).await, ["shared"]);
-        let other = SqliteBackend::open(&dir.path().join("b.sqlite"), 1, Duration::from_secs(3))
+        let other = SqliteDatabase::open(&dir.path().join("b.sqlite"), 1, Duration::from_secs(3))
             .await
             .unwrap();
         other.migrate(&split).await.unwrap();

@@ -1,0 +1,74 @@
+//! The JSON documents of the admin API: what the host answers and the CLI reads.
+
+use crate::state::DeploySource;
+use serde::{Deserialize, Serialize};
+
+/// One line of `platform ps`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub port: u16,
+    /// The digest's first 12 hex digits.
+    pub version: String,
+    pub digest: String,
+    pub deployed_at: chrono::DateTime<chrono::Utc>,
+    pub source: DeploySource,
+    /// `serving`, or `serving, broker unavailable` for a consumer that lost its broker.
+    pub state: String,
+    /// Requests the current version answered, and 5xx among them.
+    pub requests: u64,
+    pub errors: u64,
+}
+
+/// One line of `platform versions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionEntry {
+    pub version: String,
+    pub digest: String,
+    pub deployed_at: chrono::DateTime<chrono::Utc>,
+    pub source: DeploySource,
+    pub current: bool,
+}
+
+/// The answer of a deploy or rollback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deployed {
+    pub service: String,
+    pub version: String,
+    pub digest: String,
+    pub previous: String,
+    pub swap_ms: f64,
+    pub routes: usize,
+}
+
+/// A message to publish (`platform publish`): to replay a dead letter or inject an
+/// event by hand. The payload is text (JSON, usually).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    pub routing_key: String,
+    pub payload: String,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// The answer of a publish: the broker confirmed it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Published {
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// Every error: what went wrong, in a sentence that names the fix where there is one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

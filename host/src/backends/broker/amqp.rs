@@ -1,0 +1,431 @@
+//! RabbitMQ through lapin: confirmed, persistent publishing on one lazily opened channel,
+//! and one connection per consumed subscription.
+//!
+//! A subscription's queue is declared durable with `x-dead-letter-routing-key` = its
+//! dead-letter queue, so a rejected delivery moves there atomically. Retries travel as a
+//! republished copy carrying `x-retry-count` (the broker's own redelivery counter does not
+//! survive a requeue), confirmed before the original is acknowledged, so a message is
+//! never lost between the two.
+
+use super::{Broker, ConsumeError, Consumer, Delivery, Message, PublishError, Settle, Settler};
+use crate::config::{ExchangeConfig, ExchangeKindConfig, SubscriptionConfig};
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+const RETRY_HEADER: &str = "x-retry-count";
+const ORIGINAL_EXCHANGE_HEADER: &str = "x-original-exchange";
+const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// RabbitMQ with the exchanges of `platform.toml`.
+pub struct AmqpBroker {
+    url: String,
+    exchanges: Vec<ExchangeConfig>,
+    /// The publishing connection and confirm-mode channel, reopened after the broker went
+    /// away.
+    publishing: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl AmqpBroker {
+    pub fn new(url: &str, exchanges: Vec<ExchangeConfig>) -> AmqpBroker {
+        AmqpBroker {
+            url: url.to_string(),
+            exchanges,
+            publishing: Mutex::new(None),
+        }
+    }
+
+    /// A new connection and confirm-mode channel with the exchanges declared.
+    async fn open_channel(&self) -> Result<(Connection, Channel), String> {
+        let properties = ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio);
+        let connection =
+            match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, properties))
+                .await
+            {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(error)) => return Err(error.to_string()),
+                Err(_) => return Err("connection to the broker timed out".into()),
+            };
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|error| error.to_string())?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|error| error.to_string())?;
+        declare_exchanges(&channel, &self.exchanges)
+            .await
+            .map_err(|error| format!("declaring the exchanges: {error}"))?;
+        Ok((connection, channel))
+    }
+
+    async fn publishing_channel(&self) -> Result<Channel, PublishError> {
+        let mut slot = self.publishing.lock().await;
+        if let Some((connection, channel)) = slot.as_ref() {
+            if connection.status().connected() && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+        }
+        *slot = None;
+        let (connection, channel) = self
+            .open_channel()
+            .await
+            .map_err(PublishError::Unavailable)?;
+        *slot = Some((connection, channel.clone()));
+        Ok(channel)
+    }
+}
+
+#[async_trait]
+impl Broker for AmqpBroker {
+    async fn publish(&self, message: Message) -> Result<(), PublishError> {
+        let channel = self.publishing_channel().await?;
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(field_table(&message.headers));
+        if let Some(content_type) = &message.content_type {
+            properties = properties.with_content_type(ShortString::from(content_type.clone()));
+        }
+        let publish = async {
+            let confirm = channel
+                .basic_publish(
+                    &message.exchange,
+                    &message.routing_key,
+                    BasicPublishOptions::default(),
+                    &message.payload,
+                    properties,
+                )
+                .await?;
+            confirm.await
+        };
+        match tokio::time::timeout(CONFIRM_TIMEOUT, publish).await {
+            Ok(Ok(Confirmation::Ack(_))) | Ok(Ok(Confirmation::NotRequested)) => Ok(()),
+            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Rejected(
+                "the broker did not confirm the message".into(),
+            )),
+            Ok(Err(lapin::Error::ProtocolError(error))) => {
+                Err(PublishError::Rejected(error.to_string()))
+            }
+            Ok(Err(error)) => {
+                *self.publishing.lock().await = None;
+                Err(PublishError::Unavailable(error.to_string()))
+            }
+            Err(_) => {
+                *self.publishing.lock().await = None;
+                Err(PublishError::Unavailable(
+                    "the broker did not confirm in time".into(),
+                ))
+            }
+        }
+    }
+
+    async fn consume(
+        &self,
+        subscription: &SubscriptionConfig,
+    ) -> Result<Box<dyn Consumer>, ConsumeError> {
+        let (connection, channel) = self.open_channel().await.map_err(ConsumeError)?;
+        declare_queues(&channel, subscription)
+            .await
+            .map_err(|error| {
+                ConsumeError(format!("declaring queue `{}`: {error}", subscription.queue))
+            })?;
+        channel
+            .basic_qos(subscription.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|error| ConsumeError(error.to_string()))?;
+        let deliveries = channel
+            .basic_consume(
+                &subscription.queue,
+                &format!("platform-{}-{}", subscription.queue, uuid::Uuid::new_v4()),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|error| ConsumeError(error.to_string()))?;
+        Ok(Box::new(AmqpConsumer {
+            connection,
+            channel,
+            deliveries,
+            queue: subscription.queue.clone(),
+        }))
+    }
+}
+
+/// Declares the exchanges of `platform.toml` (durable) on `channel`.
+async fn declare_exchanges(
+    channel: &Channel,
+    exchanges: &[ExchangeConfig],
+) -> Result<(), lapin::Error> {
+    for exchange in exchanges {
+        let kind = match exchange.kind {
+            ExchangeKindConfig::Topic => ExchangeKind::Topic,
+            ExchangeKindConfig::Direct => ExchangeKind::Direct,
+            ExchangeKindConfig::Fanout => ExchangeKind::Fanout,
+            ExchangeKindConfig::Headers => ExchangeKind::Headers,
+        };
+        channel
+            .exchange_declare(
+                &exchange.name,
+                kind,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The subscription's queue, bound by its routing keys, and its dead-letter queue.
+async fn declare_queues(
+    channel: &Channel,
+    subscription: &SubscriptionConfig,
+) -> Result<(), lapin::Error> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(
+            &subscription.dead_letter_queue,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        ShortString::from("x-dead-letter-exchange"),
+        AMQPValue::LongString(LongString::from("")),
+    );
+    arguments.insert(
+        ShortString::from("x-dead-letter-routing-key"),
+        AMQPValue::LongString(LongString::from(subscription.dead_letter_queue.clone())),
+    );
+    channel
+        .queue_declare(&subscription.queue, durable, arguments)
+        .await?;
+    for key in &subscription.routing_keys {
+        channel
+            .queue_bind(
+                &subscription.queue,
+                &subscription.exchange,
+                key,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+struct AmqpConsumer {
+    connection: Connection,
+    channel: Channel,
+    deliveries: lapin::Consumer,
+    queue: String,
+}
+
+#[async_trait]
+impl Consumer for AmqpConsumer {
+    async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            match self.deliveries.next().await? {
+                Ok(delivery) => return Some(self.delivery(delivery)),
+                Err(error) => {
+                    tracing::warn!(queue = %self.queue, %error, "delivery error");
+                    if !self.connection.status().connected() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn close(self: Box<Self>) {
+        let _ = self.connection.close(200, "shutting down").await;
+    }
+}
+
+impl AmqpConsumer {
+    fn delivery(&self, delivery: lapin::message::Delivery) -> Delivery {
+        let mut headers = string_headers(delivery.properties.headers());
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let retries: u32 = header(RETRY_HEADER)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0);
+        let exchange =
+            header(ORIGINAL_EXCHANGE_HEADER).unwrap_or_else(|| delivery.exchange.to_string());
+        let routing_key =
+            header(ORIGINAL_ROUTING_KEY_HEADER).unwrap_or_else(|| delivery.routing_key.to_string());
+        let broker_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_else(|| format!("delivery-{}", delivery.delivery_tag));
+        // The broker's own bookkeeping headers are not the application's.
+        headers.retain(|(name, _)| !name.starts_with("x-"));
+        let message = Message {
+            exchange,
+            routing_key,
+            payload: delivery.data.clone(),
+            content_type: delivery
+                .properties
+                .content_type()
+                .as_ref()
+                .map(|content_type| content_type.to_string()),
+            headers,
+        };
+        Delivery {
+            message,
+            retries,
+            broker_id,
+            settler: Box::new(AmqpSettler {
+                channel: self.channel.clone(),
+                queue: self.queue.clone(),
+                delivery,
+            }),
+        }
+    }
+}
+
+struct AmqpSettler {
+    channel: Channel,
+    queue: String,
+    delivery: lapin::message::Delivery,
+}
+
+#[async_trait]
+impl Settler for AmqpSettler {
+    async fn settle(
+        self: Box<Self>,
+        settle: Settle,
+        message: Message,
+        retries: u32,
+    ) -> Result<(), ConsumeError> {
+        let acker = &self.delivery.acker;
+        let settled = match settle {
+            Settle::Ack => acker.ack(BasicAckOptions::default()).await,
+            Settle::Retry => match self.republish(&message, retries + 1).await {
+                Ok(()) => acker.ack(BasicAckOptions::default()).await,
+                Err(error) => {
+                    tracing::warn!(queue = %self.queue, %error, "retry copy not confirmed; requeueing the original");
+                    acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            multiple: false,
+                        })
+                        .await
+                }
+            },
+            // The queue's dead-letter routing moves it to the DLQ atomically.
+            Settle::DeadLetter => acker.reject(BasicRejectOptions { requeue: false }).await,
+        };
+        settled.map_err(|error| ConsumeError(error.to_string()))
+    }
+}
+
+impl AmqpSettler {
+    /// A copy of the delivery at the back of its queue, counted, with its original
+    /// exchange and routing key (a copy published to the default exchange loses them).
+    async fn republish(&self, message: &Message, retries: u32) -> Result<(), lapin::Error> {
+        let mut headers = self
+            .delivery
+            .properties
+            .headers()
+            .clone()
+            .unwrap_or_default();
+        headers.insert(
+            ShortString::from(RETRY_HEADER),
+            AMQPValue::LongString(LongString::from(retries.to_string())),
+        );
+        headers.insert(
+            ShortString::from(ORIGINAL_EXCHANGE_HEADER),
+            AMQPValue::LongString(LongString::from(message.exchange.as_str())),
+        );
+        headers.insert(
+            ShortString::from(ORIGINAL_ROUTING_KEY_HEADER),
+            AMQPValue::LongString(LongString::from(message.routing_key.as_str())),
+        );
+        let properties: BasicProperties = self
+            .delivery
+            .properties
+            .clone()
+            .with_headers(headers)
+            .with_delivery_mode(2);
+        let confirmation = self
+            .channel
+            .basic_publish(
+                "",
+                &self.queue,
+                BasicPublishOptions::default(),
+                &self.delivery.data,
+                properties,
+            )
+            .await?
+            .await?;
+        match confirmation {
+            Confirmation::Nack(_) => Err(lapin::Error::InvalidChannelState(
+                lapin::ChannelState::Error,
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Turns string headers into an AMQP field table.
+fn field_table(headers: &[(String, String)]) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (name, value) in headers {
+        table.insert(
+            ShortString::from(name.clone()),
+            AMQPValue::LongString(LongString::from(value.clone())),
+        );
+    }
+    table
+}
+
+/// The headers whose values are text or numbers, as strings.
+fn string_headers(headers: &Option<FieldTable>) -> Vec<(String, String)> {
+    let Some(headers) = headers else {
+        return Vec::new();
+    };
+    headers
+        .inner()
+        .iter()
+        .filter_map(|(name, value)| {
+            let text = match value {
+                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                AMQPValue::ShortString(s) => s.to_string(),
+                AMQPValue::LongInt(n) => n.to_string(),
+                AMQPValue::LongLongInt(n) => n.to_string(),
+                AMQPValue::ShortInt(n) => n.to_string(),
+                AMQPValue::LongUInt(n) => n.to_string(),
+                AMQPValue::Boolean(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((name.to_string(), text))
+        })
+        .collect()
+}

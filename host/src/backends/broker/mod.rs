@@ -1,0 +1,123 @@
+//! The message broker, publishing *and* consuming: RabbitMQ ([`amqp`]) or the embedded
+//! broker ([`embedded`]), behind one [`Broker`] trait. The `messaging` capability publishes
+//! through it; the subscriptions of the ingress consume from it and settle each delivery
+//! with one [`Settle`] answer, which each broker carries out its own way.
+
+pub mod amqp;
+pub mod embedded;
+
+pub use amqp::AmqpBroker;
+pub use embedded::{EmbeddedBroker, OpenBrokerError};
+
+use crate::config::SubscriptionConfig;
+use async_trait::async_trait;
+
+/// A message to publish, or one being delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub exchange: String,
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Why a publish did not happen.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PublishError {
+    /// The broker is unreachable or did not confirm in time; nothing was published.
+    #[error("the broker is unavailable: {0}")]
+    Unavailable(String),
+    /// The broker refused the message (unknown exchange, negative confirmation).
+    #[error("the broker refused the message: {0}")]
+    Rejected(String),
+}
+
+/// Why consuming stopped or could not start; the subscription connects again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ConsumeError(pub String);
+
+/// What becomes of a delivery once its handler answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Handled: gone for good.
+    Ack,
+    /// Deliver it again later, with its retry count one higher.
+    Retry,
+    /// Move it to the subscription's dead-letter queue.
+    DeadLetter,
+}
+
+/// A message taken from a subscription's queue, until it is settled.
+pub struct Delivery {
+    pub message: Message,
+    /// Failed deliveries before this one.
+    pub retries: u32,
+    /// What the broker knows the message by (for logs when the publisher set no id).
+    pub broker_id: String,
+    settler: Box<dyn Settler>,
+}
+
+impl Delivery {
+    /// Carries out `settle`. An error leaves the message with the broker, which delivers
+    /// it again (on RabbitMQ to the next consumer, on the embedded broker after a restart).
+    pub async fn settle(self, settle: Settle) -> Result<(), ConsumeError> {
+        self.settler
+            .settle(settle, self.message, self.retries)
+            .await
+    }
+}
+
+/// How one broker settles one of its deliveries.
+#[async_trait]
+trait Settler: Send {
+    async fn settle(
+        self: Box<Self>,
+        settle: Settle,
+        message: Message,
+        retries: u32,
+    ) -> Result<(), ConsumeError>;
+}
+
+/// The deliveries of one subscription, while the broker is connected.
+#[async_trait]
+pub trait Consumer: Send {
+    /// The next delivery; `None` once the connection to the broker is lost.
+    async fn next(&mut self) -> Option<Delivery>;
+    /// Stops consuming (after the deliveries in progress were settled).
+    async fn close(self: Box<Self>);
+}
+
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// Publishes persistently and waits for the broker's confirmation.
+    async fn publish(&self, message: Message) -> Result<(), PublishError>;
+    /// Starts consuming `subscription`'s queue (declared with its bindings and its
+    /// dead-letter queue), at most `prefetch` deliveries unsettled at a time.
+    async fn consume(
+        &self,
+        subscription: &SubscriptionConfig,
+    ) -> Result<Box<dyn Consumer>, ConsumeError>;
+}
+
+/// The broker `[messaging]` names: RabbitMQ at its URL, else the embedded one with its
+/// store at `embedded_store`. Says which.
+pub async fn open(
+    settings: &crate::config::MessagingConfig,
+    subscriptions: &[SubscriptionConfig],
+    embedded_store: &std::path::Path,
+) -> Result<std::sync::Arc<dyn Broker>, OpenBrokerError> {
+    Ok(match &settings.url {
+        Some(url) => {
+            tracing::info!(url = %crate::config::redact_url(url), "broker: RabbitMQ");
+            std::sync::Arc::new(AmqpBroker::new(url, settings.exchanges.clone()))
+        }
+        None => {
+            let broker =
+                EmbeddedBroker::open(embedded_store, &settings.exchanges, subscriptions).await?;
+            tracing::info!(file = %embedded_store.display(), "broker: embedded, unacknowledged messages kept on disk (set AMQP_URL or [messaging] url for RabbitMQ)");
+            std::sync::Arc::new(broker)
+        }
+    })
+}

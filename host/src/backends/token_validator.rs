@@ -1,0 +1,91 @@
+//! Validates bearer tokens by asking the identity service (the user service's
+//! `POST /validate-token`), so no other service ever holds the signing secret. Used by the
+//! `auth` capability and by the HTTP ingress for routes that require authentication.
+
+use super::http_client::HttpClient;
+use bytes::Bytes;
+use http_body_util::Full;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Largest answer read from the identity service.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Who a valid token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: i64,
+    pub username: String,
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValidateTokenError {
+    /// Invalid, expired, or its user is gone or inactive.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// The identity service could not be asked.
+    #[error("identity service unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub struct TokenValidator {
+    client: HttpClient,
+    validate_url: http::Uri,
+    timeout: Duration,
+}
+
+#[derive(Deserialize)]
+struct ValidateTokenAnswer {
+    valid: bool,
+    username: Option<String>,
+    user_id: Option<i64>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl TokenValidator {
+    pub fn new(
+        client: HttpClient,
+        validate_url: &str,
+        timeout: Duration,
+    ) -> Result<TokenValidator, http::uri::InvalidUri> {
+        Ok(TokenValidator {
+            client,
+            validate_url: validate_url.parse()?,
+            timeout,
+        })
+    }
+
+    pub async fn validate(&self, token: &str) -> Result<Caller, ValidateTokenError> {
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "token": token })).expect("JSON of a string");
+        let request = http::Request::post(self.validate_url.clone())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|error| ValidateTokenError::Unavailable(error.to_string()))?;
+        let response = self
+            .client
+            .send(request, self.timeout, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|error| ValidateTokenError::Unavailable(error.to_string()))?;
+        if !response.status.is_success() {
+            return Err(ValidateTokenError::Unavailable(format!(
+                "identity service answered {}",
+                response.status
+            )));
+        }
+        let answer: ValidateTokenAnswer =
+            serde_json::from_slice(&response.body).map_err(|error| {
+                ValidateTokenError::Unavailable(format!(
+                    "identity service answer unreadable: {error}"
+                ))
+            })?;
+        match (answer.valid, answer.user_id, answer.username) {
+            (true, Some(user_id), Some(username)) => Ok(Caller { user_id, username }),
+            _ => Err(ValidateTokenError::Invalid(
+                answer.message.unwrap_or_else(|| "invalid token".into()),
+            )),
+        }
+    }
+}

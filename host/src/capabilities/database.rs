@@ -1,0 +1,149 @@
+//! The `database` interface: parameterised SQL, query / execute and transactions on the
+//! service's own database (PostgreSQL or SQLite, see `backends::database`).
+
+use super::{granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
+use crate::backends::database::{self as backend, Transaction};
+use crate::bindings::database::{DatabaseError, Host, HostTransaction, Rows, Value};
+use wasmtime::component::Resource;
+
+const INTERFACE: &str = "database";
+
+pub(super) fn grant(grant: &Grant<'_>, into: &mut ServiceCapabilities) -> Result<(), GrantError> {
+    into.database = Some(grant.backend(&grant.backends.database, INTERFACE)?);
+    Ok(())
+}
+
+/// A database call's failure: a `database-error` for the guest, or a trap.
+pub type DatabaseFailure = Failure<DatabaseError>;
+
+/// The `transaction` resource in a call's table: empty once committed or rolled back.
+pub struct TransactionHandle(Option<Box<dyn Transaction>>);
+
+fn finished() -> DatabaseFailure {
+    Failure::Error(DatabaseError::InvalidState(
+        "the transaction was already committed or rolled back".into(),
+    ))
+}
+
+impl From<backend::DatabaseError> for DatabaseFailure {
+    fn from(error: backend::DatabaseError) -> Self {
+        use backend::DatabaseError as E;
+        Failure::Error(match error {
+            E::UniqueViolation(name) => DatabaseError::UniqueViolation(name),
+            E::ForeignKeyViolation(name) => DatabaseError::ForeignKeyViolation(name),
+            E::CheckViolation(name) => DatabaseError::CheckViolation(name),
+            E::Unavailable(cause) => DatabaseError::Unavailable(cause),
+            E::QueryFailed(cause) => DatabaseError::QueryFailed(cause),
+        })
+    }
+}
+
+fn params(values: Vec<Value>) -> Vec<backend::Value> {
+    values
+        .into_iter()
+        .map(|value| match value {
+            Value::Null => backend::Value::Null,
+            Value::Boolean(v) => backend::Value::Boolean(v),
+            Value::Int(v) => backend::Value::Int(v),
+            Value::Float(v) => backend::Value::Float(v),
+            Value::Text(v) => backend::Value::Text(v),
+            Value::Bytes(v) => backend::Value::Bytes(v),
+            Value::Timestamp(v) => backend::Value::Timestamp(v),
+            Value::Numeric(v) => backend::Value::Numeric(v),
+            Value::Uuid(v) => backend::Value::Uuid(v),
+        })
+        .collect()
+}
+
+fn rows(rows: backend::Rows) -> Rows {
+    let value = |value| match value {
+        backend::Value::Null => Value::Null,
+        backend::Value::Boolean(v) => Value::Boolean(v),
+        backend::Value::Int(v) => Value::Int(v),
+        backend::Value::Float(v) => Value::Float(v),
+        backend::Value::Text(v) => Value::Text(v),
+        backend::Value::Bytes(v) => Value::Bytes(v),
+        backend::Value::Timestamp(v) => Value::Timestamp(v),
+        backend::Value::Numeric(v) => Value::Numeric(v),
+        backend::Value::Uuid(v) => Value::Uuid(v),
+    };
+    Rows {
+        columns: rows.columns,
+        values: rows
+            .values
+            .into_iter()
+            .map(|row| row.into_iter().map(value).collect())
+            .collect(),
+    }
+}
+
+impl Host for CallState {
+    async fn query(&mut self, sql: String, values: Vec<Value>) -> Result<Rows, DatabaseFailure> {
+        let database = granted(&self.capabilities.database, INTERFACE, self)?;
+        Ok(rows(database.query(&sql, params(values)).await?))
+    }
+
+    async fn execute(&mut self, sql: String, values: Vec<Value>) -> Result<u64, DatabaseFailure> {
+        let database = granted(&self.capabilities.database, INTERFACE, self)?;
+        Ok(database.execute(&sql, params(values)).await?)
+    }
+
+    async fn begin(&mut self) -> Result<Resource<TransactionHandle>, DatabaseFailure> {
+        let database = granted(&self.capabilities.database, INTERFACE, self)?;
+        let transaction = database.begin().await?;
+        Ok(self.table.push(TransactionHandle(Some(transaction)))?)
+    }
+
+    fn convert_database_error(
+        &mut self,
+        failure: DatabaseFailure,
+    ) -> wasmtime::Result<DatabaseError> {
+        failure.lower()
+    }
+}
+
+impl HostTransaction for CallState {
+    async fn query(
+        &mut self,
+        transaction: Resource<TransactionHandle>,
+        sql: String,
+        values: Vec<Value>,
+    ) -> Result<Rows, DatabaseFailure> {
+        let open = self.table.get_mut(&transaction)?.0.as_mut();
+        let open = open.ok_or_else(finished)?;
+        Ok(rows(open.query(&sql, params(values)).await?))
+    }
+
+    async fn execute(
+        &mut self,
+        transaction: Resource<TransactionHandle>,
+        sql: String,
+        values: Vec<Value>,
+    ) -> Result<u64, DatabaseFailure> {
+        let open = self.table.get_mut(&transaction)?.0.as_mut();
+        let open = open.ok_or_else(finished)?;
+        Ok(open.execute(&sql, params(values)).await?)
+    }
+
+    async fn commit(
+        &mut self,
+        transaction: Resource<TransactionHandle>,
+    ) -> Result<(), DatabaseFailure> {
+        let open = self.table.get_mut(&transaction)?.0.take();
+        Ok(open.ok_or_else(finished)?.commit().await?)
+    }
+
+    async fn rollback(
+        &mut self,
+        transaction: Resource<TransactionHandle>,
+    ) -> Result<(), DatabaseFailure> {
+        let open = self.table.get_mut(&transaction)?.0.take();
+        Ok(open.ok_or_else(finished)?.rollback().await?)
+    }
+
+    async fn drop(&mut self, transaction: Resource<TransactionHandle>) -> wasmtime::Result<()> {
+        // An open transaction is rolled back when its connection goes back to the pool.
+        self.table.delete(transaction)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+//! A service as the host runs it: its configuration, its capabilities and limits, and the
+//! component version currently serving it.
+
+use super::{CallLimits, ComponentVersion};
+use crate::capabilities::ServiceCapabilities;
+use crate::config::ServiceConfig;
+use arc_swap::ArcSwap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What every version of a service runs with.
+pub struct Service {
+    pub name: String,
+    pub config: ServiceConfig,
+    pub capabilities: Arc<ServiceCapabilities>,
+    pub limits: CallLimits,
+    /// The service's migrations folder, applied before a version first serves.
+    pub migrations: PathBuf,
+    /// The component `platform.toml` names (resolved): what a first start serves.
+    pub artifact: PathBuf,
+}
+
+impl Service {
+    pub fn new(
+        name: &str,
+        config: ServiceConfig,
+        capabilities: ServiceCapabilities,
+        migrations: PathBuf,
+        artifact: PathBuf,
+    ) -> Service {
+        Service {
+            name: name.to_string(),
+            limits: CallLimits::for_service(&config),
+            config,
+            capabilities: Arc::new(capabilities),
+            migrations,
+            artifact,
+        }
+    }
+}
+
+/// A service and the version serving it.
+pub struct DeployedService {
+    pub service: Service,
+    /// The version new calls go to. A call loads it once and keeps that `Arc` to the end,
+    /// so replacing it never disturbs calls already running; the old version is freed when
+    /// its last call ends.
+    pub current: ArcSwap<ComponentVersion>,
+    /// Held for the whole of a deploy or rollback, so two never interleave on one service.
+    pub(super) deploy_lock: tokio::sync::Mutex<()>,
+}
+
+impl DeployedService {
+    pub(super) fn new(service: Service, version: ComponentVersion) -> DeployedService {
+        DeployedService {
+            service,
+            current: ArcSwap::from_pointee(version),
+            deploy_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.service.name
+    }
+}
