@@ -21,6 +21,7 @@ pub fn tests() -> Vec<Test> {
         the_admin_api_needs_its_token,
         the_admin_api_stays_on_loopback_without_an_explicit_token,
         a_restart_comes_back_with_the_last_deployed_versions,
+        a_damaged_recorded_version_falls_back_to_the_previous_one_at_start,
         swapping_the_consumer_loses_and_repeats_no_message,
     ];
     // Rebuilds a shared fixture: once is enough.
@@ -414,6 +415,69 @@ async fn restart_with_state(platform: &Platform) -> anyhow::Result<()> {
             .all(|line| line.contains("compiled=Cache")),
         "{loads:#?}"
     );
+    Ok(())
+}
+
+async fn a_damaged_recorded_version_falls_back_to_the_previous_one_at_start(
+    shared: &'static Platform,
+) -> anyhow::Result<()> {
+    let names = RunNames::new();
+    let config = fixture_config(
+        shared.backends(),
+        &names,
+        &["canary"],
+        &["database", "logging"],
+    );
+    let platform = Platform::start(names, config).await?;
+    let result = fall_back_at_start(&platform).await;
+    platform.stop().await;
+    result
+}
+
+async fn fall_back_at_start(platform: &Platform) -> anyhow::Result<()> {
+    let v2 = fixture_path("v2").display().to_string();
+    let deployed = platform
+        .cli(&["deploy", "canary", &v2, "--json"])
+        .await?
+        .json()?;
+    let v2_digest = deployed["digest"].as_str().unwrap_or_default().to_string();
+    let v1_digest = deployed["previous"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(version_of(platform, "canary").await?, "v2");
+
+    // The stored copy of the last deployed version is damaged on disk (half of it lost).
+    let stored = platform
+        .config_path()
+        .with_file_name(".platform")
+        .join("services/canary")
+        .join(format!("{v2_digest}.wasm"));
+    let bytes = std::fs::read(&stored)?;
+    std::fs::write(&stored, &bytes[..bytes.len() / 2])?;
+
+    platform.restart().await?;
+    assert_eq!(
+        version_of(platform, "canary").await?,
+        "v1",
+        "the previous good version serves"
+    );
+    let log = platform.log();
+    let refusal = log
+        .lines()
+        .find(|line| line.contains("refused at start"))
+        .unwrap_or_default();
+    assert!(
+        refusal.contains(&v2_digest[..12]) && refusal.contains("not a valid component"),
+        "the refusal names the version and why: {refusal:?}"
+    );
+    let versions = platform
+        .cli(&["versions", "canary", "--json"])
+        .await?
+        .json()?;
+    assert_eq!(versions[0]["digest"], v1_digest.as_str(), "{versions:#}");
+    assert_eq!(versions[0]["current"], true);
+    assert_eq!(versions[0]["source"], "up");
     Ok(())
 }
 
