@@ -4,6 +4,8 @@
 //! - [`bindings`]: the one `wit_bindgen::generate!` for the `platform:service/service`
 //!   world; components call [`export_service!`] on their type.
 //! - [`http`]: route declaration, request accessors and response builders.
+//! - [`dispatch`]: a service's route table, declared once as (route, handler) pairs;
+//!   [`export_component!`] exports it with the health check and the message handler.
 //! - [`errors`]: FastAPI-shaped error bodies (`{"detail": ...}`, 422 lists).
 //! - [`money`]: exact prices in integer cents, parsed from JSON numbers or strings.
 //! - [`pagination`]: `skip` / `limit` query parameters as the contract defines them.
@@ -24,6 +26,7 @@ pub mod bindings {
 }
 
 pub mod db;
+pub mod dispatch;
 pub mod errors;
 pub mod http;
 pub mod money;
@@ -54,4 +57,67 @@ pub fn database_health() -> Result<(), String> {
     database::query("SELECT 1", &[])
         .map(|_| ())
         .map_err(|error| format!("database: {error:?}"))
+}
+
+/// The answer of a service that subscribes to no queue, should a message reach it.
+pub fn no_subscriptions(delivery: messaging_types::Delivery) -> messaging_types::Outcome {
+    messaging_types::Outcome::DeadLetter(format!(
+        "this service consumes no messages (from `{}`)",
+        delivery.queue
+    ))
+}
+
+/// Exports a service component: its [`dispatch::RouteTable`], its health check (called on a
+/// fresh instance before a version takes traffic) and, for a service with subscriptions,
+/// its message handler. Paths are absolute (`crate::...`). The exports exist only in the
+/// wasm build: native builds are for unit tests, and export symbols such as
+/// `cabi_post_platform:service/...` do not link natively.
+///
+/// ```ignore
+/// platform_guest::export_component! {
+///     routes: crate::routes::ROUTES,
+///     health: platform_guest::database_health,
+///     messages: crate::events::handle_message,
+/// }
+/// ```
+#[macro_export]
+macro_rules! export_component {
+    (routes: $routes:path, health: $health:path $(, messages: $messages:path)? $(,)?) => {
+        #[cfg(target_arch = "wasm32")]
+        mod exported_component {
+            use $crate::bindings::exports::platform::service::{http_handler, message_handler};
+            use $crate::http::{Request, Response, Route};
+            use $crate::messaging_types::{Delivery, Outcome};
+
+            struct Component;
+
+            impl http_handler::Guest for Component {
+                fn routes() -> Vec<Route> {
+                    $routes.routes()
+                }
+
+                fn handle(request: Request) -> Response {
+                    $routes.handle(&request)
+                }
+
+                fn health() -> Result<(), String> {
+                    $health()
+                }
+            }
+
+            impl message_handler::Guest for Component {
+                fn handle_message(delivery: Delivery) -> Outcome {
+                    $crate::export_component!(@messages delivery $(, $messages)?)
+                }
+            }
+
+            $crate::bindings::export_service!(Component);
+        }
+    };
+    (@messages $delivery:ident) => {
+        $crate::no_subscriptions($delivery)
+    };
+    (@messages $delivery:ident, $messages:path) => {
+        $messages($delivery)
+    };
 }

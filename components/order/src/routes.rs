@@ -1,81 +1,42 @@
 //! The route table and the HTTP <-> service mapping.
 //!
-//! [`ENDPOINTS`] is the one list of (route, handler) pairs: [`routes`] and [`handle`] both
-//! read it, so the route index the host passes back always selects the right handler.
+//! [`ROUTES`] is the one list of (route, handler) pairs (see `platform_guest::dispatch`):
+//! `routes()` and `handle()` both read it, so the route index the host passes back always
+//! selects the right handler.
 //! Handlers validate their input (422 in FastAPI's shape) before anything touches a
 //! capability, call the service, and map its errors to statuses in [`error_response`].
 
-use crate::events::Broker;
+use crate::adapters::{events::Broker, products::HttpProductClient, repository::Repository};
 use crate::log;
 use crate::model::{status_from_body, Caller, NewOrder, Order, STATUS_CHOICES};
-use crate::products::HttpProductClient;
-use crate::repository::Repository;
 use crate::service::{OrderError, OrderService};
 use platform_guest::config;
+use platform_guest::dispatch::{Answer, Endpoint, RouteTable};
 use platform_guest::errors::FieldError;
-use platform_guest::http::{self, json, route, validation_error, Method, Request, Response, Route};
+use platform_guest::http::{
+    self, json, route, validation_error, Identity, Method, Request, Response, Route,
+};
 use platform_guest::pagination::Page;
 use serde_json::{json, Value};
 
 /// The exchange the contract names, used when `events_exchange` is not configured.
 const DEFAULT_EXCHANGE: &str = "order_events";
 
-type Handler = fn(&Request, &Caller) -> Result<Response, Response>;
+/// The route table: `routes()` and `handle()` both read it. Every route is
+/// authenticated: an order belongs to its caller.
+pub const ROUTES: RouteTable = RouteTable::new(&[
+    Endpoint::authenticated(create_order_route, create_order),
+    Endpoint::authenticated(list_orders_route, list_orders),
+    Endpoint::authenticated(get_order_route, get_order),
+    Endpoint::authenticated(update_order_route, update_order),
+    Endpoint::authenticated(delete_order_route, delete_order),
+]);
 
-/// One route and the function that handles it.
-struct Endpoint {
-    route: fn() -> Route,
-    handler: Handler,
-}
-
-/// The route table, in the order `routes()` reports it.
-const ENDPOINTS: [Endpoint; 5] = [
-    Endpoint {
-        route: create_order_route,
-        handler: create_order,
-    },
-    Endpoint {
-        route: list_orders_route,
-        handler: list_orders,
-    },
-    Endpoint {
-        route: get_order_route,
-        handler: get_order,
-    },
-    Endpoint {
-        route: update_order_route,
-        handler: update_order,
-    },
-    Endpoint {
-        route: delete_order_route,
-        handler: delete_order,
-    },
-];
-
-/// The routes, for the host's router and OpenAPI document.
-pub fn routes() -> Vec<Route> {
-    ENDPOINTS
-        .iter()
-        .map(|endpoint| (endpoint.route)())
-        .collect()
-}
-
-/// Dispatches a request to the handler of the route it matched.
-pub fn handle(request: Request) -> Response {
-    let Some(endpoint) = ENDPOINTS.get(request.route_index as usize) else {
-        log::error(&format!("no route with index {}", request.route_index));
-        return http::error(500, "Internal Server Error");
-    };
-    // Every route is authenticated, so the host always passes the caller.
-    let Some(identity) = request.caller() else {
-        return unauthorized("Not authenticated");
-    };
-    let caller = Caller {
+/// The caller the host authenticated, as the service knows it.
+fn caller(identity: &Identity) -> Caller {
+    Caller {
         user_id: identity.user_id,
         username: identity.username.clone(),
-    };
-    match (endpoint.handler)(&request, &caller) {
-        Ok(response) | Err(response) => response,
     }
 }
 
@@ -176,7 +137,8 @@ fn service(request: &Request) -> OrderService<Repository, HttpProductClient, Bro
     OrderService::new(Repository, products, Broker, exchange)
 }
 
-fn create_order(request: &Request, caller: &Caller) -> Result<Response, Response> {
+fn create_order(request: &Request, identity: &Identity) -> Answer {
+    let caller = &caller(identity);
     let body = request.json_object()?;
     let input = NewOrder::from_body(&body).map_err(|errors| validation_error(&errors))?;
     let order = service(request)
@@ -185,7 +147,8 @@ fn create_order(request: &Request, caller: &Caller) -> Result<Response, Response
     Ok(json(201, &order.to_json()))
 }
 
-fn list_orders(request: &Request, caller: &Caller) -> Result<Response, Response> {
+fn list_orders(request: &Request, identity: &Identity) -> Answer {
+    let caller = &caller(identity);
     let page = Page::from_request(request).map_err(|errors| validation_error(&errors))?;
     let orders = service(request)
         .list_orders(caller, page)
@@ -196,7 +159,8 @@ fn list_orders(request: &Request, caller: &Caller) -> Result<Response, Response>
     ))
 }
 
-fn get_order(request: &Request, caller: &Caller) -> Result<Response, Response> {
+fn get_order(request: &Request, identity: &Identity) -> Answer {
+    let caller = &caller(identity);
     let id = request.id_param("order_id")?;
     let order = service(request)
         .get_order(caller, id)
@@ -204,7 +168,8 @@ fn get_order(request: &Request, caller: &Caller) -> Result<Response, Response> {
     Ok(json(200, &order.to_json()))
 }
 
-fn update_order(request: &Request, caller: &Caller) -> Result<Response, Response> {
+fn update_order(request: &Request, identity: &Identity) -> Answer {
+    let caller = &caller(identity);
     let id = request.id_param("order_id");
     // An unreadable body is reported alone, as FastAPI does; otherwise path and body
     // errors come in one list.
@@ -233,7 +198,8 @@ fn update_order(request: &Request, caller: &Caller) -> Result<Response, Response
     Ok(json(200, &order.to_json()))
 }
 
-fn delete_order(request: &Request, caller: &Caller) -> Result<Response, Response> {
+fn delete_order(request: &Request, identity: &Identity) -> Answer {
+    let caller = &caller(identity);
     let id = request.id_param("order_id")?;
     service(request)
         .delete_order(caller, id)
@@ -290,7 +256,14 @@ pub fn error_response(error: OrderError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use platform_guest::http::Identity;
+
+    fn routes() -> Vec<Route> {
+        ROUTES.routes()
+    }
+
+    fn handle(request: Request) -> Response {
+        ROUTES.handle(&request)
+    }
 
     fn request(route_index: u32, params: &[(&str, &str)], body: &str) -> Request {
         Request {
@@ -411,15 +384,6 @@ mod tests {
         let response = handle(list);
         assert_eq!(response.status, 422);
         assert_eq!(body(&response)["detail"].as_array().unwrap().len(), 2);
-    }
-
-    #[test]
-    fn a_missing_caller_is_401() {
-        let mut anonymous = request(1, &[], "");
-        anonymous.caller = None;
-        let response = handle(anonymous);
-        assert_eq!(response.status, 401);
-        assert_eq!(header(&response, "www-authenticate"), Some("Bearer"));
     }
 
     #[test]

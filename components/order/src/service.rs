@@ -1,9 +1,9 @@
 //! The order service's business rules.
 //!
-//! The service talks to its surroundings through four small ports, so that the rules are
-//! unit-tested natively with in-memory fakes: [`Store`] / [`StoreTx`] (the database,
-//! implemented in `repository.rs`), [`ProductService`] (the product service's REST API,
-//! `products.rs`) and [`EventBus`] (the broker, `events.rs`).
+//! The service talks to its surroundings only through the ports in `ports.rs`, so that the
+//! rules are unit-tested natively with in-memory fakes (`testing.rs`): `Store` / `StoreTx`
+//! (the database, `adapters::repository`), `ProductService` (the product service's REST
+//! API, `adapters::products`) and `EventBus` (the broker, `adapters::events`).
 //!
 //! # Stock
 //! Placing an order reserves its stock at the product service first (the product service
@@ -14,6 +14,8 @@
 //! lock is held, and the transaction only commits once the release succeeded. A
 //! concurrent cancel or delete waits on the row lock and then finds the order cancelled or
 //! gone, so it never releases a second time; a failed release rolls the change back.
+//! A commit that reports an error is checked and, if it did not take effect, the product
+//! service call is taken back (`OrderService::commit_or_compensate`).
 //!
 //! # Events: the transactional outbox
 //! An event must go out if and only if the change it describes was committed. Publishing
@@ -26,66 +28,21 @@
 //! it. Publishing its own row first, rather than the oldest ones, keeps every request's event
 //! prompt under load and keeps concurrent requests off each other's rows. When the broker is
 //! unreachable the request still succeeds; the rows stay in the outbox and go out on a later
-//! write. Delivery is
-//! at-least-once (a row whose delete fails after a confirmed publish is sent again), which
-//! is why every event carries a unique `event_id` that consumers deduplicate on.
+//! write. Delivery is at-least-once (a row whose delete fails after a confirmed publish is
+//! sent again), which is why every event carries a unique `event_id` that consumers
+//! deduplicate on.
 
-use crate::events::{new_event, EventKind, OutboxEvent};
 use crate::log;
-use crate::model::{total_cents, Caller, NewOrder, Order, OrderDraft, OrderStatus};
-use crate::products::{ProductServiceError, Released, ReservedProduct};
+use crate::model::{
+    new_event, total_cents, Caller, EventKind, NewOrder, Order, OrderDraft, OrderStatus,
+};
+use crate::ports::{
+    EventBus, ProductService, ProductServiceError, Released, Store, StoreError, StoreTx,
+};
 use platform_guest::pagination::Page;
 
 /// Rows left behind by failed publishes that one request sends at most.
 pub const OUTBOX_BATCH: i64 = 50;
-
-pub use platform_guest::db::StoreError;
-
-/// The order service's database, outside of transactions.
-pub trait Store {
-    type Tx: StoreTx;
-
-    fn begin(&self) -> Result<Self::Tx, StoreError>;
-    fn find_order(&self, id: i64) -> Result<Option<Order>, StoreError>;
-    /// The user's orders, newest first (`created_at DESC, id DESC`).
-    fn list_orders(&self, user_id: i64, page: Page) -> Result<Vec<Order>, StoreError>;
-    /// Ids of outbox rows left behind (older than a grace period in which the request
-    /// that wrote them publishes them itself), oldest first.
-    fn stale_event_ids(&self, limit: i64) -> Result<Vec<i64>, StoreError>;
-}
-
-/// An open transaction. Dropping it without [`StoreTx::commit`] rolls it back.
-pub trait StoreTx {
-    fn insert_order(&mut self, draft: &OrderDraft) -> Result<Order, StoreError>;
-    /// Sets the status of an order that is not cancelled (locking its row) and returns it;
-    /// `None` when no such order exists or it is already cancelled.
-    fn set_status(&mut self, id: i64, status: OrderStatus) -> Result<Option<Order>, StoreError>;
-    /// Deletes an order (locking its row) and returns it as it was; `None` if absent.
-    fn delete_order(&mut self, id: i64) -> Result<Option<Order>, StoreError>;
-    /// Writes an event to the outbox; returns its row id.
-    fn insert_event(&mut self, event: &OutboxEvent) -> Result<i64, StoreError>;
-    /// Deletes an outbox row (locking it) and returns it; `None` when another request
-    /// already took it.
-    fn take_event(&mut self, id: i64) -> Result<Option<OutboxEvent>, StoreError>;
-    fn commit(self) -> Result<(), StoreError>;
-    fn rollback(self);
-}
-
-/// The product service's stock operations.
-pub trait ProductService {
-    fn reserve(
-        &self,
-        product_id: i64,
-        quantity: i64,
-    ) -> Result<ReservedProduct, ProductServiceError>;
-    fn release(&self, product_id: i64, quantity: i64) -> Result<Released, ProductServiceError>;
-}
-
-/// The message broker.
-pub trait EventBus {
-    /// Publishes and waits for the broker's confirmation; the error is a log message.
-    fn publish(&self, event: &OutboxEvent) -> Result<(), String>;
-}
 
 /// Why an order operation failed; `routes.rs` maps each to its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,11 +92,38 @@ impl OrderError {
     }
 }
 
-/// Whether a commit that reported an error took effect after all.
-enum CommitCheck {
-    Committed,
-    NotCommitted,
-    Unknown(StoreError),
+/// What a use case's commit changes about its order; after a commit error, the order is
+/// read again to see whether the change shows.
+enum Change<'a> {
+    /// A new order is stored.
+    Inserted,
+    /// The order is stored as `updated` (its status and `updated_at`).
+    Updated(&'a Order),
+    /// The order is gone.
+    Deleted,
+}
+
+impl Change<'_> {
+    /// Whether `stored`, the order as read again after the commit, shows the change.
+    fn shows_in(&self, stored: Option<&Order>) -> bool {
+        match self {
+            Change::Inserted => stored.is_some(),
+            Change::Updated(updated) => stored.is_some_and(|order| {
+                order.status == updated.status && order.updated_at == updated.updated_at
+            }),
+            Change::Deleted => stored.is_none(),
+        }
+    }
+}
+
+/// The product service call a use case made inside its transaction (a reservation, or a
+/// release), and how to take it back when the commit fails.
+struct Compensation<U, L> {
+    /// Takes the call back; run only when the change certainly was not committed.
+    undo: U,
+    /// Logs what stays wrong when it is unknown whether the commit took effect, so that
+    /// nothing is taken back; given the commit's error and the check's.
+    log_unknown: L,
 }
 
 /// The order use cases over the ports.
@@ -207,19 +191,13 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
                 return Err(error.into());
             }
         };
-        if let Err(error) = tx.commit() {
-            match self.check_commit(order.id, |stored| stored.is_some()) {
-                CommitCheck::Committed => {
-                    log::warn(&format!(
-                        "commit of order {} reported `{error:?}` but it is stored",
-                        order.id
-                    ));
-                }
-                CommitCheck::NotCommitted => {
-                    self.release_after_failure(input.product_id, input.quantity);
-                    return Err(error.into());
-                }
-                CommitCheck::Unknown(check) => {
+        self.commit_or_compensate(
+            tx,
+            order.id,
+            Change::Inserted,
+            Some(Compensation {
+                undo: || self.release_after_failure(input.product_id, input.quantity),
+                log_unknown: |error: &StoreError, check: &StoreError| {
                     // Releasing could oversell if the order was stored after all; keeping
                     // the reservation at worst holds back stock, which an operator can fix.
                     log::error(&format!(
@@ -227,10 +205,9 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
                          {} unit(s) of product {} stay reserved",
                         order.id, input.quantity, input.product_id
                     ));
-                    return Err(error.into());
-                }
-            }
-        }
+                },
+            }),
+        )?;
         self.publish_events(Some(event));
         Ok(order)
     }
@@ -317,35 +294,20 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
                 }
             }
         }
-        if let Err(error) = tx.commit() {
-            let check = self.check_commit(id, |stored| {
-                stored.is_some_and(|order| {
-                    order.status == status && order.updated_at == updated.updated_at
-                })
-            });
-            match check {
-                CommitCheck::Committed => {
-                    log::warn(&format!(
-                        "commit of order {id} reported `{error:?}` but it is stored"
+        self.commit_or_compensate(
+            tx,
+            id,
+            Change::Updated(&updated),
+            cancelling.then_some(Compensation {
+                undo: || self.reserve_again(&updated),
+                log_unknown: |error: &StoreError, check: &StoreError| {
+                    log::error(&format!(
+                        "cancellation of order {id} may not be stored (commit: {error:?}, \
+                         check: {check:?}) although its stock was released"
                     ));
-                }
-                CommitCheck::NotCommitted => {
-                    if cancelling {
-                        self.reserve_again(&updated);
-                    }
-                    return Err(error.into());
-                }
-                CommitCheck::Unknown(check) => {
-                    if cancelling {
-                        log::error(&format!(
-                            "cancellation of order {id} may not be stored (commit: {error:?}, \
-                             check: {check:?}) although its stock was released"
-                        ));
-                    }
-                    return Err(error.into());
-                }
-            }
-        }
+                },
+            }),
+        )?;
         self.publish_events(event_row);
         Ok(updated)
     }
@@ -372,30 +334,20 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
                 return Err(error);
             }
         }
-        if let Err(error) = tx.commit() {
-            match self.check_commit(id, |stored| stored.is_none()) {
-                CommitCheck::Committed => {
-                    log::warn(&format!(
-                        "commit of deleting order {id} reported `{error:?}` but it is gone"
+        self.commit_or_compensate(
+            tx,
+            id,
+            Change::Deleted,
+            releasing.then_some(Compensation {
+                undo: || self.reserve_again(&deleted),
+                log_unknown: |error: &StoreError, check: &StoreError| {
+                    log::error(&format!(
+                        "deletion of order {id} may not be stored (commit: {error:?}, \
+                         check: {check:?}) although its stock was released"
                     ));
-                }
-                CommitCheck::NotCommitted => {
-                    if releasing {
-                        self.reserve_again(&deleted);
-                    }
-                    return Err(error.into());
-                }
-                CommitCheck::Unknown(check) => {
-                    if releasing {
-                        log::error(&format!(
-                            "deletion of order {id} may not be stored (commit: {error:?}, \
-                             check: {check:?}) although its stock was released"
-                        ));
-                    }
-                    return Err(error.into());
-                }
-            }
-        }
+                },
+            }),
+        )?;
         self.publish_events(None);
         Ok(())
     }
@@ -520,12 +472,49 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
         }
     }
 
-    /// Looks at the order again after a commit error, to tell whether it took effect.
-    fn check_commit(&self, id: i64, committed: impl Fn(Option<&Order>) -> bool) -> CommitCheck {
+    /// Commits `tx`; when the commit reports an error, reads order `id` again to tell
+    /// whether `change` took effect anyway (the connection can break after the database
+    /// committed).
+    ///
+    /// - It did: the error is logged and the use case goes on as committed.
+    /// - It did not: `compensation` takes back the product service call made inside the
+    ///   transaction, and the commit's error is returned.
+    /// - Unknown (the check failed too): nothing is taken back, since taking back a call
+    ///   whose change was committed would be wrong in the other direction; what stays wrong
+    ///   is logged and the commit's error is returned.
+    fn commit_or_compensate(
+        &self,
+        tx: S::Tx,
+        id: i64,
+        change: Change<'_>,
+        compensation: Option<Compensation<impl FnOnce(), impl FnOnce(&StoreError, &StoreError)>>,
+    ) -> Result<(), OrderError> {
+        let Err(error) = tx.commit() else {
+            return Ok(());
+        };
         match self.store.find_order(id) {
-            Ok(stored) if committed(stored.as_ref()) => CommitCheck::Committed,
-            Ok(_) => CommitCheck::NotCommitted,
-            Err(error) => CommitCheck::Unknown(error),
+            Ok(stored) if change.shows_in(stored.as_ref()) => {
+                let (what, state) = match change {
+                    Change::Deleted => ("deleting order", "gone"),
+                    Change::Inserted | Change::Updated(_) => ("order", "stored"),
+                };
+                log::warn(&format!(
+                    "commit of {what} {id} reported `{error:?}` but it is {state}"
+                ));
+                Ok(())
+            }
+            Ok(_) => {
+                if let Some(compensation) = compensation {
+                    (compensation.undo)();
+                }
+                Err(error.into())
+            }
+            Err(check) => {
+                if let Some(compensation) = compensation {
+                    (compensation.log_unknown)(&error, &check);
+                }
+                Err(error.into())
+            }
         }
     }
 }
@@ -533,331 +522,8 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{alice, bob, payload, three_widgets, world, Call};
     use serde_json::Value;
-    use std::cell::{Cell, RefCell};
-    use std::collections::{BTreeMap, HashMap};
-    use std::rc::Rc;
-
-    // ---- in-memory fakes -------------------------------------------------------------
-
-    #[derive(Clone, Default)]
-    struct Db {
-        orders: BTreeMap<i64, Order>,
-        outbox: BTreeMap<i64, OutboxEvent>,
-        next_order: i64,
-        next_event: i64,
-        clock: u32,
-    }
-
-    impl Db {
-        fn now(&mut self) -> String {
-            self.clock += 1;
-            format!("2026-11-25T10:00:{:02}.000000Z", self.clock)
-        }
-    }
-
-    #[derive(Default)]
-    struct Faults {
-        unavailable: Cell<bool>,
-        fail_insert_event: Cell<bool>,
-        /// Commit fails and nothing is applied.
-        fail_commit: Cell<bool>,
-        /// Commit applies, then reports an error.
-        commit_then_error: Cell<bool>,
-    }
-
-    #[derive(Clone, Default)]
-    struct FakeStore {
-        db: Rc<RefCell<Db>>,
-        faults: Rc<Faults>,
-    }
-
-    struct FakeTx {
-        db: Rc<RefCell<Db>>,
-        work: Db,
-        faults: Rc<Faults>,
-    }
-
-    impl FakeStore {
-        fn check(&self) -> Result<(), StoreError> {
-            if self.faults.unavailable.get() {
-                Err(StoreError::Unavailable("connection refused".into()))
-            } else {
-                Ok(())
-            }
-        }
-        fn orders(&self) -> Vec<Order> {
-            self.db.borrow().orders.values().cloned().collect()
-        }
-        fn outbox(&self) -> Vec<OutboxEvent> {
-            self.db.borrow().outbox.values().cloned().collect()
-        }
-    }
-
-    impl Store for FakeStore {
-        type Tx = FakeTx;
-
-        fn begin(&self) -> Result<FakeTx, StoreError> {
-            self.check()?;
-            Ok(FakeTx {
-                db: self.db.clone(),
-                work: self.db.borrow().clone(),
-                faults: self.faults.clone(),
-            })
-        }
-
-        fn find_order(&self, id: i64) -> Result<Option<Order>, StoreError> {
-            self.check()?;
-            Ok(self.db.borrow().orders.get(&id).cloned())
-        }
-
-        fn list_orders(&self, user_id: i64, page: Page) -> Result<Vec<Order>, StoreError> {
-            self.check()?;
-            let mut orders: Vec<Order> = self
-                .orders()
-                .into_iter()
-                .filter(|order| order.user_id == user_id)
-                .collect();
-            orders.sort_by(|a, b| (&b.created_at, b.id).cmp(&(&a.created_at, a.id)));
-            Ok(orders
-                .into_iter()
-                .skip(page.skip as usize)
-                .take(page.limit as usize)
-                .collect())
-        }
-
-        // The fake has no grace period: every pending row counts as left behind.
-        fn stale_event_ids(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
-            self.check()?;
-            Ok(self
-                .db
-                .borrow()
-                .outbox
-                .keys()
-                .take(limit as usize)
-                .copied()
-                .collect())
-        }
-    }
-
-    impl StoreTx for FakeTx {
-        fn insert_order(&mut self, draft: &OrderDraft) -> Result<Order, StoreError> {
-            self.work.next_order += 1;
-            let now = self.work.now();
-            let order = Order {
-                id: self.work.next_order,
-                user_id: draft.user_id,
-                product_id: draft.product_id,
-                product_name: draft.product_name.clone(),
-                quantity: draft.quantity,
-                unit_price_cents: draft.unit_price_cents,
-                total_price_cents: draft.total_price_cents,
-                status: draft.status,
-                created_at: now.clone(),
-                updated_at: now,
-            };
-            self.work.orders.insert(order.id, order.clone());
-            Ok(order)
-        }
-
-        fn set_status(
-            &mut self,
-            id: i64,
-            status: OrderStatus,
-        ) -> Result<Option<Order>, StoreError> {
-            let now = self.work.now();
-            Ok(match self.work.orders.get_mut(&id) {
-                Some(order) if order.status != OrderStatus::Cancelled => {
-                    order.status = status;
-                    order.updated_at = now;
-                    Some(order.clone())
-                }
-                _ => None,
-            })
-        }
-
-        fn delete_order(&mut self, id: i64) -> Result<Option<Order>, StoreError> {
-            Ok(self.work.orders.remove(&id))
-        }
-
-        fn insert_event(&mut self, event: &OutboxEvent) -> Result<i64, StoreError> {
-            if self.faults.fail_insert_event.get() {
-                return Err(StoreError::Internal("insert into outbox failed".into()));
-            }
-            self.work.next_event += 1;
-            self.work.outbox.insert(self.work.next_event, event.clone());
-            Ok(self.work.next_event)
-        }
-
-        fn take_event(&mut self, id: i64) -> Result<Option<OutboxEvent>, StoreError> {
-            Ok(self.work.outbox.remove(&id))
-        }
-
-        fn commit(self) -> Result<(), StoreError> {
-            if self.faults.fail_commit.get() {
-                return Err(StoreError::Unavailable("connection reset".into()));
-            }
-            *self.db.borrow_mut() = self.work;
-            if self.faults.commit_then_error.get() {
-                return Err(StoreError::Unavailable(
-                    "connection reset after commit".into(),
-                ));
-            }
-            Ok(())
-        }
-
-        fn rollback(self) {}
-    }
-
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    enum Call {
-        Reserve(i64, i64),
-        Release(i64, i64),
-    }
-
-    #[derive(Default)]
-    struct ProductsInner {
-        /// product id -> (name, price in cents, stock)
-        products: RefCell<HashMap<i64, (String, i64, i64)>>,
-        calls: RefCell<Vec<Call>>,
-        reserve_error: RefCell<Option<ProductServiceError>>,
-        release_error: RefCell<Option<ProductServiceError>>,
-    }
-
-    #[derive(Clone, Default)]
-    struct FakeProducts(Rc<ProductsInner>);
-
-    impl FakeProducts {
-        fn with(id: i64, name: &str, price_cents: i64, stock: i64) -> Self {
-            let fake = FakeProducts::default();
-            fake.0
-                .products
-                .borrow_mut()
-                .insert(id, (name.into(), price_cents, stock));
-            fake
-        }
-        fn stock(&self, id: i64) -> i64 {
-            self.0.products.borrow()[&id].2
-        }
-        fn calls(&self) -> Vec<Call> {
-            self.0.calls.borrow().clone()
-        }
-        fn releases(&self) -> usize {
-            self.calls()
-                .iter()
-                .filter(|call| matches!(call, Call::Release(..)))
-                .count()
-        }
-    }
-
-    impl ProductService for FakeProducts {
-        fn reserve(&self, id: i64, quantity: i64) -> Result<ReservedProduct, ProductServiceError> {
-            self.0.calls.borrow_mut().push(Call::Reserve(id, quantity));
-            if let Some(error) = self.0.reserve_error.borrow().clone() {
-                return Err(error);
-            }
-            let mut products = self.0.products.borrow_mut();
-            let (name, price, stock) =
-                products.get_mut(&id).ok_or(ProductServiceError::NotFound)?;
-            if *stock < quantity {
-                return Err(ProductServiceError::InsufficientStock);
-            }
-            *stock -= quantity;
-            Ok(ReservedProduct {
-                name: name.clone(),
-                price_cents: *price,
-            })
-        }
-
-        fn release(&self, id: i64, quantity: i64) -> Result<Released, ProductServiceError> {
-            self.0.calls.borrow_mut().push(Call::Release(id, quantity));
-            if let Some(error) = self.0.release_error.borrow().clone() {
-                return Err(error);
-            }
-            match self.0.products.borrow_mut().get_mut(&id) {
-                Some((_, _, stock)) => {
-                    *stock += quantity;
-                    Ok(Released::Released)
-                }
-                None => Ok(Released::ProductGone),
-            }
-        }
-    }
-
-    #[derive(Default)]
-    struct BusInner {
-        published: RefCell<Vec<OutboxEvent>>,
-        down: Cell<bool>,
-    }
-
-    #[derive(Clone, Default)]
-    struct FakeBus(Rc<BusInner>);
-
-    impl FakeBus {
-        fn published(&self) -> Vec<OutboxEvent> {
-            self.0.published.borrow().clone()
-        }
-    }
-
-    impl EventBus for FakeBus {
-        fn publish(&self, event: &OutboxEvent) -> Result<(), String> {
-            if self.0.down.get() {
-                return Err("broker unreachable".into());
-            }
-            self.0.published.borrow_mut().push(event.clone());
-            Ok(())
-        }
-    }
-
-    struct World {
-        service: OrderService<FakeStore, FakeProducts, FakeBus>,
-        store: FakeStore,
-        products: FakeProducts,
-        bus: FakeBus,
-    }
-
-    /// Product 7 "Widget" at 0.10 with 10 units in stock.
-    fn world() -> World {
-        let store = FakeStore::default();
-        let products = FakeProducts::with(7, "Widget", 10, 10);
-        let bus = FakeBus::default();
-        World {
-            service: OrderService::new(
-                store.clone(),
-                products.clone(),
-                bus.clone(),
-                "order_events".into(),
-            ),
-            store,
-            products,
-            bus,
-        }
-    }
-
-    fn alice() -> Caller {
-        Caller {
-            user_id: 1,
-            username: "alice".into(),
-        }
-    }
-
-    fn bob() -> Caller {
-        Caller {
-            user_id: 2,
-            username: "bob".into(),
-        }
-    }
-
-    fn three_widgets() -> NewOrder {
-        NewOrder {
-            product_id: 7,
-            quantity: 3,
-        }
-    }
-
-    fn payload(event: &OutboxEvent) -> Value {
-        serde_json::from_str(&event.payload).unwrap()
-    }
 
     // ---- placing orders --------------------------------------------------------------
 

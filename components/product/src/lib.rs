@@ -12,36 +12,7 @@ pub mod repository;
 pub mod routes;
 pub mod service;
 
-/// The exported component. Only built for Wasm: the export symbols' names (`pkg:iface#fn`)
-/// are not valid in a native shared library's version script, so native `cargo test`
-/// builds everything else.
-#[cfg(target_arch = "wasm32")]
-mod component {
-    use platform_guest::bindings::exports::platform::service::{http_handler, message_handler};
-    use platform_guest::http::{Request, Response, Route};
-    use platform_guest::messaging_types::{Delivery, Outcome};
-
-    struct Component;
-
-    impl http_handler::Guest for Component {
-        fn routes() -> Vec<Route> {
-            crate::routes::table()
-        }
-
-        fn handle(request: Request) -> Response {
-            crate::routes::handle(request)
-        }
-
-        fn health() -> Result<(), String> {
-            platform_guest::database_health()
-        }
-    }
-
-    impl message_handler::Guest for Component {
-        fn handle_message(_delivery: Delivery) -> Outcome {
-            Outcome::DeadLetter("product consumes no messages".into())
-        }
-    }
-
-    platform_guest::bindings::export_service!(Component);
+platform_guest::export_component! {
+    routes: crate::routes::ROUTES,
+    health: platform_guest::database_health,
 }

@@ -1,14 +1,16 @@
 //! The route table and the HTTP <-> service mapping.
 //!
-//! [`Endpoint::ALL`] is the one list both `routes()` and `handle()` read, so the route
-//! index the host passes back always selects the handler of the route it matched.
+//! [`ROUTES`] is the one list both `routes()` and `handle()` read (see
+//! `platform_guest::dispatch`), so the route index the host passes back always selects the
+//! handler of the route it matched.
 
 use crate::cache::HostCache;
 use crate::model::{NewProduct, Product, ProductUpdate, StockChange};
 use crate::repository::Repository;
 use crate::service::{ttl_from_config, ProductError, ProductService, StoreError};
+use platform_guest::dispatch::{Answer, Endpoint, RouteTable};
 use platform_guest::errors::FieldError;
-use platform_guest::http::{self, Method, Request, Response, Route};
+use platform_guest::http::{self, Identity, Method, Request, Response, Route};
 use platform_guest::pagination::Page;
 use serde_json::{json, Map, Value};
 
@@ -16,125 +18,96 @@ use serde_json::{json, Map, Value};
 const DEFAULT_CACHE_TTL_SECONDS: u32 = 300;
 const TAG: &str = "products";
 
-/// The service's endpoints, in route-table order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    ListProducts,
-    GetProduct,
-    CreateProduct,
-    UpdateProduct,
-    DeleteProduct,
-    ReserveStock,
-    ReleaseStock,
+/// The route table: `routes()` and `handle()` both read it.
+pub const ROUTES: RouteTable = RouteTable::new(&[
+    Endpoint::public(list_products_route, list_products),
+    Endpoint::public(get_product_route, get_product),
+    Endpoint::authenticated(create_product_route, create_product),
+    Endpoint::authenticated(update_product_route, update_product),
+    Endpoint::authenticated(delete_product_route, delete_product),
+    Endpoint::authenticated(reserve_stock_route, reserve_stock),
+    Endpoint::authenticated(release_stock_route, release_stock),
+]);
+
+// ---------- route declarations ----------
+
+fn list_products_route() -> Route {
+    http::route(Method::Get, "/products")
+        .summary("List products")
+        .description(
+            "Products ordered by id. Query parameters: `skip` (>= 0, default 0) and \
+             `limit` (1..=100, default 100).",
+        )
+        .tag(TAG)
+        .build()
 }
 
-impl Endpoint {
-    /// Every endpoint; a route's index in `routes()` is its index here.
-    pub const ALL: [Endpoint; 7] = [
-        Endpoint::ListProducts,
-        Endpoint::GetProduct,
-        Endpoint::CreateProduct,
-        Endpoint::UpdateProduct,
-        Endpoint::DeleteProduct,
-        Endpoint::ReserveStock,
-        Endpoint::ReleaseStock,
-    ];
-
-    /// The route declaration (path, auth, OpenAPI metadata).
-    pub fn route(self) -> Route {
-        match self {
-            Endpoint::ListProducts => http::route(Method::Get, "/products")
-                .summary("List products")
-                .description(
-                    "Products ordered by id. Query parameters: `skip` (>= 0, default 0) and \
-                     `limit` (1..=100, default 100).",
-                )
-                .tag(TAG)
-                .build(),
-            Endpoint::GetProduct => http::route(Method::Get, "/products/{product_id}")
-                .summary("Get a product")
-                .description(
-                    "One product by id (served from the cache when present). 404 if unknown.",
-                )
-                .tag(TAG)
-                .build(),
-            Endpoint::CreateProduct => http::route(Method::Post, "/products")
-                .authenticated()
-                .summary("Create a product")
-                .description("Creates a product and returns it with its id and timestamps.")
-                .tag(TAG)
-                .status(201)
-                .body_schema(create_schema())
-                .build(),
-            Endpoint::UpdateProduct => http::route(Method::Put, "/products/{product_id}")
-                .authenticated()
-                .summary("Update a product")
-                .description(
-                    "Updates any subset of the product's fields; absent fields keep their \
-                     value. `description: null` clears the description.",
-                )
-                .tag(TAG)
-                .body_schema(update_schema())
-                .build(),
-            Endpoint::DeleteProduct => http::route(Method::Delete, "/products/{product_id}")
-                .authenticated()
-                .summary("Delete a product")
-                .description("Deletes the product; 204 without a body.")
-                .tag(TAG)
-                .status(204)
-                .build(),
-            Endpoint::ReserveStock => http::route(Method::Post, "/products/{product_id}/reserve")
-                .authenticated()
-                .summary("Reserve stock")
-                .description(
-                    "Atomically takes `quantity` units out of stock and returns the product \
-                     with its decreased quantity; 409 if fewer units are in stock.",
-                )
-                .tag(TAG)
-                .body_schema(stock_schema("Units to reserve."))
-                .build(),
-            Endpoint::ReleaseStock => http::route(Method::Post, "/products/{product_id}/release")
-                .authenticated()
-                .summary("Release stock")
-                .description(
-                    "Puts `quantity` previously reserved units back in stock and returns the \
-                     product with its increased quantity.",
-                )
-                .tag(TAG)
-                .body_schema(stock_schema("Units to put back."))
-                .build(),
-        }
-    }
-
-    /// Runs the endpoint's handler.
-    pub fn handle(self, request: &Request) -> Response {
-        let result = match self {
-            Endpoint::ListProducts => list_products(request),
-            Endpoint::GetProduct => get_product(request),
-            Endpoint::CreateProduct => authenticated(request, create_product),
-            Endpoint::UpdateProduct => authenticated(request, update_product),
-            Endpoint::DeleteProduct => authenticated(request, delete_product),
-            Endpoint::ReserveStock => authenticated(request, reserve_stock),
-            Endpoint::ReleaseStock => authenticated(request, release_stock),
-        };
-        result.unwrap_or_else(|response| response)
-    }
+fn get_product_route() -> Route {
+    http::route(Method::Get, "/products/{product_id}")
+        .summary("Get a product")
+        .description("One product by id (served from the cache when present). 404 if unknown.")
+        .tag(TAG)
+        .build()
 }
 
-/// The route table `routes()` exports.
-pub fn table() -> Vec<Route> {
-    Endpoint::ALL
-        .iter()
-        .map(|endpoint| endpoint.route())
-        .collect()
+fn create_product_route() -> Route {
+    http::route(Method::Post, "/products")
+        .authenticated()
+        .summary("Create a product")
+        .description("Creates a product and returns it with its id and timestamps.")
+        .tag(TAG)
+        .status(201)
+        .body_schema(create_schema())
+        .build()
 }
 
-/// Dispatches a request by the index of the route the host matched.
-pub fn handle(request: Request) -> Response {
-    match Endpoint::ALL.get(request.route_index as usize) {
-        Some(endpoint) => endpoint.handle(&request),
-        None => http::error(404, "Not Found"),
-    }
+fn update_product_route() -> Route {
+    http::route(Method::Put, "/products/{product_id}")
+        .authenticated()
+        .summary("Update a product")
+        .description(
+            "Updates any subset of the product's fields; absent fields keep their \
+             value. `description: null` clears the description.",
+        )
+        .tag(TAG)
+        .body_schema(update_schema())
+        .build()
+}
+
+fn delete_product_route() -> Route {
+    http::route(Method::Delete, "/products/{product_id}")
+        .authenticated()
+        .summary("Delete a product")
+        .description("Deletes the product; 204 without a body.")
+        .tag(TAG)
+        .status(204)
+        .build()
+}
+
+fn reserve_stock_route() -> Route {
+    http::route(Method::Post, "/products/{product_id}/reserve")
+        .authenticated()
+        .summary("Reserve stock")
+        .description(
+            "Atomically takes `quantity` units out of stock and returns the product \
+             with its decreased quantity; 409 if fewer units are in stock.",
+        )
+        .tag(TAG)
+        .body_schema(stock_schema("Units to reserve."))
+        .build()
+}
+
+fn release_stock_route() -> Route {
+    http::route(Method::Post, "/products/{product_id}/release")
+        .authenticated()
+        .summary("Release stock")
+        .description(
+            "Puts `quantity` previously reserved units back in stock and returns the \
+             product with its increased quantity.",
+        )
+        .tag(TAG)
+        .body_schema(stock_schema("Units to put back."))
+        .build()
 }
 
 // ---------- request schemas (OpenAPI) ----------
@@ -206,8 +179,6 @@ fn stock_schema(what: &str) -> Value {
 
 // ---------- handlers ----------
 
-type Handled = Result<Response, Response>;
-
 fn service() -> ProductService<Repository, HostCache> {
     let raw = platform_guest::config::get("cache_ttl_seconds");
     let ttl = ttl_from_config(raw.as_deref(), DEFAULT_CACHE_TTL_SECONDS).unwrap_or_else(|default| {
@@ -221,35 +192,24 @@ fn service() -> ProductService<Repository, HostCache> {
 
 /// Runs `handler` for an authenticated route. The host has already answered 401 for a
 /// missing or invalid token; a missing caller here is a host bug, still answered 401.
-fn authenticated(request: &Request, handler: fn(&Request) -> Handled) -> Handled {
-    if request.caller().is_none() {
-        let mut response = http::error(401, "Not authenticated");
-        response
-            .headers
-            .push(("www-authenticate".into(), "Bearer".into()));
-        return Err(response);
-    }
-    handler(request)
-}
-
 fn product_response(status: u16, product: &Product) -> Response {
     http::json(status, &product.body())
 }
 
-fn list_products(request: &Request) -> Handled {
+fn list_products(request: &Request) -> Answer {
     let page = Page::from_request(request).map_err(|errors| http::validation_error(&errors))?;
     let products = service().list(page).map_err(error_response)?;
     let bodies: Vec<_> = products.iter().map(Product::body).collect();
     Ok(http::json(200, &bodies))
 }
 
-fn get_product(request: &Request) -> Handled {
+fn get_product(request: &Request) -> Answer {
     let id = request.id_param("product_id")?;
     let product = service().get(id).map_err(error_response)?;
     Ok(product_response(200, &product))
 }
 
-fn create_product(request: &Request) -> Handled {
+fn create_product(request: &Request, _: &Identity) -> Answer {
     let new =
         body(request, NewProduct::from_json).map_err(|errors| validation(Vec::new(), errors))?;
     let product = service().create(&new).map_err(error_response)?;
@@ -257,20 +217,20 @@ fn create_product(request: &Request) -> Handled {
     Ok(product_response(201, &product))
 }
 
-fn update_product(request: &Request) -> Handled {
+fn update_product(request: &Request, _: &Identity) -> Answer {
     let (id, changes) = id_and_body(request, ProductUpdate::from_json)?;
     let product = service().update(id, &changes).map_err(error_response)?;
     Ok(product_response(200, &product))
 }
 
-fn delete_product(request: &Request) -> Handled {
+fn delete_product(request: &Request, _: &Identity) -> Answer {
     let id = request.id_param("product_id")?;
     service().delete(id).map_err(error_response)?;
     platform_guest::log_info(&format!("deleted product {id}"));
     Ok(http::no_content())
 }
 
-fn reserve_stock(request: &Request) -> Handled {
+fn reserve_stock(request: &Request, _: &Identity) -> Answer {
     let (id, change) = id_and_body(request, StockChange::from_json)?;
     let product = service()
         .reserve(id, change.quantity)
@@ -278,7 +238,7 @@ fn reserve_stock(request: &Request) -> Handled {
     Ok(product_response(200, &product))
 }
 
-fn release_stock(request: &Request) -> Handled {
+fn release_stock(request: &Request, _: &Identity) -> Answer {
     let (id, change) = id_and_body(request, StockChange::from_json)?;
     let product = service()
         .release(id, change.quantity)
@@ -374,7 +334,10 @@ fn error_response(error: ProductError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use platform_guest::http::Identity;
+
+    fn handle(request: Request) -> Response {
+        ROUTES.handle(&request)
+    }
 
     fn request(route_index: u32, params: &[(&str, &str)], body: &[u8]) -> Request {
         Request {
@@ -411,8 +374,7 @@ mod tests {
 
     #[test]
     fn route_table_matches_the_contract() {
-        let table = table();
-        assert_eq!(table.len(), Endpoint::ALL.len());
+        let table = ROUTES.routes();
         let summary: Vec<_> = table
             .iter()
             .map(|r| {
@@ -449,34 +411,11 @@ mod tests {
     }
 
     #[test]
-    fn endpoint_order_is_the_route_index() {
-        for (index, endpoint) in Endpoint::ALL.iter().enumerate() {
-            assert_eq!(Endpoint::ALL[index], *endpoint);
-        }
-        assert_eq!(handle(request(99, &[], b"")).status, 404);
-    }
-
-    #[test]
     fn schemas_name_the_required_fields() {
         let create: Value = serde_json::from_str(&create_schema().to_string()).unwrap();
         assert_eq!(create["required"], json!(["name", "price", "quantity"]));
         assert!(update_schema().get("required").is_none());
         assert_eq!(stock_schema("x")["properties"]["quantity"]["minimum"], 1);
-    }
-
-    #[test]
-    fn missing_caller_is_401_with_bearer_challenge() {
-        let mut unauthenticated = request(2, &[], b"{}");
-        unauthenticated.caller = None;
-        for index in 2..7 {
-            unauthenticated.route_index = index;
-            let response = handle(unauthenticated.clone());
-            assert_eq!(response.status, 401);
-            assert!(response
-                .headers
-                .contains(&("www-authenticate".to_string(), "Bearer".to_string())));
-            assert_eq!(body_json(&response), json!({"detail": "Not authenticated"}));
-        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The route table and the HTTP <-> service mapping.
 //!
-//! [`Endpoint::ALL`] is the one list both `routes()` and `handle()` read, so the route
-//! index the host passes back always selects the handler of the route it matched.
+//! [`ROUTES`] is the one list both `routes()` and `handle()` read (see
+//! `platform_guest::dispatch`), so the route index the host passes back always selects the
+//! handler of the route it matched.
 //! Handlers validate their input (422 in FastAPI's shape) before anything touches a
 //! capability, call the service, and map its errors to statuses in [`error_response`].
 //!
@@ -15,111 +16,84 @@ use crate::model::{
 };
 use crate::repository::Repository;
 use crate::service::{StoreError, UserError, UserService};
+use platform_guest::dispatch::{Answer, Endpoint, RouteTable};
 use platform_guest::errors::FieldError;
-use platform_guest::http::{self, Method, Request, Response, Route};
+use platform_guest::http::{self, Identity, Method, Request, Response, Route};
 use serde_json::{json, Map, Value};
 
 const USERS_TAG: &str = "users";
 const AUTH_TAG: &str = "auth";
 
-/// The service's endpoints, in route-table order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Register,
-    CreateUser,
-    Login,
-    ValidateToken,
-    Me,
+/// The route table: `routes()` and `handle()` both read it.
+pub const ROUTES: RouteTable = RouteTable::new(&[
+    Endpoint::public(register_route, register),
+    Endpoint::public(create_user_route, register),
+    Endpoint::public(login_route, login),
+    Endpoint::public(validate_token_route, validate_token),
+    Endpoint::authenticated(me_route, me),
+]);
+
+// ---------- route declarations ----------
+
+fn register_route() -> Route {
+    http::route(Method::Post, "/register")
+        .summary("Register a user")
+        .description(
+            "Creates an active user. `username`: 3..=50 characters, unique; \
+             `password`: at least 6 characters with at least one uppercase letter, \
+             stored only as a bcrypt hash. 400 if the username is taken.",
+        )
+        .tag(USERS_TAG)
+        .status(201)
+        .body_schema(user_create_schema())
+        .build()
 }
 
-impl Endpoint {
-    /// Every endpoint; a route's index in `routes()` is its index here.
-    pub const ALL: [Endpoint; 5] = [
-        Endpoint::Register,
-        Endpoint::CreateUser,
-        Endpoint::Login,
-        Endpoint::ValidateToken,
-        Endpoint::Me,
-    ];
-
-    /// The route declaration (path, auth, OpenAPI metadata).
-    pub fn route(self) -> Route {
-        match self {
-            Endpoint::Register => http::route(Method::Post, "/register")
-                .summary("Register a user")
-                .description(
-                    "Creates an active user. `username`: 3..=50 characters, unique; \
-                     `password`: at least 6 characters with at least one uppercase letter, \
-                     stored only as a bcrypt hash. 400 if the username is taken.",
-                )
-                .tag(USERS_TAG)
-                .status(201)
-                .body_schema(user_create_schema())
-                .build(),
-            Endpoint::CreateUser => http::route(Method::Post, "/users")
-                .summary("Create a user")
-                .description("The same as `POST /register`.")
-                .tag(USERS_TAG)
-                .status(201)
-                .body_schema(user_create_schema())
-                .build(),
-            Endpoint::Login => http::route(Method::Post, "/login")
-                .summary("Log in")
-                .description(
-                    "OAuth2 password flow: `username` and `password` as an \
-                     `application/x-www-form-urlencoded` form (a JSON object with the same \
-                     fields is accepted too). Returns a bearer access token; 401 for a wrong \
-                     username or password, or an inactive user.",
-                )
-                .tag(AUTH_TAG)
-                .body_schema(login_schema())
-                .build(),
-            Endpoint::ValidateToken => http::route(Method::Post, "/validate-token")
-                .summary("Validate an access token")
-                .description(
-                    "Always 200: `valid` is true only for a well-signed, unexpired token whose \
-                     user still exists and is active; otherwise `username` and `user_id` are \
-                     null and `message` says why. Used by the platform to authenticate \
-                     requests.",
-                )
-                .tag(AUTH_TAG)
-                .body_schema(token_schema())
-                .build(),
-            Endpoint::Me => http::route(Method::Get, "/me")
-                .authenticated()
-                .summary("The current user")
-                .description("The user the bearer token was issued for.")
-                .tag(USERS_TAG)
-                .build(),
-        }
-    }
-
-    /// Runs the endpoint's handler.
-    pub fn handle(self, request: &Request) -> Response {
-        let result = match self {
-            Endpoint::Register | Endpoint::CreateUser => register(request),
-            Endpoint::Login => login(request),
-            Endpoint::ValidateToken => validate_token(request),
-            Endpoint::Me => me(request),
-        };
-        result.unwrap_or_else(|response| response)
-    }
+fn create_user_route() -> Route {
+    http::route(Method::Post, "/users")
+        .summary("Create a user")
+        .description("The same as `POST /register`.")
+        .tag(USERS_TAG)
+        .status(201)
+        .body_schema(user_create_schema())
+        .build()
 }
 
-/// The route table `routes()` exports.
-pub fn table() -> Vec<Route> {
-    Endpoint::ALL
-        .iter()
-        .map(|endpoint| endpoint.route())
-        .collect()
+fn login_route() -> Route {
+    http::route(Method::Post, "/login")
+        .summary("Log in")
+        .description(
+            "OAuth2 password flow: `username` and `password` as an \
+             `application/x-www-form-urlencoded` form (a JSON object with the same \
+             fields is accepted too). Returns a bearer access token; 401 for a wrong \
+             username or password, or an inactive user.",
+        )
+        .tag(AUTH_TAG)
+        .body_schema(login_schema())
+        .build()
 }
 
-/// Dispatches a request by the index of the route the host matched.
-pub fn handle(request: Request) -> Response {
-    match Endpoint::ALL.get(request.route_index as usize) {
-        Some(endpoint) => endpoint.handle(&request),
-        None => http::error(404, "Not Found"),
-    }
+fn validate_token_route() -> Route {
+    http::route(Method::Post, "/validate-token")
+        .summary("Validate an access token")
+        .description(
+            "Always 200: `valid` is true only for a well-signed, unexpired token whose \
+             user still exists and is active; otherwise `username` and `user_id` are \
+             null and `message` says why. Used by the platform to authenticate \
+             requests.",
+        )
+        .tag(AUTH_TAG)
+        .body_schema(token_schema())
+        .build()
+}
+
+fn me_route() -> Route {
+    http::route(Method::Get, "/me")
+        .authenticated()
+        .summary("The current user")
+        .description("The user the bearer token was issued for.")
+        .tag(USERS_TAG)
+        .build()
 }
 
 // ---------- request schemas (OpenAPI) ----------
@@ -180,8 +154,6 @@ fn token_schema() -> Value {
 
 // ---------- handlers ----------
 
-type Handled = Result<Response, Response>;
-
 fn service() -> UserService<Repository, HostIdentity> {
     UserService::new(Repository, HostIdentity)
 }
@@ -190,14 +162,14 @@ fn user_response(status: u16, user: &User) -> Response {
     http::json(status, user)
 }
 
-fn register(request: &Request) -> Handled {
+fn register(request: &Request) -> Answer {
     let new = body(request, NewUser::from_json)?;
     let user = service().register(&new).map_err(error_response)?;
     log::info(&format!("registered user {} ({})", user.id, user.username));
     Ok(user_response(201, &user))
 }
 
-fn login(request: &Request) -> Handled {
+fn login(request: &Request) -> Answer {
     let credentials = parse_login(request.header("content-type"), &request.body)
         .map_err(|errors| http::validation_error(&errors))?;
     match service().login(&credentials) {
@@ -214,18 +186,13 @@ fn login(request: &Request) -> Handled {
     }
 }
 
-fn validate_token(request: &Request) -> Handled {
+fn validate_token(request: &Request) -> Answer {
     let token = body(request, token_from_json)?;
     let answer = service().validate_token(&token).map_err(error_response)?;
     Ok(http::json(200, &answer))
 }
 
-fn me(request: &Request) -> Handled {
-    // The host answered 401 itself for a missing or invalid token; a missing caller here
-    // is a host bug, still answered 401.
-    let Some(caller) = request.caller() else {
-        return Err(unauthorized("Not authenticated"));
-    };
+fn me(_: &Request, caller: &Identity) -> Answer {
     let user = service()
         .current_user(caller.user_id)
         .map_err(error_response)?;
@@ -277,7 +244,10 @@ fn error_response(error: UserError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use platform_guest::http::Identity;
+
+    fn handle(request: Request) -> Response {
+        ROUTES.handle(&request)
+    }
 
     fn request(route_index: u32, content_type: Option<&str>, body: &[u8]) -> Request {
         Request {
@@ -320,8 +290,7 @@ mod tests {
 
     #[test]
     fn route_table_matches_the_contract() {
-        let table = table();
-        assert_eq!(table.len(), Endpoint::ALL.len());
+        let table = ROUTES.routes();
         let summary: Vec<_> = table
             .iter()
             .map(|r| {
@@ -354,18 +323,6 @@ mod tests {
                 assert_eq!(schema["type"], "object");
             }
         }
-    }
-
-    #[test]
-    fn endpoint_order_is_the_route_index() {
-        for (index, endpoint) in Endpoint::ALL.iter().enumerate() {
-            let (listed, declared) = (&table()[index], endpoint.route());
-            assert_eq!(
-                (listed.method.as_str(), &listed.path),
-                (declared.method.as_str(), &declared.path)
-            );
-        }
-        assert_eq!(handle(json_request(99, b"")).status, 404);
     }
 
     #[test]
@@ -479,22 +436,6 @@ mod tests {
             detail_types(&response),
             vec![("missing".into(), json!(["body"]))]
         );
-    }
-
-    #[test]
-    fn me_without_a_caller_is_401_with_bearer_challenge() {
-        let mut me = request(4, None, b"");
-        me.method = Method::Get;
-        let response = handle(me.clone());
-        assert_eq!(response.status, 401);
-        assert!(has_bearer_challenge(&response));
-        assert_eq!(body_json(&response), json!({"detail": "Not authenticated"}));
-        // With a caller the handler goes on to the database (not reachable natively).
-        me.caller = Some(Identity {
-            user_id: 1,
-            username: "alice".into(),
-        });
-        assert!(me.caller().is_some());
     }
 
     #[test]

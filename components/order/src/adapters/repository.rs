@@ -2,9 +2,8 @@
 //!
 //! Portable SQL (PostgreSQL today, SQLite later): `$n` placeholders, `RETURNING`, `now()`.
 
-use crate::events::OutboxEvent;
-use crate::model::{Order, OrderDraft, OrderStatus};
-use crate::service::{Store, StoreError, StoreTx};
+use crate::model::{Order, OrderDraft, OrderStatus, OutboxEvent};
+use crate::ports::{Store, StoreError, StoreTx};
 use platform_guest::database::{self, Rows, Transaction, Value};
 use platform_guest::db::{first, rows, Row};
 use platform_guest::pagination::Page;

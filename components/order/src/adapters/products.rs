@@ -5,7 +5,7 @@
 //! authenticates these routes itself). The mapping of its answers to domain errors is
 //! pure ([`reserve_outcome`], [`release_outcome`]) and unit-tested.
 
-use crate::service::ProductService;
+use crate::ports::{ProductService, ProductServiceError, Released, ReservedProduct};
 use platform_guest::http::Method;
 use platform_guest::money;
 use platform_guest::outgoing_http::{self, OutgoingRequest};
@@ -14,38 +14,6 @@ use serde_json::{json, Value};
 /// Give up on the product service after this long, so that even a reservation followed
 /// by a compensating release stays within the host's request timeout.
 const TIMEOUT_MS: u32 = 5_000;
-
-/// What a successful reservation tells about the product.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReservedProduct {
-    pub name: String,
-    /// The product's current price, which becomes the order's unit price.
-    pub price_cents: i64,
-}
-
-/// Why the product service did not do what was asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProductServiceError {
-    /// 404: no such product.
-    NotFound,
-    /// 409: not enough stock to reserve.
-    InsufficientStock,
-    /// 401: the product service did not accept the caller's token.
-    Unauthorized,
-    /// A 2xx answer whose body is not a product: the call may have taken effect.
-    InvalidAnswer(String),
-    /// No answer, or one that cannot be acted upon (422, 5xx, ...); the cause is logged.
-    Unavailable(String),
-}
-
-/// The result of a successful release call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Released {
-    /// The stock went back to the product.
-    Released,
-    /// The product no longer exists (404): there is nothing to give the stock back to.
-    ProductGone,
-}
 
 /// Maps the product service's answer to `POST /products/{id}/reserve`.
 pub fn reserve_outcome(status: u16, body: &[u8]) -> Result<ReservedProduct, ProductServiceError> {

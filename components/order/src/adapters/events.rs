@@ -1,0 +1,57 @@
+//! The broker adapter: publishes order events through the host's messaging capability.
+//!
+//! The events themselves (`EventKind`, `OutboxEvent`, their JSON) are domain types in
+//! `model`; this module only turns one into a broker message and sends it.
+
+use crate::model::OutboxEvent;
+use crate::ports::EventBus;
+use platform_guest::messaging;
+use platform_guest::messaging_types::Message;
+
+// The message format is the broker's business, so the mapping lives with the broker
+// adapter rather than with the domain type.
+impl OutboxEvent {
+    /// The broker message: routing key = event name, JSON content type, `event_id` header.
+    pub fn to_message(&self) -> Message {
+        Message {
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            payload: self.payload.clone().into_bytes(),
+            content_type: Some("application/json".to_string()),
+            headers: vec![("event_id".to_string(), self.event_id.clone())],
+        }
+    }
+}
+
+/// Publishes through the host's messaging capability (waits for the broker's confirm).
+pub struct Broker;
+
+impl EventBus for Broker {
+    fn publish(&self, event: &OutboxEvent) -> Result<(), String> {
+        messaging::publish(&event.to_message()).map_err(|error| format!("{error:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::tests::order;
+    use crate::model::{build_event, EventKind, OrderStatus};
+
+    #[test]
+    fn message_carries_json_content_type_and_event_id_header() {
+        let event = build_event(
+            EventKind::Created,
+            &order(1, 1, OrderStatus::Pending),
+            "a",
+            "order_events",
+            "id-9",
+            "t",
+        );
+        let message = event.to_message();
+        assert_eq!(message.exchange, "order_events");
+        assert_eq!(message.routing_key, "order.created");
+        assert_eq!(message.content_type.as_deref(), Some("application/json"));
+        assert_eq!(message.headers, vec![("event_id".into(), "id-9".into())]);
+        assert_eq!(message.payload, event.payload.as_bytes());
+    }
+}
