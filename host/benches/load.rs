@@ -175,6 +175,57 @@ async fn measure(
     Ok(())
 }
 
+/// Logins the storm keeps in flight.
+const STORM_LOGINS: usize = 1_000;
+
+/// The cache-hit row again, at 16 connections, while 1,000 wrong-password logins at a time
+/// hit the user service: isolation means the product service barely notices.
+async fn during_a_login_storm(
+    product_url: &str,
+    login_url: &str,
+    user: &support::TestUser,
+    duration: Duration,
+    pid: u32,
+) -> anyhow::Result<String> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let raging = Arc::new(AtomicBool::new(true));
+    let shed = Arc::new(AtomicUsize::new(0));
+    let storm = {
+        let (raging, shed) = (raging.clone(), shed.clone());
+        let (url, username) = (login_url.to_string(), user.username.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while raging.load(Ordering::Relaxed) {
+                let wave = (0..STORM_LOGINS).map(|_| {
+                    client
+                        .post(&url)
+                        .form(&[("username", username.as_str()), ("password", "Wrong123")])
+                        .send()
+                });
+                for answer in futures::future::join_all(wave).await.into_iter().flatten() {
+                    if answer.status() == 503 {
+                        shed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+    // Let the storm fill the user service's queues first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = product_url.to_string();
+    let measured = drive(16, duration, Some(pid), move |http, _| http.get(&url)).await;
+    raging.store(false, Ordering::Relaxed);
+    storm.await?;
+    Ok(measured.row(
+        &format!(
+            "GET /products/{{id}}, cache hit, during a storm of {STORM_LOGINS} concurrent logins ({} shed with 503)",
+            shed.load(Ordering::Relaxed)
+        ),
+        16,
+        None,
+    ))
+}
+
 /// Starts the native baseline on the product service's PostgreSQL database and Redis, pinned
 /// like the host; returns it and the URL of the product.
 async fn start_native(platform: &Platform, product_id: i64) -> anyhow::Result<(Child, String)> {
@@ -277,6 +328,7 @@ async fn scenarios(
         .await;
         report.push_str(&measured.row("POST /login", connections, None));
     }
+    report.push_str(&during_a_login_storm(&product_url, &login, user, duration, pid).await?);
     let orders = platform.url("order", "/orders");
     for connections in CONNECTIONS {
         let (url, bearer) = (orders.clone(), user.bearer());

@@ -11,7 +11,7 @@
 mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use platform::backends::database::{DatabaseServer, PoolSettings};
+use platform::backends::database::{DatabaseServer, DatabaseSettings};
 use platform::backends::http_client::HttpClient;
 use platform::backends::token_validator::TokenValidator;
 use platform::bindings::http_types::{Method, Request};
@@ -41,12 +41,12 @@ fn per_call(c: &mut Criterion) {
     let config: ServiceConfig = platform.services["bench"].clone();
     let state = tempfile::tempdir().expect("a temporary directory");
     let (version, service) = tokio.block_on(async {
-        let runtime = Runtime::new(config.memory_limit_bytes(), None).expect("a runtime");
+        let runtime = Runtime::new(config.memory_limit_bytes(), 8, None).expect("a runtime");
         let http_client = HttpClient::new();
         let database = DatabaseServer::Sqlite {
             dir: state.path().to_path_buf(),
         }
-        .open("bench", PoolSettings::from(&platform.database))
+        .open("bench", DatabaseSettings::from(&platform.database))
         .await
         .expect("an embedded database");
         let backends = Backends {

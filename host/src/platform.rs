@@ -3,7 +3,7 @@
 
 use crate::backends::broker::{self, Broker, OpenBrokerError};
 use crate::backends::cache;
-use crate::backends::database::{DatabaseServer, OpenDatabaseError, PoolSettings};
+use crate::backends::database::{DatabaseServer, DatabaseSettings, OpenDatabaseError};
 use crate::backends::http_client::HttpClient;
 use crate::backends::identity::IdentityProvider;
 use crate::backends::token_validator::TokenValidator;
@@ -83,7 +83,8 @@ impl Platform {
             .map(|service| service.memory_limit_bytes())
             .max()
             .unwrap_or(64 << 20);
-        let runtime = Runtime::new(max_memory, Some(state.clone())).map_err(StartError::Runtime)?;
+        let runtime = Runtime::new(max_memory, instance_budget(config), Some(state.clone()))
+            .map_err(StartError::Runtime)?;
 
         let shared = SharedBackends::open(config, &state).await?;
         let database_server = shared
@@ -94,7 +95,7 @@ impl Platform {
             let database = match (&database_server, &service.database) {
                 (Some(server), Some(database)) if service.is_granted(Capability::Database) => Some(
                     server
-                        .open(database, PoolSettings::from(&config.database))
+                        .open(database, DatabaseSettings::from(&config.database))
                         .await
                         .map_err(|cause| StartError::Database {
                             service: name.clone(),
@@ -162,6 +163,7 @@ impl Platform {
                 name.clone(),
                 Arc::new(http),
                 listener,
+                config.host.connections.clone(),
                 shutdown.clone(),
             ));
             for subscription in &endpoint.service.service.config.subscriptions {
@@ -211,6 +213,7 @@ impl Platform {
             "admin API".into(),
             Arc::new(admin_api),
             admin_listener,
+            config.admin.connections.clone(),
             shutdown.clone(),
         ));
         tracing::info!(address = %admin_address, "admin API listening");
@@ -234,6 +237,25 @@ impl Platform {
         self.shutdown.cancel();
         self.tasks.wait().await;
     }
+}
+
+/// Instances that can exist at once: per service its concurrent requests, its consumers'
+/// deliveries in flight, and a deploy's route-table and health calls.
+fn instance_budget(config: &PlatformConfig) -> u32 {
+    const DEPLOY_CALLS: usize = 2;
+    let total: usize = config
+        .services
+        .values()
+        .map(|service| {
+            let deliveries: usize = service
+                .subscriptions
+                .iter()
+                .map(|subscription| usize::from(subscription.prefetch))
+                .sum();
+            service.max_concurrent + deliveries + DEPLOY_CALLS
+        })
+        .sum();
+    u32::try_from(total).unwrap_or(u32::MAX)
 }
 
 /// The backends all services share, each opened only if some service needs it.

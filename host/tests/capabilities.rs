@@ -5,7 +5,7 @@
 
 use platform::backends::broker::{Broker, EmbeddedBroker};
 use platform::backends::cache::{Cache, MemoryCache};
-use platform::backends::database::{DatabaseServer, PoolSettings};
+use platform::backends::database::{DatabaseServer, DatabaseSettings};
 use platform::backends::http_client::HttpClient;
 use platform::backends::token_validator::TokenValidator;
 use platform::bindings::http_types::Method;
@@ -15,7 +15,7 @@ use platform::bindings::{cache, database, logging, messaging, outgoing_http};
 use platform::capabilities::{Backends, CallState, Failure, Grant, ServiceCapabilities};
 use platform::config::PlatformConfig;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::StoreLimitsBuilder;
 
 /// Two services, `shop` and `billing`, with the grants of `grants` each.
@@ -74,7 +74,7 @@ async fn call(platform: &PlatformConfig, shared: &Shared, service: &str) -> Call
             DatabaseServer::Sqlite {
                 dir: shared.dir.path().join("databases"),
             }
-            .open(name, PoolSettings::from(&platform.database))
+            .open(name, DatabaseSettings::from(&platform.database))
             .await
             .unwrap(),
         ),
@@ -105,8 +105,9 @@ async fn call(platform: &PlatformConfig, shared: &Shared, service: &str) -> Call
     .unwrap();
     CallState::new(
         Arc::new(capabilities),
-        StoreLimitsBuilder::new().build(),
+        Box::new(StoreLimitsBuilder::new().build()),
         "test".into(),
+        Instant::now() + Duration::from_secs(10),
     )
 }
 

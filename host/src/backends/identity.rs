@@ -3,7 +3,9 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub struct IdentityProvider {
     encoding: EncodingKey,
@@ -11,10 +13,47 @@ pub struct IdentityProvider {
     validation: Validation,
     token_lifetime: Duration,
     bcrypt_cost: u32,
-    /// One bcrypt job per core at a time, first come first served. Without it a burst of
+    /// One bcrypt job per worker at a time, first come first served. Without it a burst of
     /// logins shares the cores so evenly that all of them finish late (and time out)
-    /// together; with it they finish one after the other.
-    hashing: tokio::sync::Semaphore,
+    /// together, and every other service starves; with it they finish one after the other
+    /// on the cores left to them.
+    hashing: Arc<tokio::sync::Semaphore>,
+    /// Jobs waiting for a worker, at most `max_queued`.
+    waiting: AtomicUsize,
+    max_queued: usize,
+}
+
+/// One job waiting for a worker, for as long as it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How a bcrypt job may run.
+#[derive(Debug, Clone, Copy)]
+pub struct BcryptSettings {
+    pub cost: u32,
+    /// Jobs hashing at once.
+    pub workers: usize,
+    /// Jobs waiting for a worker; beyond them a job is refused at once.
+    pub max_queued: usize,
+}
+
+impl BcryptSettings {
+    /// `[identity]`'s settings; by default every core but one hashes (at least one).
+    pub fn from_config(settings: &crate::config::IdentityConfig) -> BcryptSettings {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        BcryptSettings {
+            cost: settings.bcrypt_cost,
+            workers: settings
+                .bcrypt_workers
+                .unwrap_or(cores.saturating_sub(1).max(1)),
+            max_queued: settings.bcrypt_max_queued,
+        }
+    }
 }
 
 /// The claims of a token whose signature and expiry were verified.
@@ -45,6 +84,12 @@ pub enum IdentityError {
     Signing(#[from] jsonwebtoken::errors::Error),
     #[error("the bcrypt job did not finish: {0}")]
     Job(String),
+    /// Every worker is busy and the queue is full: refused at once.
+    #[error("all bcrypt workers are busy and {0} jobs are waiting")]
+    Busy(usize),
+    /// The job's caller gave up (its deadline passed) before a worker took it.
+    #[error("the caller's deadline passed before a bcrypt worker was free")]
+    Expired,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,11 +118,15 @@ impl IdentityProvider {
         IdentityProvider::new(
             &secret,
             Duration::from_secs(settings.access_token_expire_minutes * 60),
-            settings.bcrypt_cost,
+            BcryptSettings::from_config(settings),
         )
     }
 
-    pub fn new(secret: &[u8], token_lifetime: Duration, bcrypt_cost: u32) -> IdentityProvider {
+    pub fn new(
+        secret: &[u8],
+        token_lifetime: Duration,
+        bcrypt: BcryptSettings,
+    ) -> IdentityProvider {
         // Only HS256 is accepted: `alg: none` and algorithm-confusion tokens fail validation.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
@@ -87,34 +136,58 @@ impl IdentityProvider {
             decoding: DecodingKey::from_secret(secret),
             validation,
             token_lifetime,
-            bcrypt_cost,
-            hashing: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1),
-            ),
+            bcrypt_cost: bcrypt.cost,
+            hashing: Arc::new(tokio::sync::Semaphore::new(bcrypt.workers)),
+            waiting: AtomicUsize::new(0),
+            max_queued: bcrypt.max_queued,
         }
     }
 
-    /// Runs a bcrypt job on the blocking pool, in turn with the other ones.
+    /// Runs a bcrypt job on the blocking pool, in turn with the other ones, if a worker
+    /// takes it before `deadline`. The worker stays taken until the job ends, even when
+    /// its caller stopped waiting: the cores it may use are never oversubscribed.
     async fn bcrypt<T: Send + 'static>(
         &self,
+        deadline: Instant,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, IdentityError> {
-        let _turn = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|error| IdentityError::Job(error.to_string()))?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|error| IdentityError::Job(error.to_string()))
+        let turn = match self.hashing.clone().try_acquire_owned() {
+            Ok(turn) => turn,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_queued {
+                    self.waiting.fetch_sub(1, Ordering::Relaxed);
+                    return Err(IdentityError::Busy(self.max_queued));
+                }
+                // Counted out again however the wait ends, the caller giving up included.
+                let _waiting = Waiting(&self.waiting);
+                self.hashing
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|error| IdentityError::Job(error.to_string()))?
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            if Instant::now() >= deadline {
+                return Err(IdentityError::Expired);
+            }
+            Ok(job())
+        })
+        .await
+        .map_err(|error| IdentityError::Job(error.to_string()))?
     }
 
     /// A bcrypt hash of `password` at the configured cost.
-    pub async fn hash_password(&self, password: String) -> Result<String, IdentityError> {
+    pub async fn hash_password(
+        &self,
+        password: String,
+        deadline: Instant,
+    ) -> Result<String, IdentityError> {
         let cost = self.bcrypt_cost;
-        Ok(self.bcrypt(move || bcrypt::hash(password, cost)).await??)
+        Ok(self
+            .bcrypt(deadline, move || bcrypt::hash(password, cost))
+            .await??)
     }
 
     /// Whether `password` matches `hash`; false for a malformed hash.
@@ -122,8 +195,11 @@ impl IdentityProvider {
         &self,
         password: String,
         hash: String,
+        deadline: Instant,
     ) -> Result<bool, IdentityError> {
-        let verified = self.bcrypt(move || bcrypt::verify(password, &hash)).await?;
+        let verified = self
+            .bcrypt(deadline, move || bcrypt::verify(password, &hash))
+            .await?;
         Ok(verified.unwrap_or(false))
     }
 
@@ -183,7 +259,44 @@ mod tests {
     }
 
     fn provider(secret: &[u8]) -> IdentityProvider {
-        IdentityProvider::new(secret, Duration::from_secs(60), 4)
+        IdentityProvider::new(
+            secret,
+            Duration::from_secs(60),
+            BcryptSettings {
+                cost: 4,
+                workers: 1,
+                max_queued: 1,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_full_bcrypt_queue_refuses_at_once_and_late_jobs_never_run() {
+        let provider = Arc::new(provider(b"secret"));
+        let later = Instant::now() + Duration::from_secs(30);
+        // One worker busy, one job waiting: the next is refused without waiting.
+        let busy = {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.hash_password("a".into(), later).await })
+        };
+        let waiting = {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.hash_password("b".into(), later).await })
+        };
+        while provider.waiting.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            provider.hash_password("c".into(), later).await,
+            Err(IdentityError::Busy(1))
+        ));
+        assert!(busy.await.unwrap().is_ok());
+        assert!(waiting.await.unwrap().is_ok());
+        // A job whose caller's deadline has passed is not hashed.
+        assert!(matches!(
+            provider.hash_password("d".into(), Instant::now()).await,
+            Err(IdentityError::Expired)
+        ));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The `database` interface: parameterised SQL, query / execute and transactions on the
 //! service's own database (PostgreSQL or SQLite, see `backends::database`).
 
-use super::{granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
+use super::{
+    granted, CallState, Failure, Grant, GrantError, ServiceCapabilities, OPEN_TRANSACTIONS_PER_CALL,
+};
 use crate::backends::database::{self as backend, Transaction};
 use crate::bindings::database::{DatabaseError, Host, HostTransaction, Rows, Value};
 use wasmtime::component::Resource;
@@ -90,8 +92,15 @@ impl Host for CallState {
 
     async fn begin(&mut self) -> Result<Resource<TransactionHandle>, DatabaseFailure> {
         let database = granted(&self.capabilities.database, INTERFACE, self)?;
+        if self.open_transactions >= OPEN_TRANSACTIONS_PER_CALL {
+            return Err(Failure::Error(DatabaseError::InvalidState(format!(
+                "a call may hold at most {OPEN_TRANSACTIONS_PER_CALL} transactions open"
+            ))));
+        }
         let transaction = database.begin().await?;
-        Ok(self.table.push(TransactionHandle(Some(transaction)))?)
+        let handle = self.table.push(TransactionHandle(Some(transaction)))?;
+        self.open_transactions += 1;
+        Ok(handle)
     }
 
     fn convert_database_error(
@@ -137,13 +146,21 @@ impl HostTransaction for CallState {
         &mut self,
         transaction: Resource<TransactionHandle>,
     ) -> Result<(), DatabaseFailure> {
-        let open = self.table.get_mut(&transaction)?.0.take();
-        Ok(open.ok_or_else(finished)?.rollback().await?)
+        let open = self
+            .table
+            .get_mut(&transaction)?
+            .0
+            .take()
+            .ok_or_else(finished)?;
+        self.open_transactions -= 1;
+        Ok(open.rollback().await?)
     }
 
     async fn drop(&mut self, transaction: Resource<TransactionHandle>) -> wasmtime::Result<()> {
         // An open transaction is rolled back when its connection goes back to the pool.
-        self.table.delete(transaction)?;
+        if self.table.delete(transaction)?.0.is_some() {
+            self.open_transactions -= 1;
+        }
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! The `identity-provider` interface (the user service only): bcrypt password hashing and
 //! HS256 tokens signed with a secret only the host holds (see `backends::identity`).
 
-use super::{granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
+use super::{granted, CallState, Failure, Grant, GrantError, Saturated, ServiceCapabilities};
 use crate::backends::identity as backend;
 use crate::bindings::identity_provider::{Claims, Host, TokenError};
 
@@ -24,15 +24,32 @@ impl From<backend::TokenError> for TokenFailure {
     }
 }
 
+/// A saturated bcrypt pool ends the call as an overload (503 with `Retry-After`), not as a
+/// failure of the component.
+fn lowered(error: backend::IdentityError) -> wasmtime::Error {
+    match error {
+        backend::IdentityError::Busy(_) | backend::IdentityError::Expired => {
+            wasmtime::Error::new(Saturated("bcrypt"))
+        }
+        other => wasmtime::Error::new(other),
+    }
+}
+
 impl Host for CallState {
     async fn hash_password(&mut self, password: String) -> wasmtime::Result<String> {
         let identity = granted(&self.capabilities.identity, INTERFACE, self)?;
-        Ok(identity.hash_password(password).await?)
+        identity
+            .hash_password(password, self.deadline)
+            .await
+            .map_err(lowered)
     }
 
     async fn verify_password(&mut self, password: String, hash: String) -> wasmtime::Result<bool> {
         let identity = granted(&self.capabilities.identity, INTERFACE, self)?;
-        Ok(identity.verify_password(password, hash).await?)
+        identity
+            .verify_password(password, hash, self.deadline)
+            .await
+            .map_err(lowered)
     }
 
     async fn issue_token(&mut self, subject: String, user_id: i64) -> wasmtime::Result<String> {

@@ -20,6 +20,15 @@ const MAX_MESSAGE_BYTES: usize = 8 * 1024;
 impl Host for CallState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         granted(&self.capabilities.logging, INTERFACE, self)?;
+        match self.log_budget {
+            0 => return Ok(()),
+            1 => {
+                self.log_budget = 0;
+                tracing::warn!(target: "component", service = %self.capabilities.service, request_id = %self.request_id, "log records over {} in one call are dropped", super::LOG_RECORDS_PER_CALL);
+                return Ok(());
+            }
+            _ => self.log_budget -= 1,
+        }
         let mut message = message;
         if message.len() > MAX_MESSAGE_BYTES {
             let mut end = MAX_MESSAGE_BYTES;

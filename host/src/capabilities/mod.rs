@@ -27,8 +27,9 @@ use crate::backends::identity::IdentityProvider;
 use crate::backends::token_validator::TokenValidator;
 use crate::config::{Capability, PlatformConfig, ServiceConfig};
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::component::ResourceTable;
-use wasmtime::StoreLimits;
+use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// One row of [`CAPABILITIES`].
@@ -197,6 +198,12 @@ impl<E> From<wasmtime::component::ResourceTableError> for Failure<E> {
     }
 }
 
+/// The trap a host function raises when a resource the call needs is saturated (bcrypt's
+/// workers, say): the runtime answers it as an overload, not a component failure.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("{0} is saturated")]
+pub struct Saturated(pub &'static str);
+
 /// The service's share of a capability, or a trap naming it.
 fn granted<'a, T>(
     share: &'a Option<T>,
@@ -212,21 +219,35 @@ fn granted<'a, T>(
 }
 
 /// The data of one call's `Store`: WASI with nothing granted, a resource table for
-/// transactions, memory limits, and the service's capabilities.
+/// transactions, the limits on what the guest may allocate, the call's deadline and the
+/// service's capabilities.
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limiter: Box<dyn ResourceLimiter + Send>,
     pub capabilities: Arc<ServiceCapabilities>,
     /// Tags this call's log records.
     pub request_id: String,
+    /// When the call ends, answered or not: host work for it (a bcrypt job) not started by
+    /// then is not started at all.
+    pub deadline: Instant,
+    /// Log records this call may still write.
+    pub(crate) log_budget: u32,
+    /// Transactions this call holds open.
+    pub(crate) open_transactions: u32,
 }
+
+/// Log records one call may write; the rest are dropped, with one warning.
+pub const LOG_RECORDS_PER_CALL: u32 = 256;
+/// Transactions one call may hold open at once.
+pub const OPEN_TRANSACTIONS_PER_CALL: u32 = 8;
 
 impl CallState {
     pub fn new(
         capabilities: Arc<ServiceCapabilities>,
-        limits: StoreLimits,
+        limiter: Box<dyn ResourceLimiter + Send>,
         request_id: String,
+        deadline: Instant,
     ) -> CallState {
         // No preopened directories, no environment, no arguments, no network: a component
         // reaches the outside only through the platform's own interfaces. stderr is kept so
@@ -240,9 +261,12 @@ impl CallState {
         CallState {
             wasi,
             table: ResourceTable::new(),
-            limits,
+            limiter,
             capabilities,
             request_id,
+            deadline,
+            log_budget: LOG_RECORDS_PER_CALL,
+            open_transactions: 0,
         }
     }
 }

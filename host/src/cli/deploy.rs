@@ -42,11 +42,21 @@ pub fn run(config_path: &Path, args: DeployArgs) -> CommandResult {
         )));
     }
     let client = AdminClient::new(&config);
-    let deployed: Deployed = block_on(client.post(
-        &format!("/v1/services/{}/deploy", args.service),
-        Bytes::from(bytes),
-        "application/wasm",
-    ))?;
+    let deployed: Deployed = block_on(async {
+        // The host answers a wrong token before it reads an upload, closing the connection
+        // under it: ask a cheap call first, so that the answer is the token's, not a broken
+        // pipe.
+        client
+            .get::<Vec<crate::admin_api::ServiceStatus>>("/v1/services")
+            .await?;
+        client
+            .post(
+                &format!("/v1/services/{}/deploy", args.service),
+                Bytes::from(bytes),
+                "application/wasm",
+            )
+            .await
+    })?;
     print_deployed(&deployed, args.json);
     Ok(())
 }

@@ -5,6 +5,12 @@
 //! bind = "127.0.0.1"            # address every service listener binds; env PLATFORM_BIND
 //! cors_origins = ["*"]          # origins CORS allows ("*" = any)
 //! max_body_bytes = 1048576      # larger request bodies get 413
+//! [host.connections]            # every service listener ([admin.connections]: the admin API)
+//! max_connections = 1024        # per listener; beyond: 503 and close (admin: 64)
+//! header_timeout_seconds = 10   # a whole request head within this (also the idle keep-alive)
+//! max_header_bytes = 16384      # request line + headers; beyond: 431
+//! max_headers = 100             # beyond: 431
+//! shutdown_drain_seconds = 10   # requests in progress at shutdown get this long
 //!
 //! # Without a url, a backend is embedded: SQLite files, an in-process cache and broker,
 //! # all under [state] dir. Each backend is chosen on its own (mixed setups work).
@@ -14,6 +20,9 @@
 //! max_connections = 10          # per service pool
 //! acquire_timeout_seconds = 3   # then a call fails with `unavailable` (503)
 //! migrations = "migrations"     # one folder per service inside
+//! statement_timeout_ms = 5000   # a longer statement is cancelled (query-failed)
+//! max_result_rows = 10000       # rows one query may return (query-failed beyond)
+//! max_result_mb = 16            # bytes one query may return (query-failed beyond)
 //!
 //! [cache]
 //! url = "redis://127.0.0.1:6379"   # env REDIS_URL; none = in-process (moka)
@@ -42,6 +51,8 @@
 //! [identity]                        # the identity-provider capability (user service)
 //! access_token_expire_minutes = 30  # env ACCESS_TOKEN_EXPIRE_MINUTES
 //! bcrypt_cost = 12
+//! bcrypt_workers = 1                # jobs at once; default: cores - 1 (at least 1)
+//! bcrypt_max_queued = 32            # waiting jobs; beyond: 503
 //! # secret: env JWT_SECRET only
 //!
 //! [services.order]
@@ -57,6 +68,9 @@
 //! cache_namespace = "order"            # key prefix (default: the service name)
 //! memory_limit_mb = 64
 //! request_timeout_ms = 15000
+//! max_concurrent = 64                  # calls at once; more wait their turn
+//! max_queued = 256                     # waiting requests; beyond: 503 with Retry-After
+//! queue_timeout_ms = 2000              # longest wait for a turn; then 503
 //! [services.order.config]              # values for the config capability;
 //! product_service_url = "http://127.0.0.1:8002"   # env PLATFORM_ORDER_PRODUCT_SERVICE_URL
 //!
@@ -126,6 +140,8 @@ pub struct HostConfig {
     pub bind: String,
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// Limits of every service listener's connections.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for HostConfig {
@@ -134,6 +150,37 @@ impl Default for HostConfig {
             bind: "127.0.0.1".into(),
             cors_origins: vec!["*".into()],
             max_body_bytes: 1024 * 1024,
+            connections: ConnectionLimits::default(),
+        }
+    }
+}
+
+/// What one listener accepts: `[host.connections]` for the service ports, `[admin.connections]`
+/// for the admin API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionLimits {
+    /// Open connections per listener; beyond them a new connection gets 503 and is closed.
+    pub max_connections: usize,
+    /// A connection must send a whole request head within this time of connecting or of its
+    /// previous response (so it is also how long an idle keep-alive connection stays open).
+    pub header_timeout_seconds: u64,
+    /// Largest request head (request line and headers) in bytes: beyond it, 431.
+    pub max_header_bytes: usize,
+    /// Most headers in one request: beyond them, 431.
+    pub max_headers: usize,
+    /// On shutdown, requests in progress get this long to finish.
+    pub shutdown_drain_seconds: u64,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 1024,
+            header_timeout_seconds: 10,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            shutdown_drain_seconds: 10,
         }
     }
 }
@@ -147,6 +194,12 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     pub acquire_timeout_seconds: u64,
     pub migrations: PathBuf,
+    /// A statement running longer is cancelled and the call gets `query-failed`.
+    pub statement_timeout_ms: u64,
+    /// Rows one query may return; past them the call gets `query-failed`.
+    pub max_result_rows: usize,
+    /// Bytes of values one query may return.
+    pub max_result_mb: usize,
 }
 
 impl Default for DatabaseConfig {
@@ -156,6 +209,9 @@ impl Default for DatabaseConfig {
             max_connections: 10,
             acquire_timeout_seconds: 3,
             migrations: PathBuf::from("migrations"),
+            statement_timeout_ms: 5_000,
+            max_result_rows: 10_000,
+            max_result_mb: 16,
         }
     }
 }
@@ -231,6 +287,11 @@ fn default_auth_timeout() -> u64 {
 pub struct IdentityConfig {
     pub access_token_expire_minutes: u64,
     pub bcrypt_cost: u32,
+    /// bcrypt jobs hashing at once; default: one core fewer than the machine has (at least
+    /// one), so the other services always keep a core.
+    pub bcrypt_workers: Option<usize>,
+    /// bcrypt jobs waiting for a worker; beyond them a login or registration gets 503.
+    pub bcrypt_max_queued: usize,
     /// Only from the environment (`JWT_SECRET`), never from the file.
     #[serde(skip)]
     pub jwt_secret: Option<String>,
@@ -241,6 +302,8 @@ impl Default for IdentityConfig {
         IdentityConfig {
             access_token_expire_minutes: 30,
             bcrypt_cost: 12,
+            bcrypt_workers: None,
+            bcrypt_max_queued: 32,
             jwt_secret: None,
         }
     }
@@ -267,6 +330,7 @@ impl Default for StateConfig {
 pub struct AdminConfig {
     pub bind: String,
     pub max_upload_mb: u64,
+    pub connections: ConnectionLimits,
     /// Only from the environment (`PLATFORM_ADMIN_TOKEN`), never from the file.
     #[serde(skip)]
     pub token: Option<String>,
@@ -277,6 +341,10 @@ impl Default for AdminConfig {
         AdminConfig {
             bind: "127.0.0.1:9000".into(),
             max_upload_mb: 64,
+            connections: ConnectionLimits {
+                max_connections: 64,
+                ..ConnectionLimits::default()
+            },
             token: None,
         }
     }
@@ -332,6 +400,16 @@ pub struct ServiceConfig {
     pub memory_limit_mb: u64,
     #[serde(default = "default_request_timeout")]
     pub request_timeout_ms: u64,
+    /// Calls of this service running at once (HTTP requests; message deliveries have their
+    /// subscriptions' `prefetch`); more wait in a queue.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Requests waiting for a turn; beyond them a request gets 503 at once.
+    #[serde(default = "default_max_queued")]
+    pub max_queued: usize,
+    /// Longest a request waits for its turn before it gets 503.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout_ms: u64,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     #[serde(default)]
@@ -343,6 +421,15 @@ fn default_memory_limit() -> u64 {
 }
 fn default_request_timeout() -> u64 {
     10_000
+}
+fn default_max_concurrent() -> usize {
+    64
+}
+fn default_max_queued() -> usize {
+    256
+}
+fn default_queue_timeout() -> u64 {
+    2_000
 }
 
 impl ServiceConfig {

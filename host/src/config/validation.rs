@@ -32,6 +32,23 @@ impl PlatformConfig {
                 ));
             }
         }
+        for (section, limits) in [
+            ("host.connections", &self.host.connections),
+            ("admin.connections", &self.admin.connections),
+        ] {
+            if limits.max_connections == 0
+                || limits.header_timeout_seconds == 0
+                || limits.max_header_bytes < 8192
+                || limits.max_headers == 0
+            {
+                return invalid(format!(
+                    "{section}: max_connections, header_timeout_seconds and max_headers must be positive, max_header_bytes at least 8192"
+                ));
+            }
+        }
+        if self.identity.bcrypt_workers == Some(0) {
+            return invalid("identity.bcrypt_workers must be positive".into());
+        }
         if !(4..=31).contains(&self.identity.bcrypt_cost) {
             return invalid("identity.bcrypt_cost must be within 4..=31".into());
         }
@@ -60,6 +77,11 @@ impl PlatformConfig {
                     ))
                 }
                 _ => {}
+            }
+            if service.max_concurrent == 0 || service.queue_timeout_ms == 0 {
+                return invalid(format!(
+                    "service `{name}`: max_concurrent and queue_timeout_ms must be positive"
+                ));
             }
             if service.memory_limit_mb == 0 || service.request_timeout_ms == 0 {
                 return invalid(format!(

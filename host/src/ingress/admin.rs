@@ -149,19 +149,18 @@ fn same_token(given: &[u8], expected: &[u8]) -> bool {
 impl Handler for AdminApi {
     async fn handle(&self, request: http::Request<Incoming>) -> HttpResponse {
         if !self.authorised(&request) {
-            // Read (and drop) what the client is sending, up to the upload limit, so that
-            // it gets this answer instead of a broken connection in the middle of its upload.
-            let _ = Limited::new(request.into_body(), self.max_upload_bytes)
-                .collect()
-                .await;
+            // Answered before the body is read: an unauthenticated upload costs the host
+            // nothing but this answer, and the connection closes behind it.
             let mut response = error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong admin token (PLATFORM_ADMIN_TOKEN, or the state directory's admin-token)",
             );
-            response.headers_mut().insert(
+            let headers = response.headers_mut();
+            headers.insert(
                 http::header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer"),
             );
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             return response;
         }
         let path = request.uri().path().to_string();

@@ -4,6 +4,7 @@
 //! dashboards keep working. `handler` is always a route template (or `none` for unmatched
 //! paths), never a raw path, so cardinality stays bounded.
 
+use crate::runtime::Overloaded;
 use arc_swap::ArcSwap;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
@@ -17,6 +18,10 @@ pub struct ServiceMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     messages: IntCounterVec,
+    shed: IntCounterVec,
+    /// When load shedding was last logged (milliseconds since `started`).
+    shed_logged_ms: AtomicU64,
+    started: std::time::Instant,
     /// Requests the serving version answered, for `platform ps`.
     version: ArcSwap<VersionCounters>,
 }
@@ -80,6 +85,18 @@ impl ServiceMetrics {
             &["queue", "outcome"],
         )
         .expect("valid metric definition");
+        let shed = IntCounterVec::new(
+            Opts::new(
+                "http_requests_shed_total",
+                "Requests answered 503 because the service was at its limits, by reason (queue_full, queue_timeout, saturated).",
+            )
+            .const_label("service", service),
+            &["reason"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(shed.clone()))
+            .expect("registered once");
         registry
             .register(Box::new(requests.clone()))
             .expect("registered once");
@@ -94,8 +111,28 @@ impl ServiceMetrics {
             requests,
             duration,
             messages,
+            shed,
+            shed_logged_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             version: ArcSwap::default(),
         }
+    }
+
+    /// Counts a shed request; true at most once a second, when it is worth a log line.
+    pub fn observe_shed(&self, overloaded: &Overloaded) -> bool {
+        let reason = match overloaded {
+            Overloaded::QueueFull(_) => "queue_full",
+            Overloaded::QueueTimeout(_) => "queue_timeout",
+            Overloaded::Saturated(_) => "saturated",
+        };
+        self.shed.with_label_values(&[reason]).inc();
+        let now = self.started.elapsed().as_millis() as u64 + 1000;
+        let last = self.shed_logged_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= 1000
+            && self
+                .shed_logged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Counts one answered request of version `digest`; `failed` for a 5xx. The counts
@@ -140,7 +177,10 @@ impl ServiceMetrics {
             .inc();
     }
 
-    pub fn observe(&self, handler: &str, method: &str, status: u16, elapsed: Duration) {
+    /// Counts one answered request. Methods outside HTTP's own set count as `other`, so
+    /// made-up methods cannot grow the series without bound.
+    pub fn observe(&self, handler: &str, method: &http::Method, status: u16, elapsed: Duration) {
+        let method = method_label(method);
         // FastAPI's instrumentator groups statuses as 2xx, 4xx...: dashboards filter on that.
         let status_group = match status {
             100..=199 => "1xx",
@@ -167,6 +207,22 @@ impl ServiceMetrics {
     }
 }
 
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,7 +232,7 @@ mod tests {
         let metrics = ServiceMetrics::new("product");
         metrics.observe(
             "/products/{product_id}",
-            "GET",
+            &http::Method::GET,
             200,
             Duration::from_millis(3),
         );
@@ -185,6 +241,18 @@ mod tests {
             r#"http_requests_total{handler="/products/{product_id}",method="GET",service="product",status="2xx"} 1"#
         ));
         assert!(text.contains("http_request_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let metrics = ServiceMetrics::new("product");
+        for index in 0..100 {
+            let method = http::Method::from_bytes(format!("M{index}").as_bytes()).unwrap();
+            metrics.observe("none", &method, 405, Duration::from_millis(1));
+        }
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains(r#"method="other""#));
+        assert!(!text.contains("M42"));
     }
 
     #[test]

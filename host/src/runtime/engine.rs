@@ -1,5 +1,6 @@
 //! The engine (pooling allocator, epoch interruption) and linker, built once per host.
 
+use super::invoke::{MAX_INSTANCES_PER_CALL, MAX_MEMORIES_PER_CALL, MAX_TABLES_PER_CALL};
 use crate::bindings::Service;
 use crate::capabilities::CallState;
 use crate::state::{write_atomically, StateDir};
@@ -39,18 +40,24 @@ pub enum CompiledFrom {
 
 impl Runtime {
     /// `max_memory_bytes` is the largest memory limit of any service: the pool's slots
-    /// are sized for it.
+    /// are sized for it. `instances` is the sum of every service's most concurrent calls:
+    /// each service's admission keeps it within its share, so no service can take another's
+    /// slots.
     pub fn new(
         max_memory_bytes: usize,
+        instances: u32,
         compiled: Option<Arc<StateDir>>,
     ) -> wasmtime::Result<Runtime> {
         let mut pooling = PoolingAllocationConfig::default();
         pooling
-            .total_component_instances(1000)
-            .total_core_instances(4000)
-            .total_memories(2000)
-            .total_tables(2000)
-            .total_stacks(1000)
+            .total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
+            .total_stacks(instances)
+            .max_core_instances_per_component(MAX_INSTANCES_PER_CALL as u32)
+            .max_memories_per_component(MAX_MEMORIES_PER_CALL as u32)
+            .max_tables_per_component(MAX_TABLES_PER_CALL as u32)
             .max_memory_size(max_memory_bytes);
         // A fresh instance per call must not pay for page faults: a request touches the
         // bottom of linear memory (the guest stack, which our components keep at 128 KiB, see

@@ -1,14 +1,73 @@
-//! One call into a component: a fresh `Store` and instance, the service's memory limit,
-//! and a deadline. A trap, a timeout or an exhausted memory fails this call only.
+//! One call into a component: a turn from the service's admission, a fresh `Store` and
+//! instance under the call's limits (memory in total across the component's memories,
+//! tables, instances), and a deadline. A trap, a timeout or an exhausted limit fails this
+//! call only.
 
-use super::{ComponentVersion, Service};
+use super::{ComponentVersion, Overloaded, Service};
 use crate::bindings::http_types::{Request, Response, Route};
 use crate::bindings::messaging_types::{Delivery, Outcome};
-use crate::capabilities::CallState;
+use crate::capabilities::{CallState, Saturated};
 use crate::config::ServiceConfig;
 use std::future::Future;
-use std::time::Duration;
-use wasmtime::{Store, StoreLimitsBuilder};
+use std::time::{Duration, Instant};
+use wasmtime::{ResourceLimiter, Store};
+
+/// Core instances, tables and memories one call's store may hold: what a component of a
+/// few modules needs, far below what would let one call take many pool slots.
+pub const MAX_INSTANCES_PER_CALL: usize = 32;
+pub const MAX_TABLES_PER_CALL: usize = 32;
+pub const MAX_MEMORIES_PER_CALL: usize = 4;
+/// Elements of one table.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The limits of one call's store: `memory_bytes` is the total of all its linear memories.
+struct CallLimiter {
+    memory_left: usize,
+    memory_bytes: usize,
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current);
+        if growth > self.memory_left {
+            wasmtime::bail!(
+                "the call's memory limit of {} MiB is reached",
+                self.memory_bytes >> 20
+            );
+        }
+        self.memory_left -= growth;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            wasmtime::bail!("a table may hold at most {MAX_TABLE_ELEMENTS} elements");
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES_PER_CALL
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES_PER_CALL
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES_PER_CALL
+    }
+}
 
 /// Per-call limits of a service.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +96,18 @@ pub enum CallError {
     Trap(wasmtime::Error),
     #[error("the component did not answer within {0:?}")]
     Timeout(Duration),
+    /// The service (or a host resource the call needed) is at its limit: retry later.
+    #[error("overloaded: {0}")]
+    Overloaded(Overloaded),
+}
+
+/// A trap raised by a host function because a resource was saturated is an overload, not
+/// a failure of the component.
+fn trap_or_overload(error: wasmtime::Error) -> CallError {
+    match error.downcast_ref::<Saturated>() {
+        Some(Saturated(resource)) => CallError::Overloaded(Overloaded::Saturated(resource)),
+        None => CallError::Trap(error),
+    }
 }
 
 impl ComponentVersion {
@@ -52,17 +123,18 @@ impl ComponentVersion {
         Fut: Future<Output = wasmtime::Result<T>>,
     {
         let limits = &service.limits;
-        let store_limits = StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limiter = CallLimiter {
+            memory_left: limits.memory_bytes,
+            memory_bytes: limits.memory_bytes,
+        };
         let state = CallState::new(
             service.capabilities.clone(),
-            store_limits,
+            Box::new(limiter),
             request_id.to_string(),
+            Instant::now() + limits.timeout,
         );
         let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| state.limiter.as_mut());
         // Yield to the scheduler at every epoch tick; the timeout below ends the call.
         store.epoch_deadline_async_yield_and_update(1);
         let work = async {
@@ -71,7 +143,7 @@ impl ComponentVersion {
                 .instantiate_async(&mut store)
                 .await
                 .map_err(CallError::Instantiate)?;
-            call(instance, store).await.map_err(CallError::Trap)
+            call(instance, store).await.map_err(trap_or_overload)
         };
         match tokio::time::timeout(limits.timeout, work).await {
             Ok(result) => result,
@@ -84,6 +156,11 @@ impl ComponentVersion {
         service: &Service,
         request: Request,
     ) -> Result<Response, CallError> {
+        let _turn = service
+            .admission
+            .admit()
+            .await
+            .map_err(CallError::Overloaded)?;
         let request_id = request.request_id.clone();
         self.with_instance(service, &request_id, |instance, mut store| async move {
             instance

@@ -2,6 +2,7 @@
 //! one [`ComponentVersion`] per loaded component with its route table, a fresh `Store` and
 //! instance per call, and the [`Registry`]: the one path every version takes to serve.
 
+mod admission;
 mod component;
 mod engine;
 mod invoke;
@@ -9,6 +10,7 @@ mod registry;
 pub mod routes;
 mod service;
 
+pub use admission::{Admission, Overloaded};
 pub use component::{digest, ComponentVersion, LoadComponentError};
 pub use engine::{CompiledFrom, Runtime};
 pub use invoke::{CallError, CallLimits};

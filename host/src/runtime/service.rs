@@ -1,7 +1,7 @@
 //! A service as the host runs it: its configuration, its capabilities and limits, and the
 //! component version currently serving it.
 
-use super::{CallLimits, ComponentVersion};
+use super::{Admission, CallLimits, ComponentVersion};
 use crate::capabilities::ServiceCapabilities;
 use crate::config::ServiceConfig;
 use arc_swap::ArcSwap;
@@ -18,6 +18,8 @@ pub struct Service {
     pub migrations: PathBuf,
     /// The component `platform.toml` names (resolved): what a first start serves.
     pub artifact: PathBuf,
+    /// Turns for its HTTP requests, whichever version serves them.
+    pub admission: Admission,
 }
 
 impl Service {
@@ -31,6 +33,11 @@ impl Service {
         Service {
             name: name.to_string(),
             limits: CallLimits::for_service(&config),
+            admission: Admission::new(
+                config.max_concurrent,
+                config.max_queued,
+                std::time::Duration::from_millis(config.queue_timeout_ms),
+            ),
             config,
             capabilities: Arc::new(capabilities),
             migrations,

@@ -17,6 +17,8 @@
 //! - `conventions`: what the host does for every service (CORS, request ids, errors, docs, metrics).
 //! - `user`, `product`, `order`, `notification`: the contract of each service, row by row.
 //! - `isolation`: traps, endless loops, memory exhaustion, refused imports.
+//! - `limits`: a login storm, half-sent headers, the connection cap, a hostile component's
+//!   SQL, made-up methods.
 //! - `degraded`: a backing service that is down.
 //! - `mixed`: real servers beside embedded backends.
 //! - `swap`: deploy, rollback and `--watch` under load; refused versions; the admin token;
@@ -25,6 +27,7 @@
 mod conventions;
 mod degraded;
 mod isolation;
+mod limits;
 mod mixed;
 mod notification;
 mod order;
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         order::tests(),
         notification::tests(),
         isolation::tests(),
+        limits::tests(),
         mixed::tests(),
         degraded::tests(),
         swap::tests(),

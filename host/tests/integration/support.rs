@@ -458,12 +458,24 @@ impl Platform {
 
     /// Runs `platform <args>` against this host's configuration.
     pub async fn cli(&self, args: &[&str]) -> anyhow::Result<CliOutput> {
+        self.run_cli(args, None).await
+    }
+
+    /// [`Platform::cli`] with `PLATFORM_ADMIN_TOKEN` set to `token`.
+    pub async fn cli_with_token(&self, token: &str, args: &[&str]) -> anyhow::Result<CliOutput> {
+        self.run_cli(args, Some(token)).await
+    }
+
+    async fn run_cli(&self, args: &[&str], token: Option<&str>) -> anyhow::Result<CliOutput> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_platform"));
         command
             .arg("--config")
             .arg(self.config_path())
             .args(args)
             .env_remove("PLATFORM_ADMIN_TOKEN");
+        if let Some(token) = token {
+            command.env("PLATFORM_ADMIN_TOKEN", token);
+        }
         let output = tokio::task::spawn_blocking(move || command.output()).await??;
         Ok(CliOutput {
             code: output.status.code().unwrap_or(-1),
@@ -861,6 +873,11 @@ async fn drop_database(name: &str) -> anyhow::Result<()> {
         .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
         .await
         .with_context(|| format!("dropping database {name}"))?;
+    // The host made a role of the same name for the service's pool.
+    admin
+        .execute(format!("DROP ROLE IF EXISTS \"{name}\"").as_str())
+        .await
+        .with_context(|| format!("dropping role {name}"))?;
     Ok(())
 }
 
@@ -868,10 +885,12 @@ async fn drop_database(name: &str) -> anyhow::Result<()> {
 pub async fn drop_stale_databases() -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(POSTGRES_URL).await?;
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'it\\_%'")
-            .fetch_all(&mut admin)
-            .await?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'it\\_%' \
+         UNION SELECT rolname FROM pg_roles WHERE rolname LIKE 'it\\_%'",
+    )
+    .fetch_all(&mut admin)
+    .await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     for name in names {
         let stamp = name

@@ -266,16 +266,47 @@ async fn check_admin_token(platform: &Platform) -> anyhow::Result<()> {
     let http = platform.http();
     let deploy = platform.admin_url("/v1/services/canary/deploy");
     let v2 = std::fs::read(fixture_path("v2"))?;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let admin_address = platform.config["admin"]["bind"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for token in [None, Some("wrong"), Some("")] {
-        let mut request = http.post(&deploy).body(v2.clone());
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let response = request.send().await?;
-        assert_eq!(response.status(), 401, "token {token:?}");
+        // A client that waits for `100 Continue` gets the 401 before it sends its upload:
+        // the host reads none of it.
+        let mut stream = tokio::net::TcpStream::connect(&admin_address).await?;
+        let authorization = token
+            .map(|token| format!("authorization: Bearer {token}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "POST /v1/services/canary/deploy HTTP/1.1\r\nhost: admin\r\n{authorization}\
+             content-length: {}\r\nexpect: 100-continue\r\n\r\n",
+            v2.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        let mut answer = vec![0u8; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await??;
+        let answer = String::from_utf8_lossy(&answer[..read]);
+        assert!(
+            answer.starts_with("HTTP/1.1 401"),
+            "token {token:?}: {answer}"
+        );
         let response = http.get(platform.admin_url("/v1/services")).send().await?;
         assert_eq!(response.status(), 401);
     }
+    // The CLI with a wrong token says so, and sends no component.
+    let wrong = platform
+        .cli_with_token(
+            "wrong",
+            &[
+                "deploy",
+                "canary",
+                &fixture_path("v2").display().to_string(),
+            ],
+        )
+        .await?;
+    assert_eq!(wrong.code, 4, "{wrong:?}");
+    assert!(wrong.stderr.contains("admin token"), "{}", wrong.stderr);
     assert_eq!(
         version_of(platform, "canary").await?,
         "v1",
@@ -300,7 +331,6 @@ async fn check_admin_token(platform: &Platform) -> anyhow::Result<()> {
     assert_eq!(version_of(platform, "canary").await?, "v2");
 
     // Uploads over the limit are refused before the body is read...
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream =
         tokio::net::TcpStream::connect(platform.config["admin"]["bind"].as_str().unwrap()).await?;
     let request = format!(

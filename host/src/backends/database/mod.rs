@@ -5,6 +5,7 @@
 mod migrate;
 mod postgres;
 mod sqlite;
+mod sqlite_guard;
 
 pub use migrate::MigrateDatabaseError;
 pub use postgres::{PostgresDatabase, PostgresSetupError};
@@ -83,18 +84,32 @@ pub enum DatabaseServer {
     Sqlite { dir: PathBuf },
 }
 
-/// Pool settings shared by every service's database.
+/// Settings shared by every service's database: its pool and what one statement may cost.
 #[derive(Debug, Clone, Copy)]
-pub struct PoolSettings {
+pub struct DatabaseSettings {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub limits: ResultLimits,
 }
 
-impl From<&crate::config::DatabaseConfig> for PoolSettings {
-    fn from(settings: &crate::config::DatabaseConfig) -> PoolSettings {
-        PoolSettings {
+/// The most one query may return; the host stops reading past them.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultLimits {
+    pub rows: usize,
+    pub bytes: usize,
+}
+
+impl From<&crate::config::DatabaseConfig> for DatabaseSettings {
+    fn from(settings: &crate::config::DatabaseConfig) -> DatabaseSettings {
+        DatabaseSettings {
             max_connections: settings.max_connections,
             acquire_timeout: Duration::from_secs(settings.acquire_timeout_seconds),
+            statement_timeout: Duration::from_millis(settings.statement_timeout_ms),
+            limits: ResultLimits {
+                rows: settings.max_result_rows,
+                bytes: settings.max_result_mb * 1024 * 1024,
+            },
         }
     }
 }
@@ -130,21 +145,15 @@ impl DatabaseServer {
     pub async fn open(
         &self,
         name: &str,
-        pool: PoolSettings,
+        settings: DatabaseSettings,
     ) -> Result<Arc<dyn Database>, OpenDatabaseError> {
         Ok(match self {
-            DatabaseServer::Postgres { url } => Arc::new(
-                PostgresDatabase::connect(url, name, pool.max_connections, pool.acquire_timeout)
-                    .await?,
-            ),
-            DatabaseServer::Sqlite { dir } => Arc::new(
-                SqliteDatabase::open(
-                    &dir.join(format!("{name}.sqlite")),
-                    pool.max_connections,
-                    pool.acquire_timeout,
-                )
-                .await?,
-            ),
+            DatabaseServer::Postgres { url } => {
+                Arc::new(PostgresDatabase::connect(url, name, settings).await?)
+            }
+            DatabaseServer::Sqlite { dir } => {
+                Arc::new(SqliteDatabase::open(&dir.join(format!("{name}.sqlite")), settings).await?)
+            }
         })
     }
 }
@@ -177,23 +186,61 @@ fn timestamp_value(time: chrono::DateTime<chrono::Utc>) -> Value {
     Value::Timestamp(time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
-/// The rows of a result: column names from the first row, values by `value`.
-fn to_rows<R: sqlx::Row>(
-    rows: &[R],
+/// Why reading a result stopped.
+enum ReadRowsError {
+    /// The statement failed: the backend classifies the error.
+    Sql(sqlx::Error),
+    /// A value could not be read, or the result is over its limits.
+    Refused(DatabaseError),
+}
+
+/// Reads a result row by row into [`Rows`] (column names from the first row, values by
+/// `value`), stopping as soon as it passes `limits`: the host never holds more of it.
+async fn read_rows<R: sqlx::Row>(
+    mut stream: futures::stream::BoxStream<'_, Result<R, sqlx::Error>>,
+    limits: ResultLimits,
     value: impl Fn(&R, usize) -> Result<Value, DatabaseError>,
-) -> Result<Rows, DatabaseError> {
+) -> Result<Rows, ReadRowsError> {
+    use futures::TryStreamExt;
     use sqlx::Column;
-    let columns = rows
-        .first()
-        .map(|row| row.columns().iter().map(|c| c.name().to_string()).collect())
-        .unwrap_or_default();
-    let values = rows
-        .iter()
-        .map(|row| {
-            (0..row.columns().len())
-                .map(|index| value(row, index))
-                .collect()
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Rows { columns, values })
+    let mut rows = Rows::default();
+    let mut bytes = 0usize;
+    while let Some(row) = stream.try_next().await.map_err(ReadRowsError::Sql)? {
+        if rows.values.is_empty() {
+            rows.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+        }
+        if rows.values.len() == limits.rows {
+            return Err(ReadRowsError::Refused(DatabaseError::QueryFailed(format!(
+                "the result has more than {} rows (database.max_result_rows)",
+                limits.rows
+            ))));
+        }
+        let values = (0..row.columns().len())
+            .map(|index| value(&row, index))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ReadRowsError::Refused)?;
+        bytes += values.iter().map(Value::size).sum::<usize>();
+        if bytes > limits.bytes {
+            return Err(ReadRowsError::Refused(DatabaseError::QueryFailed(format!(
+                "the result is larger than {} MiB (database.max_result_mb)",
+                limits.bytes >> 20
+            ))));
+        }
+        rows.values.push(values);
+    }
+    Ok(rows)
+}
+
+impl Value {
+    /// About what the value costs to hold and to copy to the guest.
+    fn size(&self) -> usize {
+        match self {
+            Value::Text(text)
+            | Value::Timestamp(text)
+            | Value::Numeric(text)
+            | Value::Uuid(text) => text.len(),
+            Value::Bytes(bytes) => bytes.len(),
+            Value::Null | Value::Boolean(_) | Value::Int(_) | Value::Float(_) => 8,
+        }
+    }
 }

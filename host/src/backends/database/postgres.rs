@@ -1,7 +1,17 @@
-//! PostgreSQL through sqlx: one pool and one database per service, created if missing,
-//! with the service's migrations applied at start.
+//! PostgreSQL through sqlx: one database per service, created if missing, and one role
+//! per service that the service's pool logs in as.
+//!
+//! The configured URL's credentials (often a superuser) only create databases and roles.
+//! A service's role is no superuser, may create neither databases nor roles, owns its
+//! database's `public` schema and everything in it, and may connect to its own database
+//! only: `CONNECT` on every service database is revoked from PUBLIC. So a component's SQL
+//! cannot read another service's data, run `COPY ... TO PROGRAM`, read `pg_authid` or
+//! `CREATE EXTENSION`. Its password is new at every start and never leaves the host.
 
-use super::{Database, DatabaseError, MigrateDatabaseError, Rows, Transaction, Value};
+use super::{
+    Database, DatabaseError, DatabaseSettings, MigrateDatabaseError, ReadRowsError, ResultLimits,
+    Rows, Transaction, Value,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
@@ -37,71 +47,133 @@ pub enum PostgresSetupError {
 pub struct PostgresDatabase {
     pool: PgPool,
     database: String,
+    limits: ResultLimits,
 }
 
 impl PostgresDatabase {
-    /// Creates `database` on the server behind `server_url` if it does not exist and opens
-    /// a pool on it.
+    /// Creates `database` and its role on the server behind `server_url` if they do not
+    /// exist, hands the database's objects to the role, and opens a pool that logs in as it.
     pub async fn connect(
         server_url: &str,
         database: &str,
-        max_connections: u32,
-        acquire_timeout: Duration,
+        settings: DatabaseSettings,
     ) -> Result<PostgresDatabase, PostgresSetupError> {
         let server = PgConnectOptions::from_str(server_url).map_err(PostgresSetupError::Url)?;
         let redacted = crate::config::redact_url(server_url);
-        let mut admin = tokio::time::timeout(
-            acquire_timeout.max(Duration::from_secs(5)),
-            server.connect(),
-        )
-        .await
-        .map_err(|_| PostgresSetupError::Connect {
-            url: redacted.clone(),
-            source: sqlx::Error::PoolTimedOut,
-        })?
-        .map_err(|source| PostgresSetupError::Connect {
-            url: redacted.clone(),
+        let connect_timeout = settings.acquire_timeout.max(Duration::from_secs(5));
+        let connect = |options: PgConnectOptions| {
+            let redacted = redacted.clone();
+            async move {
+                tokio::time::timeout(connect_timeout, options.connect())
+                    .await
+                    .map_err(|_| PostgresSetupError::Connect {
+                        url: redacted.clone(),
+                        source: sqlx::Error::PoolTimedOut,
+                    })?
+                    .map_err(|source| PostgresSetupError::Connect {
+                        url: redacted,
+                        source,
+                    })
+            }
+        };
+        let setup = |source| PostgresSetupError::Create {
+            database: database.into(),
             source,
-        })?;
+        };
+        // The name was checked to be [a-z0-9_-] when the config was loaded, so quoting it
+        // as an identifier is safe; these statements take no parameters.
+        let role = database;
+        let password = random_password();
+        let mut admin = connect(server.clone()).await?;
         let exists: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
                 .bind(database)
                 .fetch_optional(&mut admin)
                 .await
-                .map_err(|source| PostgresSetupError::Connect {
-                    url: redacted.clone(),
-                    source,
-                })?;
+                .map_err(setup)?;
         if exists.is_none() {
-            // The name was checked to be [a-z0-9_-] when the config was loaded, so quoting it
-            // as an identifier is safe; CREATE DATABASE takes no parameters.
-            let created = admin
+            match admin
                 .execute(format!("CREATE DATABASE \"{database}\"").as_str())
-                .await;
-            match created {
+                .await
+            {
                 Ok(_) => tracing::info!(database, "created database"),
                 // Another host created it at the same moment: that is what we wanted.
                 Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P04") => {}
-                Err(source) => {
-                    return Err(PostgresSetupError::Create {
-                        database: database.into(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(setup(source)),
             }
+        }
+        let role_exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+                .bind(role)
+                .fetch_optional(&mut admin)
+                .await
+                .map_err(setup)?;
+        let verb = if role_exists.is_some() {
+            "ALTER"
+        } else {
+            "CREATE"
+        };
+        for statement in [
+            format!(
+                "{verb} ROLE \"{role}\" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE \
+                 NOREPLICATION NOBYPASSRLS PASSWORD '{password}'"
+            ),
+            format!("REVOKE ALL ON DATABASE \"{database}\" FROM PUBLIC"),
+            format!("GRANT CONNECT, TEMPORARY ON DATABASE \"{database}\" TO \"{role}\""),
+        ] {
+            admin.execute(statement.as_str()).await.map_err(setup)?;
         }
         let _ = admin.close().await;
 
+        // Inside the database: the role owns the schema and every table in it (tables a
+        // host of an earlier version created as the admin user included).
+        let mut inside = connect(server.clone().database(database)).await?;
+        let handovers: Vec<String> = sqlx::query_scalar(
+            "SELECT format('ALTER TABLE %I.%I OWNER TO %I', schemaname, tablename, $1::text) \
+             FROM pg_tables WHERE schemaname = 'public' AND tableowner <> $1 \
+             UNION ALL \
+             SELECT format('ALTER VIEW %I.%I OWNER TO %I', schemaname, viewname, $1::text) \
+             FROM pg_views WHERE schemaname = 'public' AND viewowner <> $1",
+        )
+        .bind(role)
+        .fetch_all(&mut inside)
+        .await
+        .map_err(setup)?;
+        let schema = [
+            format!("ALTER SCHEMA public OWNER TO \"{role}\""),
+            "REVOKE ALL ON SCHEMA public FROM PUBLIC".to_string(),
+        ];
+        for statement in schema.iter().chain(&handovers) {
+            inside.execute(statement.as_str()).await.map_err(setup)?;
+        }
+        let _ = inside.close().await;
+
+        let statement_timeout = format!("{}ms", settings.statement_timeout.as_millis());
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(settings.max_connections)
             .min_connections(0)
-            .acquire_timeout(acquire_timeout)
-            .connect_lazy_with(server.database(database));
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(
+                server
+                    .database(database)
+                    .username(role)
+                    .password(&password)
+                    .options([("statement_timeout", statement_timeout.as_str())]),
+            );
         Ok(PostgresDatabase {
             pool,
             database: database.to_string(),
+            limits: settings.limits,
         })
     }
+}
+
+/// A service role's password: 32 random hex digits (safe inside a SQL string literal).
+fn random_password() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
@@ -211,11 +283,8 @@ impl Database for PostgresDatabase {
     }
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
-        let rows = bind(sql, params)?
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        super::to_rows(&rows, column_value)
+        let rows = bind(sql, params)?.fetch(&self.pool);
+        read(rows, self.limits).await
     }
 
     async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {
@@ -228,20 +297,31 @@ impl Database for PostgresDatabase {
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, DatabaseError> {
         let transaction = self.pool.begin().await.map_err(classify)?;
-        Ok(Box::new(PostgresTransaction(transaction)))
+        Ok(Box::new(PostgresTransaction(transaction, self.limits)))
     }
 }
 
-struct PostgresTransaction(sqlx::Transaction<'static, Postgres>);
+/// A result read row by row within `limits`.
+async fn read(
+    rows: futures::stream::BoxStream<'_, Result<PgRow, sqlx::Error>>,
+    limits: ResultLimits,
+) -> Result<Rows, DatabaseError> {
+    super::read_rows(rows, limits, column_value)
+        .await
+        .map_err(|error| match error {
+            ReadRowsError::Sql(error) => classify(error),
+            ReadRowsError::Refused(error) => error,
+        })
+}
+
+struct PostgresTransaction(sqlx::Transaction<'static, Postgres>, ResultLimits);
 
 #[async_trait]
 impl Transaction for PostgresTransaction {
     async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
-        let rows = bind(sql, params)?
-            .fetch_all(&mut *self.0)
-            .await
-            .map_err(classify)?;
-        super::to_rows(&rows, column_value)
+        let limits = self.1;
+        let rows = bind(sql, params)?.fetch(&mut *self.0);
+        read(rows, limits).await
     }
 
     async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {

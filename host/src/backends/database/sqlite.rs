@@ -11,8 +11,14 @@
 //!   as PostgreSQL names the constraint, so components recognise it;
 //! - transactions take the write lock when they begin (`BEGIN IMMEDIATE`), so two of them
 //!   queue up instead of failing when both try to write.
+//!
+//! Every connection carries the guard of [`super::sqlite_guard`]: no other file can be
+//! attached or written, and a statement past the statement timeout is interrupted.
 
-use super::{Database, DatabaseError, MigrateDatabaseError, Rows, Transaction, Value};
+use super::{
+    Database, DatabaseError, DatabaseSettings, MigrateDatabaseError, ReadRowsError, ResultLimits,
+    Rows, Transaction, Value,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
@@ -37,15 +43,19 @@ pub struct SqliteDatabase {
     pool: SqlitePool,
     /// Shared with the transactions, which name the file in errors too.
     path: Arc<Path>,
+    limits: ResultLimits,
+    statement_timeout: Duration,
 }
 
 impl SqliteDatabase {
     /// Opens (creating it if missing) the database file at `path`.
     pub async fn open(
         path: &Path,
-        max_connections: u32,
-        acquire_timeout: Duration,
+        settings: DatabaseSettings,
     ) -> Result<SqliteDatabase, SqliteSetupError> {
+        let (max_connections, acquire_timeout) =
+            (settings.max_connections, settings.acquire_timeout);
+        let statement_timeout = settings.statement_timeout;
         let setup_error = |source| SqliteSetupError {
             path: path.to_path_buf(),
             source,
@@ -67,10 +77,13 @@ impl SqliteDatabase {
             .max_connections(max_connections)
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
-            .after_connect(|connection, _| {
+            .after_connect(move |connection, _| {
                 Box::pin(async move {
                     let mut handle = connection.lock_handle().await?;
-                    register_now(handle.as_raw_handle().as_ptr())
+                    let raw = handle.as_raw_handle().as_ptr();
+                    register_now(raw)?;
+                    // SAFETY: the handle is open and locked for us while `handle` lives.
+                    unsafe { super::sqlite_guard::install(raw, statement_timeout) }
                 })
             })
             .connect_with(options)
@@ -79,6 +92,8 @@ impl SqliteDatabase {
         Ok(SqliteDatabase {
             pool,
             path: Arc::from(path),
+            limits: settings.limits,
+            statement_timeout,
         })
     }
 
@@ -107,12 +122,32 @@ impl SqliteDatabase {
             Some("787") => DatabaseError::ForeignKeyViolation(subject),
             Some("275") => DatabaseError::CheckViolation(subject),
             Some("1299") => DatabaseError::CheckViolation(message),
+            Some(super::sqlite_guard::INTERRUPTED) => DatabaseError::QueryFailed(format!(
+                "the statement ran longer than {:?} (database.statement_timeout_ms)",
+                self.statement_timeout
+            )),
+            // SQLITE_AUTH: the guard refused the statement.
+            Some("23") => DatabaseError::QueryFailed(format!(
+                "not allowed: {message} (a service may not attach, write or name other files)"
+            )),
             // SQLITE_BUSY and SQLITE_LOCKED (and their extended codes): the writer did not
             // get its turn within the busy timeout.
             Some(code) if matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5) | Ok(6)) => {
                 DatabaseError::Unavailable(message)
             }
             _ => DatabaseError::QueryFailed(message),
+        }
+    }
+
+    /// A result read row by row within the limits.
+    async fn read(
+        &self,
+        rows: futures::stream::BoxStream<'_, Result<SqliteRow, sqlx::Error>>,
+    ) -> Result<Rows, DatabaseError> {
+        match super::read_rows(rows, self.limits, column_value).await {
+            Ok(rows) => Ok(rows),
+            Err(ReadRowsError::Sql(error)) => Err(self.classify(error).await),
+            Err(ReadRowsError::Refused(error)) => Err(error),
         }
     }
 
@@ -283,10 +318,8 @@ impl Database for SqliteDatabase {
     }
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
-        match bind(sql, params)?.fetch_all(&self.pool).await {
-            Ok(rows) => super::to_rows(&rows, column_value),
-            Err(error) => Err(self.classify(error).await),
-        }
+        let rows = bind(sql, params)?.fetch(&self.pool);
+        self.read(rows).await
     }
 
     async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {
@@ -316,10 +349,8 @@ struct SqliteTransaction {
 #[async_trait]
 impl Transaction for SqliteTransaction {
     async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
-        match bind(sql, params)?.fetch_all(&mut *self.transaction).await {
-            Ok(rows) => super::to_rows(&rows, column_value),
-            Err(error) => Err(self.backend.classify(error).await),
-        }
+        let rows = bind(sql, params)?.fetch(&mut *self.transaction);
+        self.backend.read(rows).await
     }
 
     async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {
@@ -350,8 +381,20 @@ impl Transaction for SqliteTransaction {
 mod tests {
     use super::*;
 
+    fn settings() -> DatabaseSettings {
+        DatabaseSettings {
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_millis(300),
+            limits: ResultLimits {
+                rows: 100,
+                bytes: 64 * 1024,
+            },
+        }
+    }
+
     async fn open(dir: &tempfile::TempDir) -> SqliteDatabase {
-        let backend = SqliteDatabase::open(&dir.path().join("t.sqlite"), 4, Duration::from_secs(3))
+        let backend = SqliteDatabase::open(&dir.path().join("t.sqlite"), settings())
             .await
             .unwrap();
         backend
@@ -507,14 +550,14 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        let one = SqliteDatabase::open(&dir.path().join("a.sqlite"), 1, Duration::from_secs(3))
+        let one = SqliteDatabase::open(&dir.path().join("a.sqlite"), settings())
             .await
             .unwrap();
         one.migrate(&portable).await.unwrap();
         // Applied once: a second start finds nothing new.
         one.migrate(&portable).await.unwrap();
         assert_eq!(tables(one).await, ["shared"]);
-        let other = SqliteDatabase::open(&dir.path().join("b.sqlite"), 1, Duration::from_secs(3))
+        let other = SqliteDatabase::open(&dir.path().join("b.sqlite"), settings())
             .await
             .unwrap();
         other.migrate(&split).await.unwrap();
@@ -575,5 +618,70 @@ mod tests {
             .unwrap();
         assert_eq!(rows.values.len(), 1, "the rolled-back row is not there");
         assert!(matches!(rows.values[0][1], Value::Int(21)));
+    }
+
+    #[tokio::test]
+    async fn other_files_cannot_be_attached_written_or_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir).await;
+        let other = dir.path().join("other.sqlite");
+        std::fs::write(&other, b"").unwrap();
+        let copy = dir.path().join("copy.sqlite");
+        for sql in [
+            format!("ATTACH '{}' AS other", other.display()),
+            format!("VACUUM INTO '{}'", copy.display()),
+            "PRAGMA journal_mode = DELETE".to_string(),
+            "PRAGMA writable_schema = ON".to_string(),
+            format!("PRAGMA temp_store_directory = '{}'", dir.path().display()),
+            "SELECT load_extension('/tmp/evil')".to_string(),
+        ] {
+            let refused = db.execute(&sql, Vec::new()).await;
+            assert!(
+                matches!(refused, Err(DatabaseError::QueryFailed(_))),
+                "{sql}: {refused:?}"
+            );
+        }
+        assert!(!copy.exists(), "VACUUM INTO wrote a file");
+        // The schema's own introspection still works (the host names violations with it).
+        let columns = db
+            .query("SELECT name FROM pragma_table_info('items')", Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(columns.values.len(), 5);
+        db.query("PRAGMA index_list('items')", Vec::new())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn long_statements_and_large_results_are_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir).await;
+        let endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
+                       SELECT count(*) FROM n";
+        let started = std::time::Instant::now();
+        let cut = db.query(endless, Vec::new()).await;
+        assert!(
+            matches!(&cut, Err(DatabaseError::QueryFailed(message)) if message.contains("longer than")),
+            "{cut:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let many = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 101) \
+                    SELECT i FROM n";
+        assert!(matches!(
+            db.query(many, Vec::new()).await,
+            Err(DatabaseError::QueryFailed(message)) if message.contains("more than 100 rows")
+        ));
+        let large = "SELECT zeroblob(70000)";
+        assert!(matches!(
+            db.query(large, Vec::new()).await,
+            Err(DatabaseError::QueryFailed(message)) if message.contains("larger than")
+        ));
+        // The connection is fine afterwards.
+        let exactly = many.replace("LIMIT 101", "LIMIT 100");
+        assert_eq!(
+            db.query(&exactly, Vec::new()).await.unwrap().values.len(),
+            100
+        );
     }
 }

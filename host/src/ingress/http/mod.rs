@@ -70,7 +70,7 @@ impl Handler for ServiceHttp {
         cors::add_headers(&self.settings, origin.as_ref(), headers);
         self.endpoint.metrics.observe(
             &handler,
-            method.as_str(),
+            &method,
             response.status().as_u16(),
             started.elapsed(),
         );
@@ -81,6 +81,22 @@ impl Handler for ServiceHttp {
 /// A FastAPI-shaped error.
 fn detail(status: StatusCode, message: &str) -> HttpResponse {
     json_response(status, &json!({ "detail": message }))
+}
+
+/// How long a shed client should wait before it retries.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// 503 for a service at its limits: retry after a second.
+fn overloaded_response() -> HttpResponse {
+    let mut response = detail(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service overloaded, retry later",
+    );
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    response
 }
 
 fn unauthorized(message: &str) -> HttpResponse {
@@ -167,16 +183,17 @@ impl ServiceHttp {
             .await
         {
             Ok(response) => convert::guest_response(response),
+            Err(CallError::Overloaded(overloaded)) => {
+                if self.endpoint.metrics.observe_shed(&overloaded) {
+                    tracing::warn!(service = %deployed.name(), route = %template, reason = %overloaded, "shedding load: requests answered 503 (logged once a second)");
+                }
+                overloaded_response()
+            }
             Err(error) => {
                 tracing::error!(service = %deployed.name(), request_id, route = %template, %error, "request failed");
                 match error {
-                    CallError::Instantiate(_) => detail(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Service at capacity, retry later",
-                    ),
-                    CallError::Trap(_) | CallError::Timeout(_) => {
-                        detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-                    }
+                    CallError::Instantiate(_) => overloaded_response(),
+                    _ => detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
                 }
             }
         };
