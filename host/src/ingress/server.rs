@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -40,6 +41,8 @@ const OVER_CAPACITY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
 retry-after: 1\r\nconnection: close\r\ncontent-length: 46\r\n\r\n\
 {\"detail\":\"Too many connections, retry later\"}";
+/// At shutdown, how long a connection without a request in flight may take to close.
+const IDLE_CLOSE: Duration = Duration::from_millis(100);
 /// Longest the refusal may take to write to a client that does not read.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -77,9 +80,16 @@ pub async fn serve<H: Handler>(
         let _ = stream.set_nodelay(true);
         let (handler, builder, shutdown) = (handler.clone(), builder.clone(), shutdown.clone());
         connections.spawn(async move {
+            let in_flight = Arc::new(AtomicUsize::new(0));
+            let counted = in_flight.clone();
             let service = hyper::service::service_fn(move |request| {
-                let handler = handler.clone();
-                async move { Ok::<_, std::convert::Infallible>(handler.handle(request).await) }
+                let (handler, counted) = (handler.clone(), counted.clone());
+                async move {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    let response = handler.handle(request).await;
+                    counted.fetch_sub(1, Ordering::Relaxed);
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
@@ -87,8 +97,15 @@ pub async fn serve<H: Handler>(
                 _ = connection.as_mut() => {}
                 _ = shutdown.cancelled() => {
                     connection.as_mut().graceful_shutdown();
-                    // Past the drain deadline the connection is dropped, request and all.
-                    let _ = tokio::time::timeout(drain, connection).await;
+                    // A connection serving a request gets the drain deadline; one that is
+                    // idle or half way through sending a head only the time to write out
+                    // what it was answered.
+                    let deadline = if in_flight.load(Ordering::Relaxed) > 0 {
+                        drain
+                    } else {
+                        IDLE_CLOSE
+                    };
+                    let _ = tokio::time::timeout(deadline, connection).await;
                 }
             }
             drop(slot);

@@ -208,3 +208,25 @@ impl ComponentVersion {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_limit_is_the_total_of_every_memory() {
+        let mut limiter = CallLimiter {
+            memory_left: 10 << 20,
+            memory_bytes: 10 << 20,
+        };
+        // Two memories of 4 MiB each fit; a third does not, nor does growing one past the rest.
+        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 4 << 20, None).is_err());
+        assert!(limiter.memory_growing(4 << 20, 7 << 20, None).is_err());
+        assert!(limiter.memory_growing(4 << 20, 6 << 20, None).unwrap());
+        assert!(limiter
+            .table_growing(0, MAX_TABLE_ELEMENTS + 1, None)
+            .is_err());
+    }
+}

@@ -16,6 +16,7 @@ pub fn tests() -> Vec<Test> {
         half_sent_headers_are_closed_and_the_connection_cap_refuses_fast,
         a_hostile_component_stays_inside_its_own_database,
         made_up_methods_leave_the_metrics_bounded,
+        shutdown_with_idle_and_half_sent_connections_is_quick,
     ]
 }
 
@@ -345,5 +346,42 @@ async fn made_up_methods_leave_the_metrics_bounded(
         "/metrics is {} bytes",
         metrics.len()
     );
+    Ok(())
+}
+
+async fn shutdown_with_idle_and_half_sent_connections_is_quick(
+    shared: &'static Platform,
+) -> anyhow::Result<()> {
+    let names = RunNames::new();
+    let config = fixture_config(
+        shared.backends(),
+        &names,
+        &["idle"],
+        &["database", "logging"],
+    );
+    let platform = Platform::start(names, config).await?;
+    let address = format!("127.0.0.1:{}", platform.port("idle"));
+    let mut open = Vec::new();
+    // A hundred keep-alive connections, each after one answered request...
+    for _ in 0..100 {
+        let mut stream = TcpStream::connect(&address).await?;
+        stream
+            .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await?;
+        let mut answer = [0u8; 512];
+        let read = stream.read(&mut answer).await?;
+        anyhow::ensure!(answer[..read].starts_with(b"HTTP/1.1 200"), "no answer");
+        open.push(stream);
+    }
+    // ...and a few that sent half a header.
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(&address).await?;
+        stream.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n").await?;
+        open.push(stream);
+    }
+    let took = platform.terminate().await;
+    platform.stop().await;
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    drop(open);
     Ok(())
 }

@@ -793,8 +793,9 @@ impl Platform {
         }
     }
 
-    /// SIGTERM, then SIGKILL if the host has not exited after 20 s.
-    async fn terminate(&self) {
+    /// SIGTERM, then SIGKILL if the host has not exited after 20 s; how long it took.
+    pub async fn terminate(&self) -> Duration {
+        let asked = Instant::now();
         let child = self.child.lock().unwrap().take();
         if let Some(mut child) = child {
             let _ = Command::new("kill")
@@ -808,6 +809,7 @@ impl Platform {
             let _ = child.kill();
             let _ = child.wait();
         }
+        asked.elapsed()
     }
 
     /// Embedded backends live in the run's temporary directory and go with it; on the
