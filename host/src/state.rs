@@ -163,7 +163,17 @@ impl StateDir {
         if !component.exists() {
             write_atomically(&component, bytes)?;
         }
-        let mut history = self.history(service)?;
+        let mut history = match self.history(service) {
+            Ok(history) => history,
+            // Kept beside for an operator to look at; the service starts a new history.
+            Err(StateError::Corrupt { path, cause }) => {
+                let aside = path.with_extension("json.corrupt");
+                tracing::warn!(path = %path.display(), %cause, aside = %aside.display(), "starting a new deploy history");
+                std::fs::rename(&path, &aside).map_err(io_error(&path))?;
+                Vec::new()
+            }
+            Err(error) => return Err(error),
+        };
         history.push(record);
         let excess = history.len().saturating_sub(self.history_limit);
         let dropped: Vec<DeployRecord> = history.drain(..excess).collect();
@@ -221,11 +231,22 @@ fn random_token() -> String {
     hex::encode(bytes)
 }
 
-/// Writes `bytes` to a temporary file next to `path`, then renames it into place.
+/// Writes `bytes` to a temporary file next to `path`, flushes it to disk, renames it into
+/// place and flushes the directory: after a crash at any point, `path` holds either its old
+/// content or the new one, never a part of it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&temporary, bytes).map_err(io_error(&temporary))?;
-    std::fs::rename(&temporary, path).map_err(io_error(path))
+    let mut file = std::fs::File::create(&temporary).map_err(io_error(&temporary))?;
+    file.write_all(bytes).map_err(io_error(&temporary))?;
+    file.sync_all().map_err(io_error(&temporary))?;
+    drop(file);
+    std::fs::rename(&temporary, path).map_err(io_error(path))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_error(dir))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -267,6 +288,35 @@ mod tests {
         assert!(
             state.component("shop", "d2").is_err(),
             "no record needs d2 any more"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_history_is_set_aside_by_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path(), 5).unwrap();
+        state
+            .record("shop", b"one", record("d1", DeploySource::Up))
+            .unwrap();
+        let history = dir.path().join("services/shop/history.json");
+        std::fs::write(&history, b"{ truncated").unwrap();
+        assert!(matches!(
+            state.history("shop"),
+            Err(StateError::Corrupt { .. })
+        ));
+        state
+            .record("shop", b"two", record("d2", DeploySource::Up))
+            .unwrap();
+        let digests: Vec<String> = state
+            .history("shop")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.digest)
+            .collect();
+        assert_eq!(digests, ["d2"]);
+        assert_eq!(
+            std::fs::read(history.with_extension("json.corrupt")).unwrap(),
+            b"{ truncated"
         );
     }
 

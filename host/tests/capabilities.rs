@@ -52,10 +52,20 @@ struct Shared {
 
 async fn shared() -> Shared {
     let dir = tempfile::tempdir().unwrap();
+    // A queue bound to everything on `orders`: a message routed nowhere would be refused.
+    let bound: platform::config::SubscriptionConfig = toml::from_str(
+        r##"
+        queue = "audit"
+        exchange = "orders"
+        routing_keys = ["#"]
+        dead_letter_queue = "audit.dlq"
+        "##,
+    )
+    .unwrap();
     let broker = EmbeddedBroker::open(
         &dir.path().join("broker.sqlite"),
         &config("", "").messaging.exchanges,
-        &[],
+        &[bound],
     )
     .await
     .unwrap();
@@ -187,6 +197,13 @@ async fn a_service_publishes_only_to_its_exchanges() {
     assert!(matches!(
         messaging::Host::publish(&mut shop, message("payments")).await,
         Err(Failure::Error(messaging::PublishError::NotAllowed(reason))) if reason.contains("payments")
+    ));
+    // The broker's own headers cannot be forged: a retry count would dead-letter at will.
+    let mut forged = message("orders");
+    forged.headers.push(("X-Retry-Count".into(), "99".into()));
+    assert!(matches!(
+        messaging::Host::publish(&mut shop, forged).await,
+        Err(Failure::Error(messaging::PublishError::NotAllowed(reason))) if reason.contains("X-Retry-Count")
     ));
 }
 

@@ -104,8 +104,18 @@ impl Request {
         }
     }
 
-    /// The body as a JSON object, or the 422 FastAPI gives for an unreadable body.
+    /// The body as a JSON object: 415 when the request names another content type, the
+    /// 422 FastAPI gives for an unreadable body, and 422 for a string with a NUL character
+    /// (which no database stores as text).
     pub fn json_object(&self) -> Result<Map<String, Value>, Response> {
+        if let Some(content_type) = self.header("content-type") {
+            if !is_json(content_type) {
+                return Err(error(
+                    415,
+                    &format!("Unsupported Media Type: `{content_type}`; send application/json"),
+                ));
+            }
+        }
         let value: Value = serde_json::from_slice(&self.body).map_err(|error| {
             validation_error(&[FieldError::new(
                 "json_invalid",
@@ -115,6 +125,10 @@ impl Request {
             )
             .with_ctx(serde_json::json!({ "error": error.to_string() }))])
         })?;
+        let mut path = vec!["body".to_string()];
+        if let Some(error) = nul_in(&value, &mut path) {
+            return Err(validation_error(&[error]));
+        }
         match value {
             Value::Object(object) => Ok(object),
             other => Err(validation_error(&[FieldError::new(
@@ -129,6 +143,51 @@ impl Request {
     /// The caller; only absent on routes that do not require authentication.
     pub fn caller(&self) -> Option<&Identity> {
         self.caller.as_ref()
+    }
+}
+
+/// `application/json` or a `+json` type, parameters (`; charset=utf-8`) aside.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The 422 entry of the first string (or key) under `value` that holds a NUL character.
+fn nul_in(value: &Value, path: &mut Vec<String>) -> Option<FieldError> {
+    let refused = |path: &[String], input: &str| {
+        let loc: Vec<&str> = path.iter().map(String::as_str).collect();
+        Some(FieldError::new(
+            "string_nul",
+            &loc,
+            "String should not contain NUL characters",
+            Value::from(input),
+        ))
+    };
+    match value {
+        Value::String(text) if text.contains('\0') => refused(path, text),
+        Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+            path.push(index.to_string());
+            let found = nul_in(item, path);
+            path.pop();
+            found
+        }),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            path.push(key.clone());
+            let found = if key.contains('\0') {
+                refused(path, key)
+            } else {
+                nul_in(item, path)
+            };
+            path.pop();
+            found
+        }),
+        _ => None,
     }
 }
 
@@ -225,6 +284,43 @@ mod tests {
             422
         );
         assert!(request(br#"{"a":1}"#, &[]).json_object().is_ok());
+    }
+
+    #[test]
+    fn only_json_content_types_are_read_as_json() {
+        let mut typed = request(br#"{"a":1}"#, &[]);
+        for accepted in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            typed.headers = vec![("content-type".into(), accepted.into())];
+            assert!(typed.json_object().is_ok(), "{accepted}");
+        }
+        for refused in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ] {
+            typed.headers = vec![("content-type".into(), refused.into())];
+            assert_eq!(typed.json_object().unwrap_err().status, 415, "{refused}");
+        }
+    }
+
+    #[test]
+    fn nul_characters_are_422_with_their_location() {
+        let response = request(br#"{"name": "a\u0000b", "ok": "c"}"#, &[])
+            .json_object()
+            .unwrap_err();
+        assert_eq!(response.status, 422);
+        let body: Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(
+            body["detail"][0]["loc"],
+            serde_json::json!(["body", "name"])
+        );
+        assert_eq!(body["detail"][0]["type"], "string_nul");
+        let nested = request(br#"{"tags": ["x", "\u0000"]}"#, &[]).json_object();
+        assert_eq!(nested.unwrap_err().status, 422);
     }
 
     #[test]

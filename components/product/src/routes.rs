@@ -272,14 +272,18 @@ fn body<T>(request: &Request, parse: BodyParser<T>) -> Result<T, BodyError> {
         )
         .to_json()]));
     }
-    if serde_json::from_slice::<Value>(&request.body).is_err() {
-        return Err(BodyError::Undecodable(
-            request.json_object().expect_err("the body is not JSON"),
-        ));
-    }
-    let object = request
-        .json_object()
-        .map_err(|response| BodyError::Invalid(details(&response)))?;
+    let object = match request.json_object() {
+        Ok(object) => object,
+        // 415 (not JSON at all), or a body that does not even decode: answered as is.
+        Err(response)
+            if response.status != 422
+                || serde_json::from_slice::<Value>(&request.body).is_err() =>
+        {
+            return Err(BodyError::Undecodable(response))
+        }
+        // A JSON value the endpoint cannot take: its 422 entries join the path's.
+        Err(response) => return Err(BodyError::Invalid(details(&response))),
+    };
     parse(&object)
         .map_err(|errors| BodyError::Invalid(errors.iter().map(FieldError::to_json).collect()))
 }

@@ -11,6 +11,9 @@ pub const USERNAME_MIN: usize = 3;
 pub const USERNAME_MAX: usize = 50;
 /// Minimum password length, in characters.
 pub const PASSWORD_MIN: usize = 6;
+/// bcrypt reads only the first 72 bytes of a password: a longer one is refused rather than
+/// silently cut.
+pub const PASSWORD_MAX_BYTES: usize = 72;
 
 /// The message of the design's custom password validator (pydantic prefixes "Value error, ").
 pub const PASSWORD_UPPERCASE_MSG: &str =
@@ -87,6 +90,15 @@ impl NewUser {
 /// the design's custom validator: at least one uppercase letter.
 pub fn password_value(value: &Value) -> Result<String, FieldError> {
     let password = fields::string_value(value, "password", PASSWORD_MIN, usize::MAX)?;
+    if password.len() > PASSWORD_MAX_BYTES {
+        return Err(FieldError::new(
+            "string_too_long",
+            &["body", "password"],
+            format!("String should have at most {PASSWORD_MAX_BYTES} bytes"),
+            value.clone(),
+        )
+        .with_ctx(json!({ "max_length": PASSWORD_MAX_BYTES })));
+    }
     if !password.chars().any(char::is_uppercase) {
         // FastAPI serialises the ValueError in `ctx.error` as an empty object.
         return Err(FieldError::new(
@@ -460,6 +472,21 @@ mod tests {
         assert_eq!(user.password, "Secret1");
         // Unknown fields are ignored, like pydantic's default.
         assert!(register(json!({"username": "bob", "password": "Abcdef", "email": "x"})).is_ok());
+    }
+
+    #[test]
+    fn passwords_bcrypt_would_cut_are_refused() {
+        let longest = format!("S{}", "e".repeat(PASSWORD_MAX_BYTES - 1));
+        assert!(register(json!({"username": "alice", "password": longest})).is_ok());
+        let errors =
+            register(json!({"username": "alice", "password": format!("{longest}x")})).unwrap_err();
+        assert_eq!(
+            kinds(&errors),
+            [("string_too_long", vec![json!("body"), json!("password")])]
+        );
+        // Bytes, not characters: 25 three-byte characters are 75 bytes.
+        let wide = format!("S{}", "€".repeat(25));
+        assert!(register(json!({"username": "alice", "password": wide})).is_err());
     }
 
     #[test]

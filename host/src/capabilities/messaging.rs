@@ -39,6 +39,17 @@ impl From<backend::PublishError> for PublishFailure {
 impl Host for CallState {
     async fn publish(&mut self, message: Message) -> Result<(), PublishFailure> {
         let messaging = granted(&self.capabilities.messaging, INTERFACE, self)?;
+        if let Some((name, _)) = message
+            .headers
+            .iter()
+            .find(|(name, _)| name.to_ascii_lowercase().starts_with("x-"))
+        {
+            // The broker's bookkeeping (`x-retry-count`, the original routing): a component
+            // that could set it could dead-letter its consumers' messages at will.
+            return Err(Failure::Error(PublishError::NotAllowed(format!(
+                "header `{name}`: headers starting with `x-` are the platform's"
+            ))));
+        }
         if !messaging.allowed_exchanges.contains(&message.exchange) {
             return Err(Failure::Error(PublishError::NotAllowed(format!(
                 "exchange `{}` is not in this service's publish_exchanges",

@@ -289,6 +289,16 @@ impl AdminApi {
                 )
             }
         };
+        if let Some(name) = message
+            .headers
+            .keys()
+            .find(|name| name.to_ascii_lowercase().starts_with("x-"))
+        {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("header `{name}`: headers starting with `x-` are the platform's"),
+            );
+        }
         let routing_key = message.routing_key.clone();
         let published = broker
             .publish(Message {

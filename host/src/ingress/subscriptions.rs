@@ -102,7 +102,7 @@ async fn process(
 ) -> Option<MessageOutcome> {
     let service = &endpoint.service;
     let message_id = message_id(&delivery);
-    let attempt = delivery.retries + 1;
+    let attempt = delivery.retries.saturating_add(1);
     let guest_delivery = GuestDelivery {
         queue: subscription.queue.clone(),
         message: Message {

@@ -107,13 +107,12 @@ impl Registry {
     }
 
     async fn start_service(&self, service: Service) -> Result<DeployedService, StartServiceError> {
-        let history = self
-            .state
-            .history(&service.name)
-            .map_err(|error| StartServiceError {
-                service: service.name.clone(),
-                refused: vec![error.to_string()],
-            })?;
+        // A history that cannot be read costs this service its recorded versions, never
+        // the host its start: it serves the configured component, loudly.
+        let history = self.state.history(&service.name).unwrap_or_else(|error| {
+            tracing::error!(service = %service.name, %error, "the deploy history is unreadable; serving the configured component");
+            Vec::new()
+        });
         let mut candidates: Vec<Candidate> = Vec::new();
         for (index, record) in history.iter().enumerate().rev() {
             let seen = candidates.iter().any(|candidate| {

@@ -16,6 +16,7 @@ pub fn tests() -> Vec<Test> {
         request_ids_are_echoed_or_generated,
         bodies_over_one_mebibyte_are_413,
         malformed_json_wrong_types_and_invalid_utf8_are_422,
+        json_endpoints_refuse_other_content_types_and_unstorable_text,
         deeply_nested_json_is_422_not_a_crash,
         non_numeric_path_ids_are_422,
         metrics_label_requests_by_route_template,
@@ -292,6 +293,112 @@ async fn bodies_over_one_mebibyte_are_413(platform: &'static Platform) -> anyhow
         .send()
         .await?;
     assert_eq!(response.status(), 200);
+    Ok(())
+}
+
+/// A JSON body sent as another content type is 415 (FastAPI-shaped), on every JSON
+/// endpoint; a string with a NUL character (which PostgreSQL cannot store) and a password
+/// longer than bcrypt reads are 422, and nothing is stored.
+async fn json_endpoints_refuse_other_content_types_and_unstorable_text(
+    platform: &'static Platform,
+) -> anyhow::Result<()> {
+    let user = platform.new_user().await?;
+    let product = crate::support::id_of(&platform.new_product(&user, "2.00", 5).await?)?;
+    let product_path = format!("/products/{product}");
+    let order = crate::support::id_of(
+        &platform
+            .http()
+            .post(platform.url("order", "/orders"))
+            .header("authorization", user.bearer())
+            .json(&json!({ "product_id": product, "quantity": 1 }))
+            .send()
+            .await?
+            .json::<Value>()
+            .await?,
+    )?;
+    let order_path = format!("/orders/{order}");
+    let username = crate::support::unique("typed");
+    let registration = json!({ "username": username, "password": "Secret123" }).to_string();
+    let cases: Vec<(&str, &str, reqwest::Method, String)> = vec![
+        (
+            "user",
+            "/register",
+            reqwest::Method::POST,
+            registration.clone(),
+        ),
+        (
+            "user",
+            "/users",
+            reqwest::Method::POST,
+            registration.clone(),
+        ),
+        (
+            "product",
+            "/products",
+            reqwest::Method::POST,
+            json!({"name": "x", "price": 1, "quantity": 1}).to_string(),
+        ),
+        (
+            "product",
+            &product_path,
+            reqwest::Method::PUT,
+            json!({"price": 3}).to_string(),
+        ),
+        (
+            "order",
+            "/orders",
+            reqwest::Method::POST,
+            json!({"product_id": product, "quantity": 1}).to_string(),
+        ),
+        (
+            "order",
+            &order_path,
+            reqwest::Method::PUT,
+            json!({"status": "confirmed"}).to_string(),
+        ),
+    ];
+    for (service, path, method, body) in cases {
+        let response = platform
+            .http()
+            .request(method.clone(), platform.url(service, path))
+            .header("content-type", "text/plain")
+            .header("authorization", user.bearer())
+            .body(body)
+            .send()
+            .await?;
+        assert_eq!(response.status(), 415, "{method} {service} {path}");
+        let detail: Value = response.json().await?;
+        assert!(detail["detail"].is_string(), "{detail}");
+    }
+    // Nothing was stored by the refused requests.
+    let login = platform
+        .http()
+        .post(platform.url("user", "/login"))
+        .form(&[("username", username.as_str()), ("password", "Secret123")])
+        .send()
+        .await?;
+    assert_eq!(login.status(), 401, "the 415 registration stored a user");
+
+    for body in [
+        json!({ "username": "nul\u{0}byte", "password": "Secret123" }),
+        json!({ "username": crate::support::unique("long"), "password": format!("S{}", "x".repeat(72)) }),
+    ] {
+        let response = platform
+            .http()
+            .post(platform.url("user", "/register"))
+            .json(&body)
+            .send()
+            .await?;
+        assert_eq!(response.status(), 422, "{body}");
+    }
+    let response = platform
+        .http()
+        .post(platform.url("product", "/products"))
+        .header("authorization", user.bearer())
+        .json(&json!({ "name": "nul\u{0}", "price": 1, "quantity": 1 }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 422);
     Ok(())
 }
 

@@ -978,5 +978,29 @@ async fn platform_publish_injects_an_event_and_names_an_unknown_exchange(
         refused.stderr.contains("no exchange `no_such_exchange`"),
         "{refused:?}"
     );
+
+    // A message no queue is bound for is refused by the broker (RabbitMQ returns it as a
+    // mandatory message; the embedded broker the same), never confirmed and lost.
+    let unroutable = platform
+        .cli(&["publish", &platform.exchange(), "nobody.listens", "{}"])
+        .await?;
+    assert_eq!(unroutable.code, 4, "{unroutable:?}");
+    assert!(
+        unroutable.stderr.contains("no queue is bound"),
+        "{unroutable:?}"
+    );
+    // Headers starting with x- are the broker's bookkeeping: nobody forges a retry count.
+    let forged = platform
+        .cli(&[
+            "publish",
+            &platform.exchange(),
+            "order.created",
+            "{}",
+            "--header",
+            "x-retry-count=9",
+        ])
+        .await?;
+    assert_ne!(forged.code, 0, "{forged:?}");
+    assert!(forged.stderr.contains("x-retry-count"), "{forged:?}");
     Ok(())
 }

@@ -22,6 +22,7 @@ pub fn tests() -> Vec<Test> {
         the_admin_api_stays_on_loopback_without_an_explicit_token,
         a_restart_comes_back_with_the_last_deployed_versions,
         a_damaged_recorded_version_falls_back_to_the_previous_one_at_start,
+        a_corrupt_history_costs_its_service_the_history_not_the_host_its_start,
         swapping_the_consumer_loses_and_repeats_no_message,
     ];
     // Rebuilds a shared fixture: once is enough.
@@ -508,6 +509,60 @@ async fn fall_back_at_start(platform: &Platform) -> anyhow::Result<()> {
     assert_eq!(versions[0]["digest"], v1_digest.as_str(), "{versions:#}");
     assert_eq!(versions[0]["current"], true);
     assert_eq!(versions[0]["source"], "up");
+    Ok(())
+}
+
+async fn a_corrupt_history_costs_its_service_the_history_not_the_host_its_start(
+    shared: &'static Platform,
+) -> anyhow::Result<()> {
+    let names = RunNames::new();
+    let config = fixture_config(
+        shared.backends(),
+        &names,
+        &["canary", "bystander"],
+        &["database", "logging"],
+    );
+    let platform = Platform::start(names, config).await?;
+    let result = corrupt_history(&platform).await;
+    platform.stop().await;
+    result
+}
+
+async fn corrupt_history(platform: &Platform) -> anyhow::Result<()> {
+    let v2 = fixture_path("v2").display().to_string();
+    for service in ["canary", "bystander"] {
+        platform
+            .cli(&["deploy", service, &v2, "--json"])
+            .await?
+            .json()?;
+    }
+    // A crash of the disk, not of the host: canary's history is cut short.
+    let history = platform
+        .config_path()
+        .with_file_name(".platform/services/canary/history.json");
+    std::fs::write(&history, b"[{\"digest\": \"abc")?;
+
+    platform.restart().await?;
+    assert_eq!(
+        version_of(platform, "canary").await?,
+        "v1",
+        "canary serves the configured component"
+    );
+    assert_eq!(
+        version_of(platform, "bystander").await?,
+        "v2",
+        "bystander keeps its own"
+    );
+    assert!(
+        platform.log().contains("the deploy history is unreadable"),
+        "the fallback is loud"
+    );
+    let versions = platform
+        .cli(&["versions", "canary", "--json"])
+        .await?
+        .json()?;
+    assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions:#}");
+    assert!(history.with_extension("json.corrupt").exists());
     Ok(())
 }
 

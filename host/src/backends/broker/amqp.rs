@@ -9,6 +9,7 @@
 
 use super::{Broker, ConsumeError, Consumer, Delivery, Message, PublishError, Settle, Settler};
 use crate::config::{ExchangeConfig, ExchangeKindConfig, SubscriptionConfig};
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
@@ -19,7 +20,9 @@ use lapin::options::{
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 const RETRY_HEADER: &str = "x-retry-count";
@@ -32,17 +35,28 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct AmqpBroker {
     url: String,
     exchanges: Vec<ExchangeConfig>,
-    /// The publishing connection and confirm-mode channel, reopened after the broker went
-    /// away.
-    publishing: Mutex<Option<(Connection, Channel)>>,
+    /// The publishing connection and confirm-mode channel: read without a lock; reopened
+    /// after the broker went away by one publish at a time (the others fail fast).
+    publishing: ArcSwapOption<(Connection, Channel)>,
+    reconnecting: Mutex<()>,
+    /// Milliseconds since `started` of the last failed reconnect: for a second after it,
+    /// publishes fail at once instead of each paying a connection timeout.
+    last_failure_ms: AtomicU64,
+    started: Instant,
 }
+
+/// How long publishes fail fast after a failed reconnect.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 impl AmqpBroker {
     pub fn new(url: &str, exchanges: Vec<ExchangeConfig>) -> AmqpBroker {
         AmqpBroker {
             url: url.to_string(),
             exchanges,
-            publishing: Mutex::new(None),
+            publishing: ArcSwapOption::empty(),
+            reconnecting: Mutex::new(()),
+            last_failure_ms: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 
@@ -73,20 +87,37 @@ impl AmqpBroker {
         Ok((connection, channel))
     }
 
+    /// The open publishing channel, or a new one. While the broker is down, a publish waits
+    /// for no other: one reconnects, the others (and everyone for a second after a failed
+    /// attempt) are told at once that the broker is unavailable, so a caller's database
+    /// transaction never waits out a reconnect.
     async fn publishing_channel(&self) -> Result<Channel, PublishError> {
-        let mut slot = self.publishing.lock().await;
-        if let Some((connection, channel)) = slot.as_ref() {
+        if let Some(open) = self.publishing.load_full() {
+            let (connection, channel) = &*open;
             if connection.status().connected() && channel.status().connected() {
                 return Ok(channel.clone());
             }
         }
-        *slot = None;
-        let (connection, channel) = self
-            .open_channel()
-            .await
-            .map_err(PublishError::Unavailable)?;
-        *slot = Some((connection, channel.clone()));
-        Ok(channel)
+        let unavailable = || PublishError::Unavailable("the broker is unreachable".into());
+        let now = self.started.elapsed().as_millis() as u64;
+        let failed = self.last_failure_ms.load(Ordering::Relaxed);
+        if failed != 0 && now.saturating_sub(failed) < RECONNECT_PAUSE.as_millis() as u64 {
+            return Err(unavailable());
+        }
+        let Ok(_reconnecting) = self.reconnecting.try_lock() else {
+            return Err(unavailable());
+        };
+        match self.open_channel().await {
+            Ok((connection, channel)) => {
+                self.publishing
+                    .store(Some(Arc::new((connection, channel.clone()))));
+                Ok(channel)
+            }
+            Err(cause) => {
+                self.last_failure_ms.store(now.max(1), Ordering::Relaxed);
+                Err(PublishError::Unavailable(cause))
+            }
+        }
     }
 }
 
@@ -105,7 +136,11 @@ impl Broker for AmqpBroker {
                 .basic_publish(
                     &message.exchange,
                     &message.routing_key,
-                    BasicPublishOptions::default(),
+                    // An unroutable message comes back instead of vanishing.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
                     &message.payload,
                     properties,
                 )
@@ -113,7 +148,11 @@ impl Broker for AmqpBroker {
             confirm.await
         };
         match tokio::time::timeout(CONFIRM_TIMEOUT, publish).await {
-            Ok(Ok(Confirmation::Ack(_))) | Ok(Ok(Confirmation::NotRequested)) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(returned)))) => Err(PublishError::Rejected(format!(
+                "no queue is bound to `{}` for routing key `{}` ({})",
+                message.exchange, message.routing_key, returned.reply_text
+            ))),
+            Ok(Ok(Confirmation::Ack(None))) | Ok(Ok(Confirmation::NotRequested)) => Ok(()),
             Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Rejected(
                 "the broker did not confirm the message".into(),
             )),
@@ -121,11 +160,11 @@ impl Broker for AmqpBroker {
                 Err(PublishError::Rejected(error.to_string()))
             }
             Ok(Err(error)) => {
-                *self.publishing.lock().await = None;
+                self.publishing.store(None);
                 Err(PublishError::Unavailable(error.to_string()))
             }
             Err(_) => {
-                *self.publishing.lock().await = None;
+                self.publishing.store(None);
                 Err(PublishError::Unavailable(
                     "the broker did not confirm in time".into(),
                 ))
@@ -327,7 +366,7 @@ impl Settler for AmqpSettler {
         let acker = &self.delivery.acker;
         let settled = match settle {
             Settle::Ack => acker.ack(BasicAckOptions::default()).await,
-            Settle::Retry => match self.republish(&message, retries + 1).await {
+            Settle::Retry => match self.republish(&message, retries.saturating_add(1)).await {
                 Ok(()) => acker.ack(BasicAckOptions::default()).await,
                 Err(error) => {
                     tracing::warn!(queue = %self.queue, %error, "retry copy not confirmed; requeueing the original");

@@ -236,7 +236,7 @@ impl EmbeddedBroker {
             .await;
         // Even if the count was not written, the message is retried now (and, as it is
         // still stored, after a restart).
-        envelope.retries += 1;
+        envelope.retries = envelope.retries.saturating_add(1);
         if let Some(ready) = self.queue(queue) {
             ready.push(envelope);
         }
@@ -307,9 +307,12 @@ impl Broker for EmbeddedBroker {
         };
         let queues = self.route(&message.exchange, kind, &message.routing_key);
         if queues.is_empty() {
-            // Unroutable: dropped, as RabbitMQ drops it without the mandatory flag.
-            tracing::debug!(exchange = %message.exchange, routing_key = %message.routing_key, "no queue bound; message dropped");
-            return Ok(());
+            // Unroutable: refused, as RabbitMQ returns a mandatory message, so that the
+            // publisher keeps it (an outbox row) instead of believing it delivered.
+            return Err(PublishError::Rejected(format!(
+                "no queue is bound to `{}` for routing key `{}`",
+                message.exchange, message.routing_key
+            )));
         }
         let headers =
             serde_json::to_string(&message.headers).expect("string pairs always serialise");
@@ -571,10 +574,13 @@ mod tests {
             .publish(message("direct", "order.created", "d"))
             .await
             .unwrap();
-        broker
-            .publish(message("direct", "order.cancelled", "e"))
-            .await
-            .unwrap();
+        // Bound nowhere: refused, not silently dropped.
+        assert!(matches!(
+            broker
+                .publish(message("direct", "order.cancelled", "e"))
+                .await,
+            Err(PublishError::Rejected(reason)) if reason.contains("no queue is bound")
+        ));
         broker
             .publish(message("all", "whatever", "f"))
             .await
