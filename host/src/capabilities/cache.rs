@@ -1,10 +1,17 @@
 //! The `cache` interface over the shared cache backend, with every key prefixed by the
 //! service's namespace so services never see each other's keys.
+//!
+//! An invalidation must not be lost: a `delete` the backend did not confirm (Redis stalled
+//! or down) is retried in the background until it is, and until then this host answers a
+//! `get` of that key as a miss, so the service reads its database instead of the stale
+//! entry. (A restart forgets the retries; hosts of a fleet do not share them.)
 
 use super::{granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
 use crate::backends::cache::{self as backend, Cache};
 use crate::bindings::cache::{CacheError, Host};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const INTERFACE: &str = "cache";
@@ -34,7 +41,49 @@ pub struct ServiceCache {
     backend: Arc<dyn Cache>,
     namespace: String,
     default_ttl: Duration,
+    unconfirmed: Arc<UnconfirmedDeletes>,
 }
+
+/// Keys whose invalidation the backend has not confirmed yet.
+#[derive(Default)]
+struct UnconfirmedDeletes {
+    keys: Mutex<HashSet<String>>,
+    /// How many: a `get` looks at the set only when it is not empty.
+    count: AtomicUsize,
+}
+
+impl UnconfirmedDeletes {
+    fn contains(&self, key: &str) -> bool {
+        self.count.load(Ordering::Acquire) > 0
+            && self.keys.lock().expect("never poisoned").contains(key)
+    }
+
+    /// Whether `key` was not pending yet.
+    fn insert(&self, key: &str) -> bool {
+        let inserted = self
+            .keys
+            .lock()
+            .expect("never poisoned")
+            .insert(key.to_string());
+        if inserted {
+            self.count.fetch_add(1, Ordering::Release);
+        }
+        inserted
+    }
+
+    fn remove(&self, key: &str) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        if self.keys.lock().expect("never poisoned").remove(key) {
+            self.count.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// Pauses between retries of an unconfirmed delete.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const LAST_RETRY: Duration = Duration::from_secs(10);
 
 impl ServiceCache {
     pub fn new(backend: Arc<dyn Cache>, namespace: &str, default_ttl: Duration) -> ServiceCache {
@@ -42,7 +91,28 @@ impl ServiceCache {
             backend,
             namespace: format!("{namespace}:"),
             default_ttl,
+            unconfirmed: Arc::default(),
         }
+    }
+
+    /// Retries deleting `key` until the backend confirms it.
+    fn retry_delete(&self, key: String) {
+        if !self.unconfirmed.insert(&key) {
+            return; // already being retried
+        }
+        let (backend, unconfirmed) = (self.backend.clone(), self.unconfirmed.clone());
+        tokio::spawn(async move {
+            let mut pause = FIRST_RETRY;
+            loop {
+                tokio::time::sleep(pause).await;
+                if backend.delete(&key).await.is_ok() {
+                    unconfirmed.remove(&key);
+                    tracing::info!(key, "cache invalidation confirmed after a retry");
+                    return;
+                }
+                pause = (pause * 2).min(LAST_RETRY);
+            }
+        });
     }
 
     /// The key as the backend stores it.
@@ -68,7 +138,11 @@ impl From<backend::CacheError> for CacheFailure {
 impl Host for CallState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, CacheFailure> {
         let cache = granted(&self.capabilities.cache, INTERFACE, self)?;
-        Ok(cache.backend.get(&cache.key(&key)?).await?)
+        let key = cache.key(&key)?;
+        if cache.unconfirmed.contains(&key) {
+            return Ok(None); // what the backend holds may be stale
+        }
+        Ok(cache.backend.get(&key).await?)
     }
 
     async fn set(
@@ -92,12 +166,23 @@ impl Host for CallState {
             Some(seconds) => Duration::from_secs(seconds.into()),
             None => cache.default_ttl,
         };
-        Ok(cache.backend.set(&cache.key(&key)?, &value, ttl).await?)
+        let key = cache.key(&key)?;
+        cache.backend.set(&key, &value, ttl).await?;
+        // A fresh value replaced whatever a lost invalidation left behind.
+        cache.unconfirmed.remove(&key);
+        Ok(())
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, CacheFailure> {
         let cache = granted(&self.capabilities.cache, INTERFACE, self)?;
-        Ok(cache.backend.delete(&cache.key(&key)?).await?)
+        let key = cache.key(&key)?;
+        match cache.backend.delete(&key).await {
+            Ok(existed) => Ok(existed),
+            Err(error) => {
+                cache.retry_delete(key);
+                Err(error.into())
+            }
+        }
     }
 
     fn convert_cache_error(&mut self, failure: CacheFailure) -> wasmtime::Result<CacheError> {

@@ -81,6 +81,8 @@
 //! dead_letter_queue = "order_notifications.dlq"
 //! prefetch = 16
 //! max_retry_attempts = 3               # env MAX_RETRY_ATTEMPTS
+//! retry_delay_ms = 2000                # before the first retry; doubling each time...
+//! max_retry_delay_ms = 60000           # ...up to this; a waiting message holds no slot
 //! ```
 //!
 //! Relative paths are resolved against the directory of the configuration file.
@@ -457,10 +459,30 @@ pub struct SubscriptionConfig {
     pub prefetch: u16,
     #[serde(default = "default_max_retry")]
     pub max_retry_attempts: u32,
+    /// The pause before the first retry; each further retry waits twice as long, up to
+    /// `max_retry_delay_ms`. A waiting message holds no delivery slot.
+    #[serde(default = "default_retry_delay")]
+    pub retry_delay_ms: u64,
+    #[serde(default = "default_max_retry_delay")]
+    pub max_retry_delay_ms: u64,
+}
+
+impl SubscriptionConfig {
+    /// How long a message that failed `retries` times before waits for its next delivery.
+    pub fn retry_delay(&self, retries: u32) -> Duration {
+        let doubled = self.retry_delay_ms.saturating_mul(1u64 << retries.min(32));
+        Duration::from_millis(doubled.min(self.max_retry_delay_ms))
+    }
 }
 
 fn default_prefetch() -> u16 {
     16
+}
+fn default_retry_delay() -> u64 {
+    2_000
+}
+fn default_max_retry_delay() -> u64 {
+    60_000
 }
 fn default_max_retry() -> u32 {
     3

@@ -123,10 +123,11 @@ async fn process(
     let (settle, outcome) = match outcome {
         Outcome::Ack => (Settle::Ack, MessageOutcome::Acked),
         Outcome::Retry(reason) if attempt < subscription.max_retry_attempts => {
-            tracing::warn!(service = %service.name(), message_id, attempt, %reason, "message failed; retrying");
-            // A short, growing pause, so a failing backend is not hammered.
-            tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-            (Settle::Retry, MessageOutcome::Retried)
+            // A growing pause, so a failing backend is not hammered; the message waits at
+            // the broker, and this delivery slot takes the next message.
+            let delay = subscription.retry_delay(delivery.retries);
+            tracing::warn!(service = %service.name(), message_id, attempt, %reason, ?delay, "message failed; retrying");
+            (Settle::Retry(delay), MessageOutcome::Retried)
         }
         Outcome::Retry(reason) | Outcome::DeadLetter(reason) => {
             tracing::error!(service = %service.name(), message_id, attempt, %reason, dead_letter_queue = %subscription.dead_letter_queue, "message dead-lettered");

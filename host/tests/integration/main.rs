@@ -19,13 +19,15 @@
 //! - `isolation`: traps, endless loops, memory exhaustion, refused imports.
 //! - `limits`: a login storm, half-sent headers, the connection cap, a hostile component's
 //!   SQL, made-up methods.
-//! - `degraded`: a backing service that is down.
+//! - `degraded`: a backing service that is down, or stalls behind `fault_proxy`.
+//! - `fault_proxy`: a TCP proxy a test pauses and resumes, between the host and a server.
 //! - `mixed`: real servers beside embedded backends.
 //! - `swap`: deploy, rollback and `--watch` under load; refused versions; the admin token;
 //!   restarts from the state directory.
 
 mod conventions;
 mod degraded;
+mod fault_proxy;
 mod isolation;
 mod limits;
 mod mixed;

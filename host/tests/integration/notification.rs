@@ -33,9 +33,11 @@ pub fn tests() -> Vec<Test> {
         an_event_that_can_never_be_handled_ends_in_the_dead_letter_queue,
         platform_publish_injects_an_event_and_names_an_unknown_exchange,
     ];
-    // Binds a queue of its own to the exchange, which only RabbitMQ lets a client do.
+    // Binds a queue of its own to the exchange, which only RabbitMQ lets a client do; puts
+    // PostgreSQL behind a proxy it takes down.
     tests.extend(crate::real_backend_tests![
         order_created_and_cancelled_events_have_the_contract_shape,
+        events_that_arrive_while_the_database_is_down_are_all_handled_once_it_is_back,
     ]);
     // Crashes a host of its own on the embedded broker.
     tests.extend(crate::embedded_backend_tests![
@@ -310,6 +312,74 @@ fn created_event(event_id: &str, order_id: i64, user: &TestUser, product_name: &
 }
 
 /// An order id no real order of this run has.
+/// PostgreSQL is unreachable for 5 s (a proxy between the host and it resets every
+/// connection and refuses new ones) while 20 events arrive: each is retried with a growing
+/// pause, none is dead-lettered, and all 20 notifications are there once it is back.
+async fn events_that_arrive_while_the_database_is_down_are_all_handled_once_it_is_back(
+    _: &'static Platform,
+) -> anyhow::Result<()> {
+    let proxy = crate::fault_proxy::FaultProxy::start("127.0.0.1:5432").await?;
+    let names = crate::support::RunNames::new();
+    let ports: std::collections::BTreeMap<&str, u16> = ["user", "product", "order", "notification"]
+        .into_iter()
+        .zip(crate::support::free_ports(4))
+        .collect();
+    let mut config = crate::support::shop_config(&names, &ports);
+    crate::support::set(
+        &mut config,
+        &["database", "url"],
+        format!("postgres://postgres@{}/postgres", proxy.address).into(),
+    );
+    // The shipped pause: 2 s, then 4 s.
+    if let Some(subscription) =
+        config["services"]["notification"]["subscriptions"][0].as_table_mut()
+    {
+        subscription.insert("retry_delay_ms".into(), 2000.into());
+    }
+    let platform = Platform::start(names, config).await?;
+    let result = database_outage(&platform, &proxy).await;
+    proxy.up();
+    platform.stop().await;
+    result
+}
+
+async fn database_outage(
+    platform: &Platform,
+    proxy: &crate::fault_proxy::FaultProxy,
+) -> anyhow::Result<()> {
+    let user = platform.new_user().await?;
+    let events: Vec<(i64, Vec<u8>)> = (0..20)
+        .map(|index| {
+            let order_id = synthetic_order_id();
+            let event = created_event(
+                &uuid::Uuid::new_v4().to_string(),
+                order_id,
+                &user,
+                &format!("during the outage {index}"),
+            );
+            (order_id, serde_json::to_vec(&event).expect("JSON"))
+        })
+        .collect();
+    let dead_letters_before = consumed(platform, "dead_letter").await?;
+    proxy.down();
+    let messages: Vec<(&str, &[u8])> = events
+        .iter()
+        .map(|(_, body)| ("order.created", body.as_slice()))
+        .collect();
+    platform.publish(&messages).await?;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    proxy.up();
+    for (order_id, _) in &events {
+        wait_for_notification(platform, &user, *order_id, "order.created").await?;
+    }
+    assert_eq!(
+        consumed(platform, "dead_letter").await?,
+        dead_letters_before,
+        "an event was dead-lettered during a 5 s outage"
+    );
+    Ok(())
+}
+
 fn synthetic_order_id() -> i64 {
     1_000_000_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000) as i64
 }

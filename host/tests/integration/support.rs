@@ -302,6 +302,8 @@ pub fn shop_config_on(
         "dead_letter_queue".into(),
         format!("{}.dlq", names.name("order_notifications")).into(),
     );
+    // Retries wait a fraction of the shipped 2 s, so tests that retry stay quick.
+    subscription.insert("retry_delay_ms".into(), 200.into());
     config
 }
 
@@ -828,7 +830,8 @@ impl Platform {
         if self.config["services"].get("notification").is_some() {
             let connection = amqp_connection().await?;
             let channel = connection.create_channel().await?;
-            for queue in [self.queue(), self.dead_letter_queue()] {
+            let delays = format!("{}.retry", self.queue());
+            for queue in [self.queue(), self.dead_letter_queue(), delays] {
                 channel
                     .queue_delete(&queue, Default::default())
                     .await

@@ -231,7 +231,15 @@ async fn declare_exchanges(
     Ok(())
 }
 
-/// The subscription's queue, bound by its routing keys, and its dead-letter queue.
+/// Where a subscription's retries wait: each copy expires after its own delay and
+/// dead-letters back into the work queue. (RabbitMQ expires messages at the head of a
+/// queue, so a copy may wait behind a longer one: never less than its delay.)
+fn delay_queue(queue: &str) -> String {
+    format!("{queue}.retry")
+}
+
+/// The subscription's queue, bound by its routing keys, its dead-letter queue and the
+/// delay queue its retries wait in.
 async fn declare_queues(
     channel: &Channel,
     subscription: &SubscriptionConfig,
@@ -258,6 +266,18 @@ async fn declare_queues(
     );
     channel
         .queue_declare(&subscription.queue, durable, arguments)
+        .await?;
+    let mut back_to_work = FieldTable::default();
+    back_to_work.insert(
+        ShortString::from("x-dead-letter-exchange"),
+        AMQPValue::LongString(LongString::from("")),
+    );
+    back_to_work.insert(
+        ShortString::from("x-dead-letter-routing-key"),
+        AMQPValue::LongString(LongString::from(subscription.queue.clone())),
+    );
+    channel
+        .queue_declare(&delay_queue(&subscription.queue), durable, back_to_work)
         .await?;
     for key in &subscription.routing_keys {
         channel
@@ -366,7 +386,10 @@ impl Settler for AmqpSettler {
         let acker = &self.delivery.acker;
         let settled = match settle {
             Settle::Ack => acker.ack(BasicAckOptions::default()).await,
-            Settle::Retry => match self.republish(&message, retries.saturating_add(1)).await {
+            Settle::Retry(delay) => match self
+                .republish(&message, retries.saturating_add(1), delay)
+                .await
+            {
                 Ok(()) => acker.ack(BasicAckOptions::default()).await,
                 Err(error) => {
                     tracing::warn!(queue = %self.queue, %error, "retry copy not confirmed; requeueing the original");
@@ -386,9 +409,15 @@ impl Settler for AmqpSettler {
 }
 
 impl AmqpSettler {
-    /// A copy of the delivery at the back of its queue, counted, with its original
-    /// exchange and routing key (a copy published to the default exchange loses them).
-    async fn republish(&self, message: &Message, retries: u32) -> Result<(), lapin::Error> {
+    /// A copy of the delivery, counted, with its original exchange and routing key (a copy
+    /// published to the default exchange loses them), into the subscription's delay queue:
+    /// it expires there after `delay` and dead-letters back into the work queue.
+    async fn republish(
+        &self,
+        message: &Message,
+        retries: u32,
+        delay: Duration,
+    ) -> Result<(), lapin::Error> {
         let mut headers = self
             .delivery
             .properties
@@ -412,12 +441,13 @@ impl AmqpSettler {
             .properties
             .clone()
             .with_headers(headers)
-            .with_delivery_mode(2);
+            .with_delivery_mode(2)
+            .with_expiration(ShortString::from(delay.as_millis().max(1).to_string()));
         let confirmation = self
             .channel
             .basic_publish(
                 "",
-                &self.queue,
+                &delay_queue(&self.queue),
                 BasicPublishOptions::default(),
                 &self.delivery.data,
                 properties,

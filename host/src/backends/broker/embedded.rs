@@ -229,16 +229,28 @@ impl EmbeddedBroker {
     }
 
     /// The handler asked for a retry: the message goes to the back of `queue`, counted.
-    async fn retry(&self, queue: &str, mut envelope: Envelope) -> Result<(), sqlx::Error> {
+    async fn retry(
+        &self,
+        queue: &str,
+        mut envelope: Envelope,
+        delay: std::time::Duration,
+    ) -> Result<(), sqlx::Error> {
         let recorded = sqlx::query("UPDATE messages SET retries = retries + 1 WHERE id = $1")
             .bind(envelope.id)
             .execute(&self.store)
             .await;
-        // Even if the count was not written, the message is retried now (and, as it is
-        // still stored, after a restart).
+        // Even if the count was not written, the message is retried (and, as it is still
+        // stored, delivered after a restart, at once).
         envelope.retries = envelope.retries.saturating_add(1);
-        if let Some(ready) = self.queue(queue) {
-            ready.push(envelope);
+        if let Some(ready) = self.queue(queue).cloned() {
+            if delay.is_zero() {
+                ready.push(envelope);
+            } else {
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    ready.push(envelope);
+                });
+            }
         }
         recorded.map(|_| ())
     }
@@ -417,7 +429,7 @@ impl Settler for EmbeddedSettler {
         };
         let settled = match settle {
             Settle::Ack => self.broker.ack(&envelope).await,
-            Settle::Retry => self.broker.retry(&self.queue, envelope).await,
+            Settle::Retry(delay) => self.broker.retry(&self.queue, envelope, delay).await,
             Settle::DeadLetter => {
                 self.broker
                     .dead_letter(&self.dead_letter_queue, envelope)
@@ -496,6 +508,8 @@ mod tests {
             dead_letter_queue: format!("{queue}.dlq"),
             prefetch: 4,
             max_retry_attempts: 3,
+            retry_delay_ms: 100,
+            max_retry_delay_ms: 1_000,
         }
     }
 
@@ -607,8 +621,21 @@ mod tests {
         let queue = broker.queue("exact").unwrap();
         let first = queue.next().await;
         assert_eq!(first.retries, 0);
-        broker.retry("exact", first).await.unwrap();
+        // The retry waits out its delay outside the queue: another message goes first.
+        broker
+            .retry("exact", first, std::time::Duration::from_millis(300))
+            .await
+            .unwrap();
+        broker
+            .publish(message("direct", "order.created", "n"))
+            .await
+            .unwrap();
+        let waited = std::time::Instant::now();
+        let other = queue.next().await;
+        assert_eq!(other.message.payload, b"n");
+        broker.ack(&other).await.unwrap();
         let second = queue.next().await;
+        assert!(waited.elapsed() >= std::time::Duration::from_millis(250));
         assert_eq!(second.retries, 1);
         assert_eq!(
             second.message.headers,

@@ -43,8 +43,9 @@ pub struct ConsumeError(pub String);
 pub enum Settle {
     /// Handled: gone for good.
     Ack,
-    /// Deliver it again later, with its retry count one higher.
-    Retry,
+    /// Deliver it again after the delay, with its retry count one higher. The message
+    /// waits at the broker, not in a consumer's delivery slot.
+    Retry(std::time::Duration),
     /// Move it to the subscription's dead-letter queue.
     DeadLetter,
 }
