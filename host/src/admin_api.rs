@@ -72,3 +72,33 @@ pub struct RollbackRequest {
 pub struct ErrorBody {
     pub error: String,
 }
+
+/// One line of `platform dlq list`: a message in a dead-letter queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetterEntry {
+    /// What `platform dlq replay --id` takes.
+    pub id: String,
+    pub exchange: String,
+    pub routing_key: String,
+    /// Failed deliveries before it was dead-lettered.
+    pub retries: u32,
+    /// The payload as text (invalid UTF-8 shown replaced).
+    pub payload: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// `platform dlq replay`: one dead letter by id, or every one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// The answer of a replay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Replayed {
+    /// The subscription's queue the dead letters went back to.
+    pub queue: String,
+    pub replayed: usize,
+}

@@ -207,6 +207,11 @@ impl Platform {
                     .iter()
                     .map(|exchange| exchange.name.clone())
                     .collect(),
+                subscriptions: config
+                    .services
+                    .values()
+                    .flat_map(|service| service.subscriptions.iter().cloned())
+                    .collect(),
             },
         );
         tasks.spawn(server::serve(

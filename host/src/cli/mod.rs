@@ -13,6 +13,7 @@
 mod build;
 mod client;
 mod deploy;
+mod dlq;
 mod ps;
 mod publish;
 mod rollback;
@@ -53,8 +54,10 @@ enum Command {
     Ps(ps::PsArgs),
     /// Show the deploy history of a service, newest first.
     Versions(versions::VersionsArgs),
-    /// Publish a message through the running host's broker (e.g. replay a dead letter).
+    /// Publish a message through the running host's broker (e.g. inject an event).
     Publish(publish::PublishArgs),
+    /// List or replay a subscription's dead letters.
+    Dlq(dlq::DlqArgs),
 }
 
 /// A failed command: the error to print and the exit code that classifies it.
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ps(args) => ps::run(&cli.config, args),
         Command::Versions(args) => versions::run(&cli.config, args),
         Command::Publish(args) => publish::run(&cli.config, args),
+        Command::Dlq(args) => dlq::run(&cli.config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,13 +9,16 @@
 //! POST /v1/services/{service}/rollback       body: {"to": "<digest prefix>"} or empty
 //! POST /v1/exchanges/{exchange}/messages     body: a PublishRequest; publishes through
 //!                                            the platform's broker (RabbitMQ or embedded)
+//! GET  /v1/queues/{queue}/dead-letters       a subscription's dead letters (by its queue
+//!                                            or its dead-letter queue), oldest first
+//! POST /v1/queues/{queue}/dead-letters/replay  body: {"id": "..."} or empty for all
 //! ```
 
 use super::server::{json_response, Handler, HttpResponse};
 use super::ServiceEndpoint;
 use crate::admin_api;
 use crate::backends::broker::{Broker, Message, PublishError};
-use crate::config::AdminConfig;
+use crate::config::{AdminConfig, SubscriptionConfig};
 use crate::runtime::{DeployComponentError, DeployOutcome, Registry};
 use crate::state::DeploySource;
 use bytes::Bytes;
@@ -71,6 +74,8 @@ enum Call {
     Deploy,
     Rollback,
     Publish,
+    DeadLetters,
+    Replay,
 }
 
 pub struct AdminApi {
@@ -83,6 +88,8 @@ pub struct AdminApi {
     broker: Option<Arc<dyn Broker>>,
     /// The exchanges of `[[messaging.exchanges]]`.
     exchanges: Vec<String>,
+    /// Every service's subscriptions, for their dead letters.
+    subscriptions: Vec<SubscriptionConfig>,
     calls: matchit::Router<Call>,
 }
 
@@ -92,6 +99,7 @@ pub struct AdminSettings {
     pub max_upload_bytes: usize,
     pub broker: Option<Arc<dyn Broker>>,
     pub exchanges: Vec<String>,
+    pub subscriptions: Vec<SubscriptionConfig>,
 }
 
 impl AdminApi {
@@ -107,6 +115,8 @@ impl AdminApi {
             ("/v1/services/{service}/deploy", Call::Deploy),
             ("/v1/services/{service}/rollback", Call::Rollback),
             ("/v1/exchanges/{exchange}/messages", Call::Publish),
+            ("/v1/queues/{queue}/dead-letters", Call::DeadLetters),
+            ("/v1/queues/{queue}/dead-letters/replay", Call::Replay),
         ] {
             calls
                 .insert(path, call)
@@ -122,6 +132,7 @@ impl AdminApi {
             max_upload_bytes: settings.max_upload_bytes,
             broker: settings.broker,
             exchanges: settings.exchanges,
+            subscriptions: settings.subscriptions,
             calls,
         }
     }
@@ -179,6 +190,8 @@ impl Handler for AdminApi {
             (Call::Deploy, &Method::POST) => self.deploy(param("service"), request).await,
             (Call::Rollback, &Method::POST) => self.rollback(param("service"), request).await,
             (Call::Publish, &Method::POST) => self.publish(param("exchange"), request).await,
+            (Call::DeadLetters, &Method::GET) => self.dead_letters(&param("queue")).await,
+            (Call::Replay, &Method::POST) => self.replay(&param("queue"), request).await,
             _ => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} {path} is not an admin call"),
@@ -323,6 +336,98 @@ impl AdminApi {
             Err(rejected @ PublishError::Rejected(_)) => {
                 error(StatusCode::BAD_GATEWAY, rejected.to_string())
             }
+        }
+    }
+
+    /// The broker and the subscription `queue` names (its queue or its dead-letter queue).
+    fn subscription(
+        &self,
+        queue: &str,
+    ) -> Result<(&Arc<dyn Broker>, &SubscriptionConfig), HttpResponse> {
+        let Some(broker) = &self.broker else {
+            return Err(error(
+                StatusCode::CONFLICT,
+                "no broker is open: no service publishes or subscribes",
+            ));
+        };
+        self.subscriptions
+            .iter()
+            .find(|s| s.queue == queue || s.dead_letter_queue == queue)
+            .map(|subscription| (broker, subscription))
+            .ok_or_else(|| {
+                error(
+                    StatusCode::NOT_FOUND,
+                    format!("no subscription has the queue or dead-letter queue `{queue}`"),
+                )
+            })
+    }
+
+    async fn dead_letters(&self, queue: &str) -> HttpResponse {
+        let (broker, subscription) = match self.subscription(queue) {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+        match broker.dead_letters(subscription).await {
+            Ok(dead) => json_response(
+                StatusCode::OK,
+                &dead
+                    .into_iter()
+                    .map(|dead| admin_api::DeadLetterEntry {
+                        id: dead.id,
+                        exchange: dead.message.exchange,
+                        routing_key: dead.message.routing_key,
+                        retries: dead.retries,
+                        payload: String::from_utf8_lossy(&dead.message.payload).into_owned(),
+                        headers: dead.message.headers.into_iter().collect(),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Err(cause) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the broker is unavailable: {cause}"),
+            ),
+        }
+    }
+
+    async fn replay(&self, queue: &str, request: http::Request<Incoming>) -> HttpResponse {
+        let (broker, subscription) = match self.subscription(queue) {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+        let Some(body) = Self::body(request, MAX_ROLLBACK_BYTES).await else {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "replay request too large");
+        };
+        let replay: admin_api::ReplayRequest = if body.is_empty() {
+            admin_api::ReplayRequest::default()
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(replay) => replay,
+                Err(cause) => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("invalid replay request: {cause}"),
+                    )
+                }
+            }
+        };
+        match broker.replay(subscription, replay.id.as_deref()).await {
+            Ok(0) if replay.id.is_some() => error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "`{}` holds no dead letter `{}` (see `platform dlq list {}`)",
+                    subscription.dead_letter_queue,
+                    replay.id.unwrap_or_default(),
+                    subscription.queue
+                ),
+            ),
+            Ok(replayed) => json_response(
+                StatusCode::OK,
+                &admin_api::Replayed {
+                    queue: subscription.queue.clone(),
+                    replayed,
+                },
+            ),
+            Err(cause) => error(StatusCode::SERVICE_UNAVAILABLE, cause.to_string()),
         }
     }
 

@@ -32,6 +32,7 @@ pub fn tests() -> Vec<Test> {
         a_non_json_message_is_dead_lettered_at_once_and_consuming_goes_on,
         an_event_that_can_never_be_handled_ends_in_the_dead_letter_queue,
         platform_publish_injects_an_event_and_names_an_unknown_exchange,
+        dead_letters_are_listed_and_replayed_through_the_consumer,
     ];
     // Binds a queue of its own to the exchange, which only RabbitMQ lets a client do; puts
     // PostgreSQL behind a proxy it takes down.
@@ -377,6 +378,80 @@ async fn database_outage(
         dead_letters_before,
         "an event was dead-lettered during a 5 s outage"
     );
+    Ok(())
+}
+
+/// `platform dlq list` shows a dead letter with its payload and id on either broker, and
+/// `platform dlq replay --id` sends exactly that one through the consumer again.
+async fn dead_letters_are_listed_and_replayed_through_the_consumer(
+    platform: &'static Platform,
+) -> anyhow::Result<()> {
+    let event_id = uuid::Uuid::new_v4().to_string();
+    // Valid JSON without the order it is about: dead-lettered at once, every time.
+    let payload = json!({ "event": "order.created", "event_id": event_id, "data": {} }).to_string();
+    let published = platform
+        .cli(&[
+            "publish",
+            &platform.exchange(),
+            "order.created",
+            &payload,
+            "--header",
+            &format!("event_id={event_id}"),
+        ])
+        .await?;
+    ensure!(published.code == 0, "{published:?}");
+    let find = || async {
+        let listed = platform
+            .cli(&["dlq", "list", &platform.queue(), "--json"])
+            .await?;
+        ensure!(listed.code == 0, "{listed:?}");
+        let entries = listed.json()?;
+        anyhow::Ok(
+            entries
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|entry| entry["payload"] == payload.as_str())
+                .cloned(),
+        )
+    };
+    let entry = crate::support::eventually(
+        "the dead letter to be listed",
+        std::time::Duration::from_secs(20),
+        || async { find().await },
+    )
+    .await?;
+    assert_eq!(entry["routing_key"], "order.created", "{entry}");
+    assert_eq!(entry["exchange"], platform.exchange().as_str(), "{entry}");
+    let id = entry["id"].as_str().unwrap_or_default().to_string();
+
+    let replayed = platform
+        .cli(&["dlq", "replay", &platform.queue(), "--id", &id, "--json"])
+        .await?;
+    ensure!(replayed.code == 0, "{replayed:?}");
+    assert_eq!(replayed.json()?["replayed"], 1);
+    // Consumed again (and, being poison still, dead-lettered again): the host logs each
+    // dead-lettering with the event's id.
+    let dead_lettered = || {
+        platform
+            .log()
+            .lines()
+            .filter(|line| line.contains(&event_id) && line.contains("message dead-lettered"))
+            .count()
+    };
+    crate::support::eventually(
+        "the replayed message to be consumed again",
+        std::time::Duration::from_secs(20),
+        || async { Ok((dead_lettered() >= 2).then_some(())) },
+    )
+    .await?;
+    assert_eq!(dead_lettered(), 2, "replayed once, consumed once more");
+    let missing = platform
+        .cli(&["dlq", "replay", &platform.queue(), "--id", "no-such-letter"])
+        .await?;
+    assert_ne!(missing.code, 0, "{missing:?}");
+    let unknown = platform.cli(&["dlq", "list", "no_such_queue"]).await?;
+    assert_eq!(unknown.code, 2, "{unknown:?}");
     Ok(())
 }
 

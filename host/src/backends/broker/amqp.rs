@@ -7,15 +7,18 @@
 //! survive a requeue), confirmed before the original is acknowledged, so a message is
 //! never lost between the two.
 
-use super::{Broker, ConsumeError, Consumer, Delivery, Message, PublishError, Settle, Settler};
+use super::{
+    Broker, ConsumeError, Consumer, DeadLetter, Delivery, Message, PublishError, Settle, Settler,
+    DEAD_LETTER_BATCH,
+};
 use crate::config::{ExchangeConfig, ExchangeKindConfig, SubscriptionConfig};
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -202,6 +205,173 @@ impl Broker for AmqpBroker {
             queue: subscription.queue.clone(),
         }))
     }
+
+    async fn dead_letters(
+        &self,
+        subscription: &SubscriptionConfig,
+    ) -> Result<Vec<DeadLetter>, ConsumeError> {
+        let (connection, channel) = self.open_channel().await.map_err(ConsumeError)?;
+        let taken = take_dead_letters(&channel, subscription).await;
+        let listed = match &taken {
+            Ok(taken) => Ok(taken.iter().map(|(_, dead)| dead.clone()).collect()),
+            Err(error) => Err(ConsumeError(error.to_string())),
+        };
+        // Every one goes back where it was: a listing changes nothing.
+        let _ = channel
+            .basic_recover(lapin::options::BasicRecoverOptions { requeue: true })
+            .await;
+        let _ = connection.close(200, "listed").await;
+        listed
+    }
+
+    async fn replay(
+        &self,
+        subscription: &SubscriptionConfig,
+        id: Option<&str>,
+    ) -> Result<usize, ConsumeError> {
+        let (connection, channel) = self.open_channel().await.map_err(ConsumeError)?;
+        let failed = |error: lapin::Error| ConsumeError(error.to_string());
+        let taken = take_dead_letters(&channel, subscription)
+            .await
+            .map_err(failed)?;
+        let mut replayed = 0;
+        for (delivery, dead) in &taken {
+            if id.is_some_and(|id| id != dead.id) {
+                continue;
+            }
+            // Back through its original exchange, with the application's headers only: a
+            // fresh start, retry count included.
+            let mut properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(field_table(&dead.message.headers));
+            if let Some(content_type) = &dead.message.content_type {
+                properties = properties.with_content_type(ShortString::from(content_type.clone()));
+            }
+            let confirmation = channel
+                .basic_publish(
+                    &dead.message.exchange,
+                    &dead.message.routing_key,
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &dead.message.payload,
+                    properties,
+                )
+                .await
+                .map_err(failed)?
+                .await
+                .map_err(failed)?;
+            if !matches!(confirmation, Confirmation::Ack(None)) {
+                return Err(ConsumeError(format!(
+                    "the broker did not take dead letter {} back",
+                    dead.id
+                )));
+            }
+            delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(failed)?;
+            replayed += 1;
+        }
+        // The ones not replayed go back where they were.
+        let _ = channel
+            .basic_recover(lapin::options::BasicRecoverOptions { requeue: true })
+            .await;
+        let _ = connection.close(200, "replayed").await;
+        Ok(replayed)
+    }
+}
+
+/// Takes (unacknowledged) the oldest dead letters of `subscription`, each with what it was
+/// first published as.
+async fn take_dead_letters(
+    channel: &Channel,
+    subscription: &SubscriptionConfig,
+) -> Result<Vec<(lapin::message::Delivery, DeadLetter)>, lapin::Error> {
+    let mut taken = Vec::new();
+    while taken.len() < DEAD_LETTER_BATCH {
+        let Some(message) = channel
+            .basic_get(
+                &subscription.dead_letter_queue,
+                BasicGetOptions { no_ack: false },
+            )
+            .await?
+        else {
+            break;
+        };
+        let delivery = message.delivery;
+        let mut headers = string_headers(delivery.properties.headers());
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let retries = header(RETRY_HEADER)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0);
+        let (death_exchange, death_key) = first_death(delivery.properties.headers());
+        let exchange = header(ORIGINAL_EXCHANGE_HEADER)
+            .or(death_exchange)
+            .unwrap_or_else(|| subscription.exchange.clone());
+        let routing_key = header(ORIGINAL_ROUTING_KEY_HEADER)
+            .or(death_key)
+            .unwrap_or_default();
+        let id = header("event_id")
+            .or_else(|| {
+                delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|id| id.to_string())
+            })
+            .unwrap_or_else(|| format!("position-{}", taken.len() + 1));
+        headers.retain(|(name, _)| !name.starts_with("x-"));
+        let dead = DeadLetter {
+            id,
+            message: Message {
+                exchange,
+                routing_key,
+                payload: delivery.data.clone(),
+                content_type: delivery
+                    .properties
+                    .content_type()
+                    .as_ref()
+                    .map(|content_type| content_type.to_string()),
+                headers,
+            },
+            retries,
+        };
+        taken.push((delivery, dead));
+    }
+    Ok(taken)
+}
+
+/// The exchange and routing key RabbitMQ recorded in `x-death` when it first dead-lettered
+/// the message (its first publish, when it was never retried).
+fn first_death(headers: &Option<FieldTable>) -> (Option<String>, Option<String>) {
+    let text = |value: &AMQPValue| match value {
+        AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+        AMQPValue::ShortString(text) => Some(text.to_string()),
+        _ => None,
+    };
+    let Some(AMQPValue::FieldArray(deaths)) = headers
+        .as_ref()
+        .and_then(|headers| headers.inner().get("x-death"))
+    else {
+        return (None, None);
+    };
+    let Some(AMQPValue::FieldTable(death)) = deaths.as_slice().last() else {
+        return (None, None);
+    };
+    let exchange = death.inner().get("exchange").and_then(text);
+    let routing_key = match death.inner().get("routing-keys") {
+        Some(AMQPValue::FieldArray(keys)) => keys.as_slice().first().and_then(text),
+        _ => None,
+    };
+    (exchange, routing_key)
 }
 
 /// Declares the exchanges of `platform.toml` (durable) on `channel`.

@@ -12,7 +12,10 @@
 //! publishing reads it without locks. Queues with a consumer keep their ready messages in
 //! memory as well; the others (dead-letter queues) only on disk.
 
-use super::{Broker, ConsumeError, Consumer, Delivery, Message, PublishError, Settle, Settler};
+use super::{
+    Broker, ConsumeError, Consumer, DeadLetter, Delivery, Message, PublishError, Settle, Settler,
+    DEAD_LETTER_BATCH,
+};
 use crate::config::{ExchangeConfig, ExchangeKindConfig, SubscriptionConfig};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -376,6 +379,61 @@ impl Broker for EmbeddedBroker {
             queue: subscription.queue.clone(),
             dead_letter_queue: subscription.dead_letter_queue.clone(),
         }))
+    }
+
+    async fn dead_letters(
+        &self,
+        subscription: &SubscriptionConfig,
+    ) -> Result<Vec<DeadLetter>, ConsumeError> {
+        let rows = stored(&self.store, &subscription.dead_letter_queue)
+            .await
+            .map_err(|error| ConsumeError(error.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .take(DEAD_LETTER_BATCH)
+            .map(|envelope| DeadLetter {
+                id: envelope.id.to_string(),
+                message: envelope.message,
+                retries: envelope.retries,
+            })
+            .collect())
+    }
+
+    async fn replay(
+        &self,
+        subscription: &SubscriptionConfig,
+        id: Option<&str>,
+    ) -> Result<usize, ConsumeError> {
+        let failed = |error: sqlx::Error| ConsumeError(error.to_string());
+        let wanted = match id {
+            Some(id) => Some(
+                id.parse::<i64>()
+                    .map_err(|_| ConsumeError(format!("`{id}` is not a dead letter's id")))?,
+            ),
+            None => None,
+        };
+        let dead = stored(&self.store, &subscription.dead_letter_queue)
+            .await
+            .map_err(failed)?;
+        let mut replayed = 0;
+        for mut envelope in dead
+            .into_iter()
+            .filter(|envelope| wanted.is_none_or(|id| id == envelope.id))
+            .take(DEAD_LETTER_BATCH)
+        {
+            sqlx::query("UPDATE messages SET queue = $1, retries = 0 WHERE id = $2")
+                .bind(&subscription.queue)
+                .bind(envelope.id)
+                .execute(&self.store)
+                .await
+                .map_err(failed)?;
+            envelope.retries = 0;
+            if let Some(ready) = self.queue(&subscription.queue) {
+                ready.push(envelope);
+            }
+            replayed += 1;
+        }
+        Ok(replayed)
     }
 }
 

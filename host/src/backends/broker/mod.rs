@@ -90,6 +90,20 @@ pub trait Consumer: Send {
     async fn close(self: Box<Self>);
 }
 
+/// A message in a subscription's dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// What a replay names it by: the row on the embedded broker, the publisher's
+    /// `event_id` (or message id) on RabbitMQ.
+    pub id: String,
+    /// With the exchange and routing key it was first published with.
+    pub message: Message,
+    pub retries: u32,
+}
+
+/// The most dead letters a listing or a replay handles at once.
+pub const DEAD_LETTER_BATCH: usize = 1_000;
+
 #[async_trait]
 pub trait Broker: Send + Sync {
     /// Publishes persistently and waits for the broker's confirmation.
@@ -100,6 +114,19 @@ pub trait Broker: Send + Sync {
         &self,
         subscription: &SubscriptionConfig,
     ) -> Result<Box<dyn Consumer>, ConsumeError>;
+    /// The oldest dead letters of `subscription` (at most [`DEAD_LETTER_BATCH`]), left where
+    /// they are.
+    async fn dead_letters(
+        &self,
+        subscription: &SubscriptionConfig,
+    ) -> Result<Vec<DeadLetter>, ConsumeError>;
+    /// Puts the dead letter `id` (or every one) back into the subscription's queue, its
+    /// retry count reset; how many went back.
+    async fn replay(
+        &self,
+        subscription: &SubscriptionConfig,
+        id: Option<&str>,
+    ) -> Result<usize, ConsumeError>;
 }
 
 /// The broker `[messaging]` names: RabbitMQ at its URL, else the embedded one with its
