@@ -11,8 +11,8 @@
 //! - [`capabilities`]: one file per WIT interface (the `Host` impl, its grant, the
 //!   lowering of backend errors into WIT) and the one table of capabilities.
 //! - [`runtime`]: engine and linker, component versions (compile, import check, route
-//!   table), a fresh instance per call under memory and time limits, and the registry:
-//!   the one load path for start, deploy and rollback.
+//!   table), per-service admission (load shedding), a fresh instance per call under memory
+//!   and time limits, and the registry: the one load path for start, deploy and rollback.
 //! - [`ingress`]: what brings work in: the accept loop, HTTP listeners (one per service
 //!   port), message consumers (one per subscription), the admin API, `--watch`, metrics.
 //! - [`admin_api`]: the documents the admin API and the CLI share.
