@@ -8,7 +8,7 @@ use crate::backends::http_client::HttpClient;
 use crate::backends::identity::IdentityProvider;
 use crate::backends::token_validator::TokenValidator;
 use crate::capabilities::{Backends, Grant, GrantError, ServiceCapabilities};
-use crate::config::{Capability, PlatformConfig};
+use crate::config::{Capability, PlatformConfig, ServiceConfig};
 use crate::ingress::admin::{self, AdminApi, AdminBindError, AdminSettings};
 use crate::ingress::http::{HttpSettings, ServiceHttp};
 use crate::ingress::{server, subscriptions, ServiceEndpoint};
@@ -95,7 +95,7 @@ impl Platform {
             let database = match (&database_server, &service.database) {
                 (Some(server), Some(database)) if service.is_granted(Capability::Database) => Some(
                     server
-                        .open(database, DatabaseSettings::from(&config.database))
+                        .open(database, database_settings(config, service))
                         .await
                         .map_err(|cause| StartError::Database {
                             service: name.clone(),
@@ -242,6 +242,16 @@ impl Platform {
         self.shutdown.cancel();
         self.tasks.wait().await;
     }
+}
+
+/// The database settings of `service`: the `[database]` ones, its own statement timeout
+/// where it names one.
+fn database_settings(config: &PlatformConfig, service: &ServiceConfig) -> DatabaseSettings {
+    let mut settings = DatabaseSettings::from(&config.database);
+    if let Some(timeout) = service.statement_timeout_ms {
+        settings.statement_timeout = Duration::from_millis(timeout);
+    }
+    settings
 }
 
 /// Instances that can exist at once: per service its concurrent requests, its consumers'

@@ -71,6 +71,7 @@
 //! max_concurrent = 64                  # calls at once; more wait their turn
 //! max_queued = 256                     # waiting requests; beyond: 503 with Retry-After
 //! queue_timeout_ms = 2000              # longest wait for a turn; then 503
+//! statement_timeout_ms = 2000          # instead of [database] statement_timeout_ms
 //! [services.order.config]              # values for the config capability;
 //! product_service_url = "http://127.0.0.1:8002"   # env PLATFORM_ORDER_PRODUCT_SERVICE_URL
 //!
@@ -412,6 +413,9 @@ pub struct ServiceConfig {
     /// Longest a request waits for its turn before it gets 503.
     #[serde(default = "default_queue_timeout")]
     pub queue_timeout_ms: u64,
+    /// This service's statement timeout, instead of `database.statement_timeout_ms`.
+    #[serde(default)]
+    pub statement_timeout_ms: Option<u64>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     #[serde(default)]

@@ -78,6 +78,11 @@ impl PlatformConfig {
                 }
                 _ => {}
             }
+            if service.statement_timeout_ms == Some(0) || self.database.statement_timeout_ms == 0 {
+                return invalid(format!(
+                    "service `{name}`: statement timeouts must be positive"
+                ));
+            }
             if service.max_concurrent == 0 || service.queue_timeout_ms == 0 {
                 return invalid(format!(
                     "service `{name}`: max_concurrent and queue_timeout_ms must be positive"

@@ -200,9 +200,10 @@ async fn a_hostile_component_stays_inside_its_own_database(
         &["hostile", "victim"],
         &["database", "logging"],
     );
+    // The hostile service's own statement timeout, shorter than the platform's 5 s.
     set(
         &mut config,
-        &["database", "statement_timeout_ms"],
+        &["services", "hostile", "statement_timeout_ms"],
         1000.into(),
     );
     let platform = Platform::start(names, config).await?;
