@@ -23,6 +23,7 @@ pub fn tests() -> Vec<Test> {
         a_restart_comes_back_with_the_last_deployed_versions,
         a_damaged_recorded_version_falls_back_to_the_previous_one_at_start,
         a_corrupt_history_costs_its_service_the_history_not_the_host_its_start,
+        a_host_killed_during_a_deploy_comes_back_consistent,
         swapping_the_consumer_loses_and_repeats_no_message,
     ];
     // Rebuilds a shared fixture: once is enough.
@@ -563,6 +564,66 @@ async fn corrupt_history(platform: &Platform) -> anyhow::Result<()> {
         .json()?;
     assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions:#}");
     assert!(history.with_extension("json.corrupt").exists());
+    Ok(())
+}
+
+async fn a_host_killed_during_a_deploy_comes_back_consistent(
+    shared: &'static Platform,
+) -> anyhow::Result<()> {
+    let names = RunNames::new();
+    let config = fixture_config(
+        shared.backends(),
+        &names,
+        &["canary"],
+        &["database", "logging"],
+    );
+    let platform = Platform::start(names, config).await?;
+    let result = killed_during_deploys(&platform).await;
+    platform.stop().await;
+    result
+}
+
+/// SIGKILL at several points of a deploy (before, while and after it compiles and
+/// records): every restart serves a version whose record is the newest of the history.
+async fn killed_during_deploys(platform: &Platform) -> anyhow::Result<()> {
+    for (round, delay_ms) in [0u64, 30, 80, 150, 400].into_iter().enumerate() {
+        let variant = if round % 2 == 0 { "v2" } else { "v1" };
+        let file = fixture_path(variant).display().to_string();
+        let args = ["deploy", "canary", file.as_str(), "--json"];
+        let deploying = platform.cli(&args);
+        tokio::pin!(deploying);
+        let finished = tokio::select! {
+            _ = &mut deploying => true,
+            _ = tokio::time::sleep(Duration::from_millis(delay_ms)) => false,
+        };
+        platform.crash().await;
+        if !finished {
+            // The CLI sees the host go away (or its answer, if it came first).
+            let _ = deploying.await;
+        }
+        platform.restart().await?;
+        let serving = version_of(platform, "canary").await?;
+        assert!(
+            serving == "v1" || serving == "v2",
+            "round {round}: serving {serving:?}"
+        );
+        let health: Value = platform
+            .http()
+            .get(platform.url("canary", "/health"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let versions = platform
+            .cli(&["versions", "canary", "--json"])
+            .await?
+            .json()?;
+        assert_eq!(
+            versions[0]["digest"], health["component"]["digest"],
+            "round {round} (killed after {delay_ms} ms): the newest record serves"
+        );
+        assert_eq!(versions[0]["current"], true, "round {round}");
+    }
     Ok(())
 }
 
