@@ -35,10 +35,7 @@ async fn a_login_storm_gets_503s_and_never_slows_another_service(
     let mut config = crate::support::shop_config_on(shared.backends(), &names, &ports);
     // Real hashes that take their time (the default cost is 12; tests use less).
     set(&mut config, &["identity", "bcrypt_cost"], 10.into());
-    let platform = Platform::start(names, config).await?;
-    let result = storm(&platform).await;
-    platform.stop().await;
-    result
+    crate::support::with_platform(names, config, storm).await
 }
 
 async fn storm(platform: &Platform) -> anyhow::Result<()> {
@@ -130,10 +127,7 @@ async fn half_sent_headers_are_closed_and_the_connection_cap_refuses_fast(
         &["host", "connections", "max_connections"],
         16.into(),
     );
-    let platform = Platform::start(names, config).await?;
-    let result = slowloris(&platform).await;
-    platform.stop().await;
-    result
+    crate::support::with_platform(names, config, slowloris).await
 }
 
 async fn slowloris(platform: &Platform) -> anyhow::Result<()> {
@@ -206,10 +200,7 @@ async fn a_hostile_component_stays_inside_its_own_database(
         &["services", "hostile", "statement_timeout_ms"],
         1000.into(),
     );
-    let platform = Platform::start(names, config).await?;
-    let result = hostile(&platform).await;
-    platform.stop().await;
-    result
+    crate::support::with_platform(names, config, hostile).await
 }
 
 /// The WIT error `POST /sql` got for `sql`, if any.

@@ -381,6 +381,19 @@ pub struct Platform {
     http: reqwest::Client,
 }
 
+/// Starts a host of its own on `config`, runs `test` against it, and stops it (dropping
+/// what the run created) whatever `test` answered.
+pub async fn with_platform(
+    names: RunNames,
+    config: toml::Table,
+    test: impl AsyncFnOnce(&Platform) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let platform = Platform::start(names, config).await?;
+    let result = test(&platform).await;
+    platform.stop().await;
+    result
+}
+
 impl Platform {
     /// Writes `config`, starts the host with it and waits until every service is healthy.
     pub async fn start(names: RunNames, config: toml::Table) -> anyhow::Result<Platform> {

@@ -172,10 +172,7 @@ async fn refused_versions_leave_the_running_one_serving(
         &["canary"],
         &["database", "logging"],
     );
-    let platform = Platform::start(names, config).await?;
-    let result = refuse_versions(&platform).await;
-    platform.stop().await;
-    result
+    crate::support::with_platform(names, config, refuse_versions).await
 }
 
 async fn refuse_versions(platform: &Platform) -> anyhow::Result<()> {
@@ -258,10 +255,7 @@ async fn the_admin_api_needs_its_token(shared: &'static Platform) -> anyhow::Res
         &["canary"],
         &["database", "logging"],
     );
-    let platform = Platform::start(names, config).await?;
-    let result = check_admin_token(&platform).await;
-    platform.stop().await;
-    result
+    crate::support::with_platform(names, config, check_admin_token).await
 }
 
 async fn check_admin_token(platform: &Platform) -> anyhow::Result<()> {
@@ -400,10 +394,7 @@ async fn a_restart_comes_back_with_the_last_deployed_versions(
         &["canary", "bystander"],
         &["database", "logging"],
     );
-    let platform = Platform::start(names, config).await?;
-    let result = restart_with_state(&platform).await;
-    platform.stop().await;
-    result
+    crate::support::with_platform(names, config, restart_with_state).await
 }
 
 async fn restart_with_state(platform: &Platform) -> anyhow::Result<()> {
@@ -460,10 +451,7 @@ async fn a_damaged_recorded_version_falls_back_to_the_previous_one_at_start(
         &["canary"],
         &["database", "logging"],
     );
-    let platform = Platform::start(names, config).await?;
-    let result = fall_back_at_start(&platform).await;
-    platform.stop().await;
-    result
+    crate::support::with_platform(names, config, fall_back_at_start).await
 }
 
 async fn fall_back_at_start(platform: &Platform) -> anyhow::Result<()> {
@@ -523,10 +511,7 @@ async fn a_corrupt_history_costs_its_service_the_history_not_the_host_its_start(
         &["canary", "bystander"],
         &["database", "logging"],
     );
-    let platform = Platform::start(names, config).await?;
-    let result = corrupt_history(&platform).await;
-    platform.stop().await;
-    result
+    crate::support::with_platform(names, config, corrupt_history).await
 }
 
 async fn corrupt_history(platform: &Platform) -> anyhow::Result<()> {
@@ -577,10 +562,7 @@ async fn a_host_killed_during_a_deploy_comes_back_consistent(
         &["canary"],
         &["database", "logging"],
     );
-    let platform = Platform::start(names, config).await?;
-    let result = killed_during_deploys(&platform).await;
-    platform.stop().await;
-    result
+    crate::support::with_platform(names, config, killed_during_deploys).await
 }
 
 /// SIGKILL at several points of a deploy (before, while and after it compiles and

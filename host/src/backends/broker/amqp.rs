@@ -408,6 +408,15 @@ fn delay_queue(queue: &str) -> String {
     format!("{queue}.retry")
 }
 
+/// Queue arguments that send what the queue rejects or expires into `queue` (through the
+/// default exchange).
+fn dead_letters_into(queue: &str) -> FieldTable {
+    field_table(&[
+        ("x-dead-letter-exchange".to_string(), String::new()),
+        ("x-dead-letter-routing-key".to_string(), queue.to_string()),
+    ])
+}
+
 /// The subscription's queue, bound by its routing keys, its dead-letter queue and the
 /// delay queue its retries wait in.
 async fn declare_queues(
@@ -425,29 +434,19 @@ async fn declare_queues(
             FieldTable::default(),
         )
         .await?;
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        ShortString::from("x-dead-letter-exchange"),
-        AMQPValue::LongString(LongString::from("")),
-    );
-    arguments.insert(
-        ShortString::from("x-dead-letter-routing-key"),
-        AMQPValue::LongString(LongString::from(subscription.dead_letter_queue.clone())),
-    );
     channel
-        .queue_declare(&subscription.queue, durable, arguments)
+        .queue_declare(
+            &subscription.queue,
+            durable,
+            dead_letters_into(&subscription.dead_letter_queue),
+        )
         .await?;
-    let mut back_to_work = FieldTable::default();
-    back_to_work.insert(
-        ShortString::from("x-dead-letter-exchange"),
-        AMQPValue::LongString(LongString::from("")),
-    );
-    back_to_work.insert(
-        ShortString::from("x-dead-letter-routing-key"),
-        AMQPValue::LongString(LongString::from(subscription.queue.clone())),
-    );
     channel
-        .queue_declare(&delay_queue(&subscription.queue), durable, back_to_work)
+        .queue_declare(
+            &delay_queue(&subscription.queue),
+            durable,
+            dead_letters_into(&subscription.queue),
+        )
         .await?;
     for key in &subscription.routing_keys {
         channel
