@@ -6,12 +6,13 @@ use crate::backends::cache;
 use crate::backends::database::{DatabaseServer, DatabaseSettings, OpenDatabaseError};
 use crate::backends::http_client::HttpClient;
 use crate::backends::identity::IdentityProvider;
+use crate::backends::lease::{Leases, LocalLeases, PostgresLeases};
 use crate::backends::token_validator::TokenValidator;
 use crate::capabilities::{Backends, Grant, GrantError, ServiceCapabilities};
 use crate::config::{Capability, PlatformConfig, ServiceConfig};
 use crate::ingress::admin::{self, AdminApi, AdminBindError, AdminSettings};
 use crate::ingress::http::{HttpSettings, ServiceHttp};
-use crate::ingress::{server, subscriptions, ServiceEndpoint};
+use crate::ingress::{schedules, server, subscriptions, ServiceEndpoint};
 use crate::runtime::{Registry, Runtime, Service, StartServiceError};
 use crate::state::{StateDir, StateError};
 use std::net::SocketAddr;
@@ -30,6 +31,8 @@ pub enum StartError {
     CacheUrl(redis::RedisError),
     #[error("invalid auth.validate_url: {0}")]
     ValidateUrl(::http::uri::InvalidUri),
+    #[error("invalid database URL for schedule leases: {0}")]
+    LeaseUrl(sqlx::Error),
     #[error("service `{service}`: {cause}")]
     Database {
         service: String,
@@ -178,6 +181,14 @@ impl Platform {
                     shutdown.clone(),
                 ));
             }
+            for schedule in &endpoint.service.service.config.schedules {
+                tasks.spawn(schedules::run(
+                    endpoint.clone(),
+                    schedule.clone(),
+                    shared.leases.clone(),
+                    shutdown.clone(),
+                ));
+            }
             tracing::info!(
                 service = %name,
                 %address,
@@ -281,6 +292,8 @@ struct SharedBackends {
     http_client: HttpClient,
     token_validator: Arc<TokenValidator>,
     identity: Option<Arc<IdentityProvider>>,
+    /// Which schedules this host runs.
+    leases: Arc<dyn Leases>,
 }
 
 impl SharedBackends {
@@ -314,7 +327,12 @@ impl SharedBackends {
         };
         let identity = granted(Capability::IdentityProvider)
             .then(|| Arc::new(IdentityProvider::from_config(&config.identity)));
+        let leases: Arc<dyn Leases> = match &config.database.url {
+            Some(url) => Arc::new(PostgresLeases::new(url).map_err(StartError::LeaseUrl)?),
+            None => Arc::new(LocalLeases),
+        };
         Ok(SharedBackends {
+            leases,
             needs_database: granted(Capability::Database),
             cache,
             broker,

@@ -67,9 +67,14 @@ pub fn no_subscriptions(delivery: messaging_types::Delivery) -> messaging_types:
     ))
 }
 
+/// The answer of a service that declares no schedule, should the host run one.
+pub fn no_schedules(name: String) -> Result<(), String> {
+    Err(format!("this service has no schedule `{name}`"))
+}
+
 /// Exports a service component: its [`dispatch::RouteTable`], its health check (called on a
-/// fresh instance before a version takes traffic) and, for a service with subscriptions,
-/// its message handler. Paths are absolute (`crate::...`). The exports exist only in the
+/// fresh instance before a version takes traffic) and, for a service with subscriptions or
+/// schedules, its message handler and its schedule runner. Paths are absolute (`crate::...`). The exports exist only in the
 /// wasm build: native builds are for unit tests, and export symbols such as
 /// `cabi_post_platform:service/...` do not link natively.
 ///
@@ -78,14 +83,23 @@ pub fn no_subscriptions(delivery: messaging_types::Delivery) -> messaging_types:
 ///     routes: crate::routes::ROUTES,
 ///     health: platform_guest::database_health,
 ///     messages: crate::events::handle_message,
+///     schedules: crate::maintenance::run,
 /// }
 /// ```
 #[macro_export]
 macro_rules! export_component {
-    (routes: $routes:path, health: $health:path $(, messages: $messages:path)? $(,)?) => {
+    (
+        routes: $routes:path,
+        health: $health:path
+        $(, messages: $messages:path)?
+        $(, schedules: $schedules:path)?
+        $(,)?
+    ) => {
         #[cfg(target_arch = "wasm32")]
         mod exported_component {
-            use $crate::bindings::exports::platform::service::{http_handler, message_handler};
+            use $crate::bindings::exports::platform::service::{
+                http_handler, message_handler, scheduled_handler,
+            };
             use $crate::http::{Request, Response, Route};
             use $crate::messaging_types::{Delivery, Outcome};
 
@@ -111,8 +125,20 @@ macro_rules! export_component {
                 }
             }
 
+            impl scheduled_handler::Guest for Component {
+                fn run(name: String) -> Result<(), String> {
+                    $crate::export_component!(@schedules name $(, $schedules)?)
+                }
+            }
+
             $crate::bindings::export_service!(Component);
         }
+    };
+    (@schedules $name:ident) => {
+        $crate::no_schedules($name)
+    };
+    (@schedules $name:ident, $schedules:path) => {
+        $schedules($name)
     };
     (@messages $delivery:ident) => {
         $crate::no_subscriptions($delivery)

@@ -136,6 +136,8 @@ pub struct OrderDraft {
     pub unit_price_cents: i64,
     pub total_price_cents: i64,
     pub status: OrderStatus,
+    /// The key its stock was reserved under at the product service.
+    pub reservation_id: String,
 }
 
 /// A stored order.
@@ -152,9 +154,21 @@ pub struct Order {
     /// RFC 3339 UTC, as the database returned it.
     pub created_at: String,
     pub updated_at: String,
+    /// The key its stock was reserved under; `None` for orders placed before reservations
+    /// had keys. Not part of the API's order shape.
+    pub reservation_id: Option<String>,
 }
 
 impl Order {
+    /// The `Idempotency-Key` that gives this order's stock back: its reservation's key (the
+    /// product service releases that reservation once), or, for an order placed before
+    /// reservations had keys, one derived from the order.
+    pub fn release_key(&self) -> String {
+        self.reservation_id
+            .clone()
+            .unwrap_or_else(|| format!("order-{}-release", self.id))
+    }
+
     /// The order as the API returns it; prices are JSON numbers with two decimals.
     pub fn to_json(&self) -> Value {
         json!({
@@ -170,6 +184,51 @@ impl Order {
             "updated_at": self.updated_at,
         })
     }
+}
+
+/// A fresh reservation id: the `Idempotency-Key` of one order's reservation.
+pub fn new_reservation_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// What a stock change asks of the product service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockAction {
+    Reserve,
+    Release,
+}
+
+impl StockAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StockAction::Reserve => "reserve",
+            StockAction::Release => "release",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<StockAction> {
+        match text {
+            "reserve" => Some(StockAction::Reserve),
+            "release" => Some(StockAction::Release),
+            _ => None,
+        }
+    }
+}
+
+/// A stock change the order service owes the product service, written down before it is
+/// made (a `stock_changes` row) and forgotten once it is settled; see the module comment
+/// of `service` for what each row means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockChange {
+    /// The row id (0 for a change that is not stored).
+    pub id: i64,
+    /// The `Idempotency-Key` sent to the product service.
+    pub key: String,
+    pub action: StockAction,
+    pub product_id: i64,
+    pub quantity: i64,
+    /// The caller's `authorization` header, forwarded when the change is settled later.
+    pub authorization: Option<String>,
 }
 
 /// The events the order service publishes; the name is also the routing key.
@@ -262,6 +321,7 @@ pub(crate) mod tests {
             status,
             created_at: "2026-11-25T10:00:00.123456Z".into(),
             updated_at: "2026-11-25T10:00:00.123456Z".into(),
+            reservation_id: Some(format!("reservation-{id}")),
         }
     }
 

@@ -7,7 +7,7 @@
 //! against these traits only, so that they are unit-tested natively with in-memory fakes
 //! (`testing.rs`). Domain types the ports carry (orders, events) live in `model`.
 
-use crate::model::{Order, OrderDraft, OrderStatus, OutboxEvent};
+use crate::model::{Order, OrderDraft, OrderStatus, OutboxEvent, StockChange};
 use platform_guest::pagination::Page;
 
 pub use platform_guest::db::StoreError;
@@ -23,6 +23,16 @@ pub trait Store {
     /// Ids of outbox rows left behind (older than a grace period in which the request
     /// that wrote them publishes them itself), oldest first.
     fn stale_event_ids(&self, limit: i64) -> Result<Vec<i64>, StoreError>;
+    /// Writes a stock change down (committed at once); returns it with its row id.
+    fn record_stock_change(&self, change: &StockChange) -> Result<StockChange, StoreError>;
+    /// Forgets a settled stock change.
+    fn forget_stock_change(&self, id: i64) -> Result<(), StoreError>;
+    /// Stock changes written more than `older_than_seconds` ago, oldest first.
+    fn unsettled_stock_changes(
+        &self,
+        older_than_seconds: i64,
+        limit: i64,
+    ) -> Result<Vec<StockChange>, StoreError>;
 }
 
 /// An open transaction. Dropping it without [`StoreTx::commit`] rolls it back.
@@ -33,6 +43,10 @@ pub trait StoreTx {
     fn set_status(&mut self, id: i64, status: OrderStatus) -> Result<Option<Order>, StoreError>;
     /// Deletes an order (locking its row) and returns it as it was; `None` if absent.
     fn delete_order(&mut self, id: i64) -> Result<Option<Order>, StoreError>;
+    /// Writes a stock change down with the transaction; returns it with its row id.
+    fn insert_stock_change(&mut self, change: &StockChange) -> Result<StockChange, StoreError>;
+    /// Forgets a stock change with the transaction (its reservation became an order's).
+    fn delete_stock_change(&mut self, id: i64) -> Result<(), StoreError>;
     /// Writes an event to the outbox; returns its row id.
     fn insert_event(&mut self, event: &OutboxEvent) -> Result<i64, StoreError>;
     /// Deletes an outbox row (locking it) and returns it; `None` when another request
@@ -42,14 +56,12 @@ pub trait StoreTx {
     fn rollback(self);
 }
 
-/// The product service's stock operations.
+/// The product service's stock operations, each sent with the change's `Idempotency-Key`
+/// and authorization: the product service applies a key once and answers a repeat with
+/// its first answer.
 pub trait ProductService {
-    fn reserve(
-        &self,
-        product_id: i64,
-        quantity: i64,
-    ) -> Result<ReservedProduct, ProductServiceError>;
-    fn release(&self, product_id: i64, quantity: i64) -> Result<Released, ProductServiceError>;
+    fn reserve(&self, change: &StockChange) -> Result<ReservedProduct, ProductServiceError>;
+    fn release(&self, change: &StockChange) -> Result<Released, ProductServiceError>;
 }
 
 /// What a successful reservation tells about the product.
@@ -63,10 +75,12 @@ pub struct ReservedProduct {
 /// The result of a successful release call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Released {
-    /// The stock went back to the product.
+    /// The stock went back to the product (now, or by the first call with this key).
     Released,
     /// The product no longer exists (404): there is nothing to give the stock back to.
     ProductGone,
+    /// The key's reservation was refused (409): nothing was taken, nothing goes back.
+    NothingReserved,
 }
 
 /// Why the product service did not do what was asked.
@@ -81,7 +95,20 @@ pub enum ProductServiceError {
     /// A 2xx answer whose body is not a product: the call may have taken effect.
     InvalidAnswer(String),
     /// No answer, or one that cannot be acted upon (422, 5xx, ...); the cause is logged.
+    /// Whether the change took effect is unknown.
     Unavailable(String),
+}
+
+impl ProductServiceError {
+    /// Whether the product service certainly did not apply the change.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ProductServiceError::NotFound
+                | ProductServiceError::InsufficientStock
+                | ProductServiceError::Unauthorized
+        )
+    }
 }
 
 /// The message broker.

@@ -6,10 +6,11 @@
 //! Handlers validate their input (422 in FastAPI's shape) before anything touches a
 //! capability, call the service, and map its errors to statuses in [`error_response`].
 
-use crate::adapters::{events::Broker, products::HttpProductClient, repository::Repository};
+use crate::adapters::products::{HttpProductClient, DEFAULT_PRODUCT_TIMEOUT_MS};
+use crate::adapters::{events::Broker, repository::Repository};
 use crate::log;
 use crate::model::{status_from_body, Caller, NewOrder, Order, STATUS_CHOICES};
-use crate::service::{OrderError, OrderService};
+use crate::service::{OrderError, OrderService, DEFAULT_SETTLE_AFTER_SECONDS};
 use platform_guest::config;
 use platform_guest::dispatch::{Answer, Endpoint, RouteTable};
 use platform_guest::errors::FieldError;
@@ -127,14 +128,41 @@ fn delete_order_route() -> Route {
 
 // ---- handlers ------------------------------------------------------------------------
 
-/// The service wired to the capabilities; built only once the input is valid.
-fn service(request: &Request) -> OrderService<Repository, HttpProductClient, Broker> {
+/// The service wired to the capabilities, acting for the caller whose `authorization`
+/// header it forwards (none for scheduled work, which uses each change's own).
+pub fn wired_service(
+    authorization: Option<String>,
+) -> OrderService<Repository, HttpProductClient, Broker> {
     let products = HttpProductClient::new(
         config::get("product_service_url"),
-        request.header("authorization").map(str::to_string),
+        u32::try_from(
+            positive_config("product_timeout_ms").unwrap_or(i64::from(DEFAULT_PRODUCT_TIMEOUT_MS)),
+        )
+        .unwrap_or(DEFAULT_PRODUCT_TIMEOUT_MS),
     );
     let exchange = config::get("events_exchange").unwrap_or_else(|| DEFAULT_EXCHANGE.into());
-    OrderService::new(Repository, products, Broker, exchange)
+    OrderService::new(Repository, products, Broker, exchange, authorization).settle_after(
+        positive_config("settle_after_seconds").unwrap_or(DEFAULT_SETTLE_AFTER_SECONDS),
+    )
+}
+
+/// A config value that must be a positive integer; an unusable one is logged and ignored.
+fn positive_config(key: &str) -> Option<i64> {
+    let raw = config::get(key)?;
+    match raw.trim().parse::<i64>() {
+        Ok(value) if (1..=i64::from(u32::MAX)).contains(&value) => Some(value),
+        _ => {
+            crate::log::warn(&format!(
+                "config {key} = {raw:?} is not a positive integer; using the default"
+            ));
+            None
+        }
+    }
+}
+
+/// The service for one request; built only once the input is valid.
+fn service(request: &Request) -> OrderService<Repository, HttpProductClient, Broker> {
+    wired_service(request.header("authorization").map(str::to_string))
 }
 
 fn create_order(request: &Request, identity: &Identity) -> Answer {

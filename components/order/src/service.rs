@@ -5,17 +5,32 @@
 //! (the database, `adapters::repository`), `ProductService` (the product service's REST
 //! API, `adapters::products`) and `EventBus` (the broker, `adapters::events`).
 //!
-//! # Stock
-//! Placing an order reserves its stock at the product service first (the product service
-//! makes reservations atomic); when the order cannot be stored afterwards the reservation
-//! is released again. Cancelling an order, or deleting one that is not cancelled, gives the
-//! stock back exactly once: the status change (`... WHERE status <> 'cancelled'`) or the
-//! delete locks the order's row inside a transaction, the release call happens while the
-//! lock is held, and the transaction only commits once the release succeeded. A
-//! concurrent cancel or delete waits on the row lock and then finds the order cancelled or
-//! gone, so it never releases a second time; a failed release rolls the change back.
-//! A commit that reports an error is checked and, if it did not take effect, the product
-//! service call is taken back (`OrderService::commit_or_compensate`).
+//! # Stock: exactly once, whatever times out
+//! Every call to the product service carries an `Idempotency-Key`, which the product
+//! service applies once and answers again with its first answer. An order's reservation is
+//! keyed by a fresh reservation id; the release of its stock by the same id (for an order
+//! placed before keys, by `order-{id}-release`). And every stock change the service owes
+//! is written down as a `stock_changes` row *before* it is made, so that a change whose
+//! answer is lost (a timeout, a broken connection, an instance stopped at its deadline) is
+//! settled later under the same key, by [`OrderService::settle`] on the service's
+//! `maintenance` schedule. A row means:
+//!
+//! - `reserve` R: a reservation R may exist for an order that is not stored. It is written
+//!   (and committed) before the reserve call, and deleted in the very transaction that
+//!   stores the order, so it exists exactly as long as no order owns the reservation.
+//!   A refused reservation deletes it; any other failure releases R and deletes it, or,
+//!   when that fails too, leaves it to be settled: reserve R again (which only replays the
+//!   first answer if the first call landed), then release R.
+//! - `release` K: the stock of a cancelled or deleted order must go back. It is written in
+//!   the transaction that cancels or deletes the order (so a concurrent second cancel
+//!   finds the order cancelled and writes none), and deleted once release K succeeded.
+//!   The cancel answers 200 even if the release has to wait for the product service.
+//!
+//! Settling takes only rows older than a grace period longer than any request may run,
+//! so it never races the request that wrote them. A row keeps the caller's
+//! `authorization` header to settle with; it is deleted once settled (a token that
+//! expired meanwhile is refused by the product service, which is logged and keeps the row
+//! for an operator).
 //!
 //! # Events: the transactional outbox
 //! An event must go out if and only if the change it describes was committed. Publishing
@@ -34,7 +49,8 @@
 
 use crate::log;
 use crate::model::{
-    new_event, total_cents, Caller, EventKind, NewOrder, Order, OrderDraft, OrderStatus,
+    new_event, new_reservation_id, total_cents, Caller, EventKind, NewOrder, Order, OrderDraft,
+    OrderStatus, StockAction, StockChange,
 };
 use crate::ports::{
     EventBus, ProductService, ProductServiceError, Released, Store, StoreError, StoreTx,
@@ -43,6 +59,14 @@ use platform_guest::pagination::Page;
 
 /// Rows left behind by failed publishes that one request sends at most.
 pub const OUTBOX_BATCH: i64 = 50;
+
+/// Unsettled stock changes one `settle` run takes at most.
+pub const STOCK_BATCH: i64 = 50;
+
+/// How long a stock change belongs to the request that wrote it before `settle` takes it
+/// (config `settle_after_seconds`): longer than the host lets any request run, so that
+/// settling never races the request itself.
+pub const DEFAULT_SETTLE_AFTER_SECONDS: i64 = 60;
 
 /// Why an order operation failed; `routes.rs` maps each to its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,14 +140,25 @@ impl Change<'_> {
     }
 }
 
-/// The product service call a use case made inside its transaction (a reservation, or a
-/// release), and how to take it back when the commit fails.
-struct Compensation<U, L> {
-    /// Takes the call back; run only when the change certainly was not committed.
-    undo: U,
-    /// Logs what stays wrong when it is unknown whether the commit took effect, so that
-    /// nothing is taken back; given the commit's error and the check's.
-    log_unknown: L,
+/// How a commit ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Committed {
+    Yes,
+    /// Certainly not: the transaction's changes, its stock change rows included, are gone.
+    No(StoreError),
+    /// The commit failed and the check failed too.
+    Unknown(StoreError),
+}
+
+/// What one `settle` run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// Stock changes settled and forgotten.
+    pub stock_changes: usize,
+    /// Stock changes that stay for a later run.
+    pub pending: usize,
+    /// Outbox events published.
+    pub events: usize,
 }
 
 /// The order use cases over the ports.
@@ -133,37 +168,64 @@ pub struct OrderService<S, P, B> {
     bus: B,
     /// The exchange events are published to (`events_exchange`).
     exchange: String,
+    /// The caller's `authorization` header, sent with the stock changes made for it.
+    authorization: Option<String>,
+    settle_after_seconds: i64,
 }
 
 impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
-    pub fn new(store: S, products: P, bus: B, exchange: String) -> Self {
+    pub fn new(
+        store: S,
+        products: P,
+        bus: B,
+        exchange: String,
+        authorization: Option<String>,
+    ) -> Self {
         OrderService {
             store,
             products,
             bus,
             exchange,
+            authorization,
+            settle_after_seconds: DEFAULT_SETTLE_AFTER_SECONDS,
         }
     }
 
-    /// Places an order: reserves the stock, stores the order and its `order.created`
-    /// event in one transaction (releasing the reservation if that fails), then publishes.
+    /// Settles stock changes once they are this old (see [`DEFAULT_SETTLE_AFTER_SECONDS`]).
+    pub fn settle_after(mut self, seconds: i64) -> Self {
+        self.settle_after_seconds = seconds;
+        self
+    }
+
+    /// Places an order: writes the reservation down, reserves the stock under its key,
+    /// then stores the order with its `order.created` event (forgetting the reservation's
+    /// row in the same transaction) and publishes.
     pub fn place_order(&self, caller: &Caller, input: NewOrder) -> Result<Order, OrderError> {
-        let product = match self.products.reserve(input.product_id, input.quantity) {
+        let reservation = self.store.record_stock_change(&StockChange {
+            id: 0,
+            key: new_reservation_id(),
+            action: StockAction::Reserve,
+            product_id: input.product_id,
+            quantity: input.quantity,
+            authorization: self.authorization.clone(),
+        })?;
+        let product = match self.products.reserve(&reservation) {
             Ok(product) => product,
+            Err(error) if error.is_refusal() => {
+                self.forget(&reservation);
+                return Err(OrderError::from_product(input.product_id, error));
+            }
             Err(error) => {
-                if let ProductServiceError::InvalidAnswer(cause) = &error {
-                    // A 2xx answer: the stock was probably reserved; give it back.
-                    log::error(&format!(
-                        "product {} answered a reservation unexpectedly: {cause}",
-                        input.product_id
-                    ));
-                    self.release_after_failure(input.product_id, input.quantity);
-                }
+                // It may or may not have landed: the row stays, and settling finds out.
+                log::warn(&format!(
+                    "reservation {} of product {}: no usable answer, it is settled later: {error:?}",
+                    reservation.key, input.product_id
+                ));
                 return Err(OrderError::from_product(input.product_id, error));
             }
         };
         let Some(total_price_cents) = total_cents(product.price_cents, input.quantity) else {
-            self.release_after_failure(input.product_id, input.quantity);
+            self.undo_reservation(&reservation);
             return Err(OrderError::TotalTooLarge);
         };
         let draft = OrderDraft {
@@ -174,40 +236,43 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
             unit_price_cents: product.price_cents,
             total_price_cents,
             status: OrderStatus::Pending,
+            reservation_id: reservation.key.clone(),
         };
 
         let mut tx = match self.store.begin() {
             Ok(tx) => tx,
             Err(error) => {
-                self.release_after_failure(input.product_id, input.quantity);
+                self.undo_reservation(&reservation);
                 return Err(error.into());
             }
         };
-        let (order, event) = match self.insert_with_event(&mut tx, &draft, caller) {
-            Ok(inserted) => inserted,
+        let stored = self
+            .insert_with_event(&mut tx, &draft, caller)
+            .and_then(|stored| tx.delete_stock_change(reservation.id).map(|()| stored));
+        let (order, event) = match stored {
+            Ok(stored) => stored,
             Err(error) => {
                 tx.rollback();
-                self.release_after_failure(input.product_id, input.quantity);
+                self.undo_reservation(&reservation);
                 return Err(error.into());
             }
         };
-        self.commit_or_compensate(
-            tx,
-            order.id,
-            Change::Inserted,
-            Some(Compensation {
-                undo: || self.release_after_failure(input.product_id, input.quantity),
-                log_unknown: |error: &StoreError, check: &StoreError| {
-                    // Releasing could oversell if the order was stored after all; keeping
-                    // the reservation at worst holds back stock, which an operator can fix.
-                    log::error(&format!(
-                        "order {} may or may not be stored (commit: {error:?}, check: {check:?}); \
-                         {} unit(s) of product {} stay reserved",
-                        order.id, input.quantity, input.product_id
-                    ));
-                },
-            }),
-        )?;
+        match self.commit_checked(tx, order.id, Change::Inserted) {
+            Committed::Yes => {}
+            Committed::No(error) => {
+                self.undo_reservation(&reservation);
+                return Err(error.into());
+            }
+            Committed::Unknown(error) => {
+                // The reservation's row tells: it is gone with a stored order, and settling
+                // releases it otherwise.
+                log::error(&format!(
+                    "order {} may or may not be stored ({error:?}); its reservation {} is settled later",
+                    order.id, reservation.key
+                ));
+                return Err(error.into());
+            }
+        }
         self.publish_events(Some(event));
         Ok(order)
     }
@@ -244,7 +309,7 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
     }
 
     /// Changes an order's status. A cancelled order never changes again (409); cancelling
-    /// releases the stock exactly once and records `order.cancelled`.
+    /// records `order.cancelled` and the release of the order's stock, which is then made.
     pub fn update_status(
         &self,
         caller: &Caller,
@@ -272,47 +337,39 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
             }
         };
         // The update only matched a row that was not cancelled: this is the one release.
-        let cancelling = status == OrderStatus::Cancelled;
         let mut event_row = None;
-        if cancelling {
-            if let Err(error) = self.release_stock(&updated) {
-                tx.rollback();
-                return Err(error);
-            }
+        let mut release = None;
+        if status == OrderStatus::Cancelled {
             let event = new_event(
                 EventKind::Cancelled,
                 &updated,
                 &caller.username,
                 &self.exchange,
             );
-            match tx.insert_event(&event) {
-                Ok(row) => event_row = Some(row),
+            let written = tx.insert_event(&event).and_then(|row| {
+                event_row = Some(row);
+                tx.insert_stock_change(&self.release_of(&updated))
+            });
+            match written {
+                Ok(change) => release = Some(change),
                 Err(error) => {
                     tx.rollback();
-                    self.reserve_again(&updated);
                     return Err(error.into());
                 }
             }
         }
-        self.commit_or_compensate(
-            tx,
-            id,
-            Change::Updated(&updated),
-            cancelling.then_some(Compensation {
-                undo: || self.reserve_again(&updated),
-                log_unknown: |error: &StoreError, check: &StoreError| {
-                    log::error(&format!(
-                        "cancellation of order {id} may not be stored (commit: {error:?}, \
-                         check: {check:?}) although its stock was released"
-                    ));
-                },
-            }),
-        )?;
+        match self.commit_checked(tx, id, Change::Updated(&updated)) {
+            Committed::Yes => {}
+            Committed::No(error) | Committed::Unknown(error) => return Err(error.into()),
+        }
+        if let Some(release) = release {
+            self.release_now(&release);
+        }
         self.publish_events(event_row);
         Ok(updated)
     }
 
-    /// Deletes an order; one that was not cancelled gives its stock back first.
+    /// Deletes an order; one that was not cancelled gives its stock back.
     pub fn delete_order(&self, caller: &Caller, id: i64) -> Result<(), OrderError> {
         self.get_order(caller, id)?;
         let mut tx = self.store.begin()?;
@@ -327,35 +384,148 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
                 return Err(error.into());
             }
         };
-        let releasing = deleted.status != OrderStatus::Cancelled;
-        if releasing {
-            if let Err(error) = self.release_stock(&deleted) {
-                tx.rollback();
-                return Err(error);
+        let mut release = None;
+        if deleted.status != OrderStatus::Cancelled {
+            match tx.insert_stock_change(&self.release_of(&deleted)) {
+                Ok(change) => release = Some(change),
+                Err(error) => {
+                    tx.rollback();
+                    return Err(error.into());
+                }
             }
         }
-        self.commit_or_compensate(
-            tx,
-            id,
-            Change::Deleted,
-            releasing.then_some(Compensation {
-                undo: || self.reserve_again(&deleted),
-                log_unknown: |error: &StoreError, check: &StoreError| {
-                    log::error(&format!(
-                        "deletion of order {id} may not be stored (commit: {error:?}, \
-                         check: {check:?}) although its stock was released"
-                    ));
-                },
-            }),
-        )?;
+        match self.commit_checked(tx, id, Change::Deleted) {
+            Committed::Yes => {}
+            Committed::No(error) | Committed::Unknown(error) => return Err(error.into()),
+        }
+        if let Some(release) = release {
+            self.release_now(&release);
+        }
         self.publish_events(None);
         Ok(())
     }
 
+    /// Settles what requests left behind: stock changes whose answer was lost, then the
+    /// outbox. Run by the `maintenance` schedule.
+    pub fn settle(&self) -> Result<Settled, OrderError> {
+        let mut settled = Settled::default();
+        let unsettled = self
+            .store
+            .unsettled_stock_changes(self.settle_after_seconds, STOCK_BATCH)?;
+        for change in unsettled {
+            let done = match change.action {
+                StockAction::Reserve => self.settle_reservation(&change),
+                StockAction::Release => self.release_now(&change),
+            };
+            if done {
+                settled.stock_changes += 1;
+            } else {
+                settled.pending += 1;
+            }
+        }
+        settled.events = self.publish_events(None);
+        Ok(settled)
+    }
+
+    /// A reservation whose order was never stored: reserve again under its key to learn
+    /// whether it landed (a repeat only replays the first answer), then release it.
+    fn settle_reservation(&self, reservation: &StockChange) -> bool {
+        match self.products.reserve(reservation) {
+            Ok(_) => self.undo_reservation(reservation),
+            Err(error) if error.is_refusal() => {
+                log::info(&format!(
+                    "reservation {} was refused ({error:?}); nothing to release",
+                    reservation.key
+                ));
+                self.forget(reservation)
+            }
+            Err(error) => {
+                log::warn(&format!(
+                    "reservation {} stays unsettled: {error:?}",
+                    reservation.key
+                ));
+                false
+            }
+        }
+    }
+
+    /// Gives a reservation that no order owns back; true once it is settled.
+    fn undo_reservation(&self, reservation: &StockChange) -> bool {
+        let release = StockChange {
+            action: StockAction::Release,
+            ..reservation.clone()
+        };
+        match self.products.release(&release) {
+            Ok(_) => {
+                log::info(&format!(
+                    "released reservation {} ({} unit(s) of product {}) of an order that was not stored",
+                    reservation.key, reservation.quantity, reservation.product_id
+                ));
+                self.forget(reservation)
+            }
+            Err(error) => {
+                log::warn(&format!(
+                    "reservation {} of an order that was not stored stays unsettled: {error:?}",
+                    reservation.key
+                ));
+                false
+            }
+        }
+    }
+
+    /// Makes a release and forgets it; true once it is settled.
+    fn release_now(&self, release: &StockChange) -> bool {
+        match self.products.release(release) {
+            Ok(outcome) => {
+                if outcome != Released::Released {
+                    log::warn(&format!(
+                        "release {} of product {}: {outcome:?}; no stock went back",
+                        release.key, release.product_id
+                    ));
+                }
+                self.forget(release)
+            }
+            Err(error) => {
+                log::warn(&format!(
+                    "release {} of {} unit(s) of product {} is settled later: {error:?}",
+                    release.key, release.quantity, release.product_id
+                ));
+                false
+            }
+        }
+    }
+
+    /// Deletes a settled change's row; true if it is gone (a row left behind is settled
+    /// again, which its key makes harmless).
+    fn forget(&self, change: &StockChange) -> bool {
+        match self.store.forget_stock_change(change.id) {
+            Ok(()) => true,
+            Err(error) => {
+                log::warn(&format!(
+                    "stock change {} is settled but its row remains: {error:?}",
+                    change.key
+                ));
+                false
+            }
+        }
+    }
+
+    /// The release of an order's stock, made for the current caller.
+    fn release_of(&self, order: &Order) -> StockChange {
+        StockChange {
+            id: 0,
+            key: order.release_key(),
+            action: StockAction::Release,
+            product_id: order.product_id,
+            quantity: order.quantity,
+            authorization: self.authorization.clone(),
+        }
+    }
+
     /// Publishes the request's own outbox row (if it wrote one), then the rows failed
     /// publishes left behind, oldest first; deletes each once the broker confirmed it and
-    /// stops at the first failure (the rest stay for a later write). Returns how many were
-    /// published. Never fails the request.
+    /// stops at the first failure (the rest stay for a later write or `settle`). Returns
+    /// how many were published. Never fails the request.
     pub fn publish_events(&self, own: Option<i64>) -> usize {
         let mut published = 0;
         if let Some(own) = own {
@@ -420,49 +590,6 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
         })
     }
 
-    /// Gives an order's stock back; a product that no longer exists has nothing to take it.
-    fn release_stock(&self, order: &Order) -> Result<(), OrderError> {
-        match self.products.release(order.product_id, order.quantity) {
-            Ok(Released::Released) => Ok(()),
-            Ok(Released::ProductGone) => {
-                log::warn(&format!(
-                    "product {} of order {} no longer exists; no stock to release",
-                    order.product_id, order.id
-                ));
-                Ok(())
-            }
-            Err(error) => Err(OrderError::from_product(order.product_id, error)),
-        }
-    }
-
-    /// Compensation when an order could not be stored after its stock was reserved.
-    fn release_after_failure(&self, product_id: i64, quantity: i64) {
-        match self.products.release(product_id, quantity) {
-            Ok(_) => log::info(&format!(
-                "released {quantity} unit(s) of product {product_id} after a failed order"
-            )),
-            Err(error) => log::error(&format!(
-                "{quantity} unit(s) of product {product_id} stay reserved for an order that was \
-                 not stored: release failed: {error:?}"
-            )),
-        }
-    }
-
-    /// Compensation when a cancel or delete released stock but could not be committed.
-    fn reserve_again(&self, order: &Order) {
-        match self.products.reserve(order.product_id, order.quantity) {
-            Ok(_) => log::warn(&format!(
-                "order {} unchanged after a failed commit; its stock was reserved again",
-                order.id
-            )),
-            Err(error) => log::error(&format!(
-                "order {} unchanged after a failed commit but its {} unit(s) of product {} \
-                 could not be reserved again: {error:?}",
-                order.id, order.quantity, order.product_id
-            )),
-        }
-    }
-
     /// After a guarded update matched nothing: deleted meanwhile (404) or cancelled (409).
     fn missing_or_cancelled(&self, id: i64) -> OrderError {
         match self.store.find_order(id) {
@@ -475,46 +602,19 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
     /// Commits `tx`; when the commit reports an error, reads order `id` again to tell
     /// whether `change` took effect anyway (the connection can break after the database
     /// committed).
-    ///
-    /// - It did: the error is logged and the use case goes on as committed.
-    /// - It did not: `compensation` takes back the product service call made inside the
-    ///   transaction, and the commit's error is returned.
-    /// - Unknown (the check failed too): nothing is taken back, since taking back a call
-    ///   whose change was committed would be wrong in the other direction; what stays wrong
-    ///   is logged and the commit's error is returned.
-    fn commit_or_compensate(
-        &self,
-        tx: S::Tx,
-        id: i64,
-        change: Change<'_>,
-        compensation: Option<Compensation<impl FnOnce(), impl FnOnce(&StoreError, &StoreError)>>,
-    ) -> Result<(), OrderError> {
+    fn commit_checked(&self, tx: S::Tx, id: i64, change: Change<'_>) -> Committed {
         let Err(error) = tx.commit() else {
-            return Ok(());
+            return Committed::Yes;
         };
         match self.store.find_order(id) {
             Ok(stored) if change.shows_in(stored.as_ref()) => {
-                let (what, state) = match change {
-                    Change::Deleted => ("deleting order", "gone"),
-                    Change::Inserted | Change::Updated(_) => ("order", "stored"),
-                };
                 log::warn(&format!(
-                    "commit of {what} {id} reported `{error:?}` but it is {state}"
+                    "commit of order {id} reported `{error:?}` but it took effect"
                 ));
-                Ok(())
+                Committed::Yes
             }
-            Ok(_) => {
-                if let Some(compensation) = compensation {
-                    (compensation.undo)();
-                }
-                Err(error.into())
-            }
-            Err(check) => {
-                if let Some(compensation) = compensation {
-                    (compensation.log_unknown)(&error, &check);
-                }
-                Err(error.into())
-            }
+            Ok(_) => Committed::No(error),
+            Err(_) => Committed::Unknown(error),
         }
     }
 }
@@ -591,7 +691,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_reservation_answer_is_released() {
+    fn a_reservation_without_a_usable_answer_is_settled_later() {
         let w = world();
         *w.products.0.reserve_error.borrow_mut() =
             Some(ProductServiceError::InvalidAnswer("not JSON".into()));
@@ -599,10 +699,62 @@ mod tests {
             w.service.place_order(&alice(), three_widgets()),
             Err(OrderError::ProductServiceUnavailable(_))
         ));
+        let pending = w.store.stock_changes();
+        assert_eq!(pending.len(), 1, "the reservation stays written down");
+        assert_eq!(pending[0].action, StockAction::Reserve);
         assert_eq!(
-            w.products.calls(),
-            vec![Call::Reserve(7, 3), Call::Release(7, 3)]
+            pending[0].authorization.as_deref(),
+            Some("Bearer alice-token")
         );
+
+        *w.products.0.reserve_error.borrow_mut() = None;
+        let settled = w.service.settle().unwrap();
+        assert_eq!((settled.stock_changes, settled.pending), (1, 0));
+        assert_eq!(w.products.stock(7), 10);
+        assert!(w.store.stock_changes().is_empty());
+        assert!(w.store.orders().is_empty());
+    }
+
+    #[test]
+    fn a_reservation_that_landed_but_timed_out_is_given_back_exactly_once() {
+        let w = world();
+        w.products.0.reserve_answers_lost.set(1);
+        assert!(matches!(
+            w.service.place_order(&alice(), three_widgets()),
+            Err(OrderError::ProductServiceUnavailable(_))
+        ));
+        assert_eq!(w.products.stock(7), 7, "the reservation landed");
+        assert!(w.store.orders().is_empty(), "no order owns it");
+
+        // The product service is unreachable for the first settle: the row stays.
+        *w.products.0.reserve_error.borrow_mut() = Some(ProductServiceError::Unavailable(
+            "connection refused".into(),
+        ));
+        assert_eq!(w.service.settle().unwrap().pending, 1);
+        *w.products.0.reserve_error.borrow_mut() = None;
+        assert_eq!(w.service.settle().unwrap().stock_changes, 1);
+        assert_eq!(w.service.settle().unwrap(), Settled::default());
+        assert_eq!(w.products.stock(7), 10);
+    }
+
+    #[test]
+    fn a_reservation_that_never_landed_takes_nothing_when_settled() {
+        let w = world();
+        *w.products.0.reserve_error.borrow_mut() =
+            Some(ProductServiceError::Unavailable("timed out".into()));
+        assert!(w.service.place_order(&alice(), three_widgets()).is_err());
+        *w.products.0.reserve_error.borrow_mut() = None;
+        w.service.settle().unwrap();
+        assert_eq!(w.products.stock(7), 10);
+        assert!(w.store.stock_changes().is_empty());
+        // A refused reservation is simply forgotten.
+        w.products.0.products.borrow_mut().get_mut(&7).unwrap().2 = 1;
+        assert_eq!(
+            w.service.place_order(&alice(), three_widgets()),
+            Err(OrderError::InsufficientStock(7))
+        );
+        assert!(w.store.stock_changes().is_empty());
+        assert_eq!(w.products.stock(7), 1);
     }
 
     #[test]
@@ -814,32 +966,31 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_release_keeps_the_order_as_it_was() {
+    fn a_cancel_whose_release_fails_is_settled_later() {
         let w = world();
         let order = w.service.place_order(&alice(), three_widgets()).unwrap();
         *w.products.0.release_error.borrow_mut() = Some(ProductServiceError::Unavailable(
             "connection refused".into(),
         ));
-        assert!(matches!(
-            w.service
-                .update_status(&alice(), order.id, OrderStatus::Cancelled),
-            Err(OrderError::ProductServiceUnavailable(_))
-        ));
-        assert_eq!(w.store.orders()[0].status, OrderStatus::Pending);
-        assert!(w.store.outbox().is_empty());
-        assert_eq!(w.bus.published().len(), 1);
-
-        *w.products.0.release_error.borrow_mut() = Some(ProductServiceError::Unauthorized);
+        let cancelled = w
+            .service
+            .update_status(&alice(), order.id, OrderStatus::Cancelled)
+            .unwrap();
+        assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        assert_eq!(w.products.stock(7), 7, "the release waits");
+        let pending = w.store.stock_changes();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].key, order.reservation_id.clone().unwrap());
         assert_eq!(
             w.service
                 .update_status(&alice(), order.id, OrderStatus::Cancelled),
-            Err(OrderError::Unauthorized)
+            Err(OrderError::AlreadyCancelled),
+            "a second cancel writes no second release"
         );
 
         *w.products.0.release_error.borrow_mut() = None;
-        w.service
-            .update_status(&alice(), order.id, OrderStatus::Cancelled)
-            .unwrap();
+        assert_eq!(w.service.settle().unwrap().stock_changes, 1);
+        w.service.settle().unwrap();
         assert_eq!(w.products.stock(7), 10);
     }
 
@@ -856,7 +1007,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cancel_that_cannot_be_committed_reserves_the_stock_again() {
+    fn a_cancel_that_cannot_be_committed_releases_nothing() {
         let w = world();
         let order = w.service.place_order(&alice(), three_widgets()).unwrap();
         w.store.faults.fail_commit.set(true);
@@ -866,15 +1017,8 @@ mod tests {
             Err(OrderError::DatabaseUnavailable(_))
         ));
         assert_eq!(w.store.orders()[0].status, OrderStatus::Pending);
-        assert_eq!(w.products.stock(7), 7, "released then reserved again");
-        assert_eq!(
-            w.products.calls(),
-            vec![
-                Call::Reserve(7, 3),
-                Call::Release(7, 3),
-                Call::Reserve(7, 3)
-            ]
-        );
+        assert_eq!(w.products.stock(7), 7);
+        assert_eq!(w.products.releases(), 0);
 
         w.store.faults.fail_commit.set(false);
         w.store.faults.fail_insert_event.set(true);
@@ -884,6 +1028,7 @@ mod tests {
             Err(OrderError::Internal(_))
         ));
         assert_eq!(w.store.orders()[0].status, OrderStatus::Pending);
+        assert!(w.store.stock_changes().is_empty());
         assert_eq!(w.products.stock(7), 7);
     }
 
@@ -927,21 +1072,22 @@ mod tests {
     }
 
     #[test]
-    fn a_delete_whose_release_fails_keeps_the_order() {
+    fn a_delete_whose_release_fails_is_settled_later() {
         let w = world();
         let order = w.service.place_order(&alice(), three_widgets()).unwrap();
         *w.products.0.release_error.borrow_mut() =
             Some(ProductServiceError::Unavailable("503".into()));
-        assert!(matches!(
-            w.service.delete_order(&alice(), order.id),
-            Err(OrderError::ProductServiceUnavailable(_))
-        ));
-        assert_eq!(w.store.orders(), vec![order]);
+        assert_eq!(w.service.delete_order(&alice(), order.id), Ok(()));
+        assert!(w.store.orders().is_empty());
         assert_eq!(w.products.stock(7), 7);
+        *w.products.0.release_error.borrow_mut() = None;
+        w.service.settle().unwrap();
+        w.service.settle().unwrap();
+        assert_eq!(w.products.stock(7), 10);
     }
 
     #[test]
-    fn a_delete_that_cannot_be_committed_reserves_the_stock_again() {
+    fn a_delete_that_cannot_be_committed_releases_nothing() {
         let w = world();
         let order = w.service.place_order(&alice(), three_widgets()).unwrap();
         w.store.faults.fail_commit.set(true);
@@ -951,5 +1097,26 @@ mod tests {
         ));
         assert_eq!(w.store.orders(), vec![order]);
         assert_eq!(w.products.stock(7), 7);
+        assert_eq!(w.products.releases(), 0);
+    }
+
+    #[test]
+    fn an_order_placed_before_keys_is_released_under_a_key_of_its_own() {
+        let w = world();
+        let mut order = w.service.place_order(&alice(), three_widgets()).unwrap();
+        order.reservation_id = None;
+        assert_eq!(order.release_key(), format!("order-{}-release", order.id));
+    }
+
+    #[test]
+    fn settling_publishes_what_the_broker_refused() {
+        let w = world();
+        w.bus.0.down.set(true);
+        w.service.place_order(&alice(), three_widgets()).unwrap();
+        assert!(w.bus.published().is_empty());
+        w.bus.0.down.set(false);
+        assert_eq!(w.service.settle().unwrap().events, 1);
+        assert_eq!(w.bus.published().len(), 1);
+        assert!(w.store.outbox().is_empty());
     }
 }

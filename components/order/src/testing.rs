@@ -5,7 +5,9 @@
 //! (stock per product, every call recorded) and [`FakeBus`] (a broker that can be down),
 //! and keeps handles on each so that a test can arrange faults and inspect the outcome.
 
-use crate::model::{Caller, NewOrder, Order, OrderDraft, OrderStatus, OutboxEvent};
+use crate::model::{
+    Caller, NewOrder, Order, OrderDraft, OrderStatus, OutboxEvent, StockAction, StockChange,
+};
 use crate::ports::{
     EventBus, ProductService, ProductServiceError, Released, ReservedProduct, Store, StoreError,
     StoreTx,
@@ -23,8 +25,10 @@ use std::rc::Rc;
 struct Db {
     orders: BTreeMap<i64, Order>,
     outbox: BTreeMap<i64, OutboxEvent>,
+    stock_changes: BTreeMap<i64, StockChange>,
     next_order: i64,
     next_event: i64,
+    next_stock_change: i64,
     clock: u32,
 }
 
@@ -32,6 +36,25 @@ impl Db {
     fn now(&mut self) -> String {
         self.clock += 1;
         format!("2026-11-25T10:00:{:02}.000000Z", self.clock)
+    }
+
+    fn insert_stock_change(&mut self, change: &StockChange) -> Result<StockChange, StoreError> {
+        if self
+            .stock_changes
+            .values()
+            .any(|row| row.key == change.key && row.action == change.action)
+        {
+            return Err(StoreError::Internal(
+                "unique constraint `stock_changes_key_action_key` violated".into(),
+            ));
+        }
+        self.next_stock_change += 1;
+        let stored = StockChange {
+            id: self.next_stock_change,
+            ..change.clone()
+        };
+        self.stock_changes.insert(stored.id, stored.clone());
+        Ok(stored)
     }
 }
 
@@ -70,6 +93,9 @@ impl FakeStore {
     }
     pub fn outbox(&self) -> Vec<OutboxEvent> {
         self.db.borrow().outbox.values().cloned().collect()
+    }
+    pub fn stock_changes(&self) -> Vec<StockChange> {
+        self.db.borrow().stock_changes.values().cloned().collect()
     }
 }
 
@@ -117,6 +143,31 @@ impl Store for FakeStore {
             .copied()
             .collect())
     }
+
+    fn record_stock_change(&self, change: &StockChange) -> Result<StockChange, StoreError> {
+        self.check()?;
+        self.db.borrow_mut().insert_stock_change(change)
+    }
+
+    fn forget_stock_change(&self, id: i64) -> Result<(), StoreError> {
+        self.check()?;
+        self.db.borrow_mut().stock_changes.remove(&id);
+        Ok(())
+    }
+
+    // No grace period either: every row counts as unsettled.
+    fn unsettled_stock_changes(
+        &self,
+        _older_than_seconds: i64,
+        limit: i64,
+    ) -> Result<Vec<StockChange>, StoreError> {
+        self.check()?;
+        Ok(self
+            .stock_changes()
+            .into_iter()
+            .take(limit as usize)
+            .collect())
+    }
 }
 
 impl StoreTx for FakeTx {
@@ -134,6 +185,7 @@ impl StoreTx for FakeTx {
             status: draft.status,
             created_at: now.clone(),
             updated_at: now,
+            reservation_id: Some(draft.reservation_id.clone()),
         };
         self.work.orders.insert(order.id, order.clone());
         Ok(order)
@@ -153,6 +205,15 @@ impl StoreTx for FakeTx {
 
     fn delete_order(&mut self, id: i64) -> Result<Option<Order>, StoreError> {
         Ok(self.work.orders.remove(&id))
+    }
+
+    fn insert_stock_change(&mut self, change: &StockChange) -> Result<StockChange, StoreError> {
+        self.work.insert_stock_change(change)
+    }
+
+    fn delete_stock_change(&mut self, id: i64) -> Result<(), StoreError> {
+        self.work.stock_changes.remove(&id);
+        Ok(())
     }
 
     fn insert_event(&mut self, event: &OutboxEvent) -> Result<i64, StoreError> {
@@ -198,8 +259,14 @@ pub struct ProductsInner {
     /// product id -> (name, price in cents, stock)
     pub products: RefCell<HashMap<i64, (String, i64, i64)>>,
     calls: RefCell<Vec<Call>>,
+    /// The first answer to each (key, action), as the product service records it.
+    reserved: RefCell<HashMap<String, Result<ReservedProduct, ProductServiceError>>>,
+    released: RefCell<HashMap<String, Result<Released, ProductServiceError>>>,
+    /// Every call fails with this before reaching the product service.
     pub reserve_error: RefCell<Option<ProductServiceError>>,
     pub release_error: RefCell<Option<ProductServiceError>>,
+    /// The next reservations land, but their answer is lost (a timeout).
+    pub reserve_answers_lost: Cell<usize>,
 }
 
 #[derive(Clone, Default)]
@@ -226,14 +293,12 @@ impl FakeProducts {
             .filter(|call| matches!(call, Call::Release(..)))
             .count()
     }
-}
 
-impl ProductService for FakeProducts {
-    fn reserve(&self, id: i64, quantity: i64) -> Result<ReservedProduct, ProductServiceError> {
-        self.0.calls.borrow_mut().push(Call::Reserve(id, quantity));
-        if let Some(error) = self.0.reserve_error.borrow().clone() {
-            return Err(error);
-        }
+    fn apply_reserve(
+        &self,
+        id: i64,
+        quantity: i64,
+    ) -> Result<ReservedProduct, ProductServiceError> {
         let mut products = self.0.products.borrow_mut();
         let (name, price, stock) = products.get_mut(&id).ok_or(ProductServiceError::NotFound)?;
         if *stock < quantity {
@@ -245,19 +310,65 @@ impl ProductService for FakeProducts {
             price_cents: *price,
         })
     }
+}
 
-    fn release(&self, id: i64, quantity: i64) -> Result<Released, ProductServiceError> {
+/// The product service's keyed semantics: a key is applied once per action and a repeat
+/// gets the first answer; the release of a refused reservation gives nothing back.
+impl ProductService for FakeProducts {
+    fn reserve(&self, change: &StockChange) -> Result<ReservedProduct, ProductServiceError> {
+        assert_eq!(change.action, StockAction::Reserve);
+        let (id, quantity) = (change.product_id, change.quantity);
+        self.0.calls.borrow_mut().push(Call::Reserve(id, quantity));
+        if let Some(error) = self.0.reserve_error.borrow().clone() {
+            return Err(error);
+        }
+        let first = self.0.reserved.borrow().get(&change.key).cloned();
+        let answer = match first {
+            Some(first) => first,
+            None => {
+                let answer = self.apply_reserve(id, quantity);
+                self.0
+                    .reserved
+                    .borrow_mut()
+                    .insert(change.key.clone(), answer.clone());
+                answer
+            }
+        };
+        let lost = self.0.reserve_answers_lost.get();
+        if lost > 0 {
+            self.0.reserve_answers_lost.set(lost - 1);
+            return Err(ProductServiceError::Unavailable("timed out".into()));
+        }
+        answer
+    }
+
+    fn release(&self, change: &StockChange) -> Result<Released, ProductServiceError> {
+        assert_eq!(change.action, StockAction::Release);
+        let (id, quantity) = (change.product_id, change.quantity);
         self.0.calls.borrow_mut().push(Call::Release(id, quantity));
         if let Some(error) = self.0.release_error.borrow().clone() {
             return Err(error);
         }
-        match self.0.products.borrow_mut().get_mut(&id) {
-            Some((_, _, stock)) => {
-                *stock += quantity;
-                Ok(Released::Released)
-            }
-            None => Ok(Released::ProductGone),
+        if let Some(first) = self.0.released.borrow().get(&change.key) {
+            return first.clone();
         }
+        let refused = matches!(self.0.reserved.borrow().get(&change.key), Some(Err(_)));
+        let answer = if refused {
+            Ok(Released::NothingReserved)
+        } else {
+            match self.0.products.borrow_mut().get_mut(&id) {
+                Some((_, _, stock)) => {
+                    *stock += quantity;
+                    Ok(Released::Released)
+                }
+                None => Ok(Released::ProductGone),
+            }
+        };
+        self.0
+            .released
+            .borrow_mut()
+            .insert(change.key.clone(), answer.clone());
+        answer
     }
 }
 
@@ -309,6 +420,7 @@ pub fn world() -> World {
             products.clone(),
             bus.clone(),
             "order_events".into(),
+            Some("Bearer alice-token".into()),
         ),
         store,
         products,

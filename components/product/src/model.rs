@@ -197,6 +197,82 @@ impl StockChange {
     }
 }
 
+/// The longest `Idempotency-Key` accepted, in bytes.
+pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 255;
+
+/// A reserve or release sent with an `Idempotency-Key`: applied once per key and
+/// operation; a repeat gets the first answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedChange {
+    pub key: String,
+    pub operation: StockOperation,
+    pub product_id: i64,
+    pub quantity: i64,
+}
+
+/// The two stock operations a key can be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockOperation {
+    Reserve,
+    Release,
+}
+
+impl StockOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StockOperation::Reserve => "reserve",
+            StockOperation::Release => "release",
+        }
+    }
+}
+
+/// Validates an `Idempotency-Key` header: 1..=255 visible ASCII characters, so that it
+/// can be logged and stored as is.
+pub fn idempotency_key(raw: &str) -> Result<String, FieldError> {
+    let fits = !raw.is_empty()
+        && raw.len() <= IDEMPOTENCY_KEY_MAX_BYTES
+        && raw.bytes().all(|byte| byte.is_ascii_graphic());
+    if fits {
+        Ok(raw.to_string())
+    } else {
+        Err(FieldError::new(
+            "string_pattern_mismatch",
+            &["header", "idempotency-key"],
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            Value::from(raw),
+        ))
+    }
+}
+
+/// An answer to a keyed stock change as it is recorded and replayed: status and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl StockAnswer {
+    /// 200 with the product.
+    pub fn product(product: &Product) -> StockAnswer {
+        StockAnswer {
+            status: 200,
+            body: product.to_json().to_string(),
+        }
+    }
+
+    /// An error status with FastAPI's `{"detail": ...}`.
+    pub fn detail(status: u16, message: &str) -> StockAnswer {
+        StockAnswer {
+            status,
+            body: platform_guest::errors::detail_body(message).to_string(),
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.status == 200
+    }
+}
+
 /// The cache key of one product, as the contract names it.
 pub fn cache_key(id: i64) -> String {
     format!("product:{id}")

@@ -1,11 +1,12 @@
 //! All SQL of the product service, over the host's database capability.
 //!
 //! Every operation is a single statement; stock changes are conditional UPDATEs so that
-//! concurrent calls serialise on the row lock and can never oversell.
+//! concurrent calls serialise on the row lock and can never oversell. A keyed stock change
+//! runs the same statements inside a [`KeyedTransaction`] with its `stock_operations` row.
 
-use crate::model::{NewProduct, Product, ProductUpdate};
-use crate::service::{ProductStore, StoreError};
-use platform_guest::database::{self, Rows, Value};
+use crate::model::{KeyedChange, NewProduct, Product, ProductUpdate, StockAnswer, StockOperation};
+use crate::service::{KeyedTx, ProductStore, Recorded, StockStatements, StoreError};
+use platform_guest::database::{self, Rows, Transaction, Value};
 use platform_guest::db::{first, rows, ColumnError, Row};
 use platform_guest::pagination::Page;
 
@@ -73,6 +74,8 @@ pub fn update_statement(id: i64, changes: &ProductUpdate) -> (String, Vec<Value>
 }
 
 impl ProductStore for Repository {
+    type Tx = KeyedTransaction;
+
     fn list(&self, page: Page) -> Result<Vec<Product>, StoreError> {
         let result = query(
             &format!("SELECT {COLUMNS} FROM products ORDER BY id LIMIT $1 OFFSET $2"),
@@ -115,8 +118,45 @@ impl ProductStore for Repository {
         Ok(database::execute("DELETE FROM products WHERE id = $1", &[Value::Int(id)])? > 0)
     }
 
+    fn begin(&self) -> Result<KeyedTransaction, StoreError> {
+        Ok(KeyedTransaction(database::begin()?))
+    }
+
+    fn prune_keys(&self, age_seconds: i64, limit: i64) -> Result<u64, StoreError> {
+        let cutoff = chrono::Utc::now() - chrono::TimeDelta::seconds(age_seconds);
+        // Oldest first through the created_at index; a bounded batch keeps each call short.
+        Ok(database::execute(
+            "DELETE FROM stock_operations WHERE (idempotency_key, operation) IN \
+             (SELECT idempotency_key, operation FROM stock_operations \
+              WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+            &[
+                Value::Timestamp(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                Value::Int(limit),
+            ],
+        )?)
+    }
+}
+
+/// Where a statement runs: on its own, or inside a transaction.
+trait Sql {
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, StoreError>;
+}
+
+impl Sql for Repository {
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, StoreError> {
+        query(sql, params)
+    }
+}
+
+impl Sql for KeyedTransaction {
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, StoreError> {
+        Ok(self.0.query(sql, params)?)
+    }
+}
+
+impl<T: Sql> StockStatements for T {
     fn take_stock(&self, id: i64, quantity: i64) -> Result<Option<Product>, StoreError> {
-        one(&query(
+        one(&self.query(
             &format!(
                 "UPDATE products SET quantity = quantity - $1, updated_at = now() \
                  WHERE id = $2 AND quantity >= $1 RETURNING {COLUMNS}"
@@ -127,7 +167,7 @@ impl ProductStore for Repository {
 
     fn return_stock(&self, id: i64, quantity: i64) -> Result<Option<Product>, StoreError> {
         // $3 is the largest stock that can take `quantity` more without leaving BIGINT.
-        one(&query(
+        one(&self.query(
             &format!(
                 "UPDATE products SET quantity = quantity + $1, updated_at = now() \
                  WHERE id = $2 AND quantity <= $3 RETURNING {COLUMNS}"
@@ -141,11 +181,68 @@ impl ProductStore for Repository {
     }
 
     fn stock_of(&self, id: i64) -> Result<Option<i64>, StoreError> {
-        let result = query(
+        let result = self.query(
             "SELECT quantity FROM products WHERE id = $1",
             &[Value::Int(id)],
         )?;
         Ok(first(&result).map(|row| row.int("quantity")).transpose()?)
+    }
+}
+
+/// The transaction of one keyed stock change; dropped uncommitted, it rolls back.
+pub struct KeyedTransaction(Transaction);
+
+impl KeyedTx for KeyedTransaction {
+    fn recorded(
+        &self,
+        key: &str,
+        operation: StockOperation,
+    ) -> Result<Option<Recorded>, StoreError> {
+        let result = self.query(
+            "SELECT product_id, quantity, status, body FROM stock_operations \
+             WHERE idempotency_key = $1 AND operation = $2",
+            &[
+                Value::Text(key.into()),
+                Value::Text(operation.as_str().into()),
+            ],
+        )?;
+        let Some(row) = first(&result) else {
+            return Ok(None);
+        };
+        let status = row.int("status")?;
+        Ok(Some(Recorded {
+            product_id: row.int("product_id")?,
+            quantity: row.int("quantity")?,
+            answer: StockAnswer {
+                status: u16::try_from(status)
+                    .map_err(|_| StoreError::Internal(format!("recorded status {status}")))?,
+                body: row.text("body")?,
+            },
+        }))
+    }
+
+    fn record(&self, change: &KeyedChange, answer: &StockAnswer) -> Result<bool, StoreError> {
+        // A concurrent request with the same key waits here for the first one's commit,
+        // then inserts nothing.
+        let inserted = self.0.execute(
+            "INSERT INTO stock_operations \
+             (idempotency_key, operation, product_id, quantity, status, body) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (idempotency_key, operation) DO NOTHING",
+            &[
+                Value::Text(change.key.clone()),
+                Value::Text(change.operation.as_str().into()),
+                Value::Int(change.product_id),
+                Value::Int(change.quantity),
+                Value::Int(i64::from(answer.status)),
+                Value::Text(answer.body.clone()),
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        Ok(self.0.commit()?)
     }
 }
 

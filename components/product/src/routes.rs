@@ -5,7 +5,9 @@
 //! handler of the route it matched.
 
 use crate::cache::HostCache;
-use crate::model::{NewProduct, Product, ProductUpdate, StockChange};
+use crate::model::{
+    idempotency_key, KeyedChange, NewProduct, Product, ProductUpdate, StockChange, StockOperation,
+};
 use crate::repository::Repository;
 use crate::service::{ttl_from_config, ProductError, ProductService, StoreError};
 use platform_guest::dispatch::{Answer, Endpoint, RouteTable};
@@ -90,7 +92,11 @@ fn reserve_stock_route() -> Route {
         .summary("Reserve stock")
         .description(
             "Atomically takes `quantity` units out of stock and returns the product \
-             with its decreased quantity; 409 if fewer units are in stock.",
+             with its decreased quantity; 409 if fewer units are in stock. With an \
+             `Idempotency-Key` header (1..=255 visible ASCII characters, e.g. the order's \
+             reservation id) the reservation is applied once: a repeat with the same key \
+             gets the first answer, and the same key for another product or quantity \
+             gets 422. Keys are answered again for 7 days.",
         )
         .tag(TAG)
         .body_schema(stock_schema("Units to reserve."))
@@ -103,7 +109,9 @@ fn release_stock_route() -> Route {
         .summary("Release stock")
         .description(
             "Puts `quantity` previously reserved units back in stock and returns the \
-             product with its increased quantity.",
+             product with its increased quantity. With an `Idempotency-Key` header the \
+             release is applied once; the key of a reservation releases that reservation \
+             (409 if it was refused, 422 for another product or quantity).",
         )
         .tag(TAG)
         .body_schema(stock_schema("Units to put back."))
@@ -179,7 +187,7 @@ fn stock_schema(what: &str) -> Value {
 
 // ---------- handlers ----------
 
-fn service() -> ProductService<Repository, HostCache> {
+pub fn service() -> ProductService<Repository, HostCache> {
     let raw = platform_guest::config::get("cache_ttl_seconds");
     let ttl = ttl_from_config(raw.as_deref(), DEFAULT_CACHE_TTL_SECONDS).unwrap_or_else(|default| {
         platform_guest::log_warn(&format!(
@@ -232,6 +240,9 @@ fn delete_product(request: &Request, _: &Identity) -> Answer {
 
 fn reserve_stock(request: &Request, _: &Identity) -> Answer {
     let (id, change) = id_and_body(request, StockChange::from_json)?;
+    if let Some(keyed) = keyed_change(request, StockOperation::Reserve, id, change)? {
+        return keyed_answer(&keyed);
+    }
     let product = service()
         .reserve(id, change.quantity)
         .map_err(error_response)?;
@@ -240,10 +251,44 @@ fn reserve_stock(request: &Request, _: &Identity) -> Answer {
 
 fn release_stock(request: &Request, _: &Identity) -> Answer {
     let (id, change) = id_and_body(request, StockChange::from_json)?;
+    if let Some(keyed) = keyed_change(request, StockOperation::Release, id, change)? {
+        return keyed_answer(&keyed);
+    }
     let product = service()
         .release(id, change.quantity)
         .map_err(error_response)?;
     Ok(product_response(200, &product))
+}
+
+/// The change as a keyed one when the request carries an `Idempotency-Key`.
+fn keyed_change(
+    request: &Request,
+    operation: StockOperation,
+    product_id: i64,
+    change: StockChange,
+) -> Result<Option<KeyedChange>, Response> {
+    let Some(raw) = request.header("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = idempotency_key(raw).map_err(|error| http::validation_error(&[error]))?;
+    Ok(Some(KeyedChange {
+        key,
+        operation,
+        product_id,
+        quantity: change.quantity,
+    }))
+}
+
+/// Applies a keyed change once and answers with its first answer.
+fn keyed_answer(change: &KeyedChange) -> Answer {
+    let answer = service()
+        .change_once(change)
+        .map_err(|error| error_response(error.into()))?;
+    Ok(Response {
+        status: answer.status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: answer.body.into_bytes(),
+    })
 }
 
 // ---------- request parsing ----------

@@ -2,7 +2,9 @@
 //! atomic stock reservation. Storage and cache sit behind small traits so the rules are
 //! unit-tested natively with in-memory fakes.
 
-use crate::model::{cache_key, NewProduct, Product, ProductUpdate};
+use crate::model::{
+    cache_key, KeyedChange, NewProduct, Product, ProductUpdate, StockAnswer, StockOperation,
+};
 use platform_guest::pagination::Page;
 use std::fmt;
 
@@ -79,16 +81,8 @@ impl fmt::Display for ProductError {
     }
 }
 
-/// The products table. Each method is one SQL statement.
-pub trait ProductStore {
-    /// A page of products ordered by id.
-    fn list(&self, page: Page) -> Result<Vec<Product>, StoreError>;
-    fn find(&self, id: i64) -> Result<Option<Product>, StoreError>;
-    fn insert(&self, product: &NewProduct) -> Result<Product, StoreError>;
-    /// Applies a non-empty update and bumps `updated_at`; `None` if there is no such product.
-    fn update(&self, id: i64, changes: &ProductUpdate) -> Result<Option<Product>, StoreError>;
-    /// True if a row was deleted.
-    fn delete(&self, id: i64) -> Result<bool, StoreError>;
+/// The statements that change stock, run on their own or inside a [`KeyedTx`].
+pub trait StockStatements {
     /// Atomically takes `quantity` units if at least that many are in stock; `None` if the
     /// product is unknown or short of stock.
     fn take_stock(&self, id: i64, quantity: i64) -> Result<Option<Product>, StoreError>;
@@ -97,6 +91,48 @@ pub trait ProductStore {
     fn return_stock(&self, id: i64, quantity: i64) -> Result<Option<Product>, StoreError>;
     /// The current stock, `None` for an unknown product.
     fn stock_of(&self, id: i64) -> Result<Option<i64>, StoreError>;
+}
+
+/// The products table. Each method is one SQL statement.
+pub trait ProductStore: StockStatements {
+    type Tx: KeyedTx;
+
+    /// A page of products ordered by id.
+    fn list(&self, page: Page) -> Result<Vec<Product>, StoreError>;
+    fn find(&self, id: i64) -> Result<Option<Product>, StoreError>;
+    fn insert(&self, product: &NewProduct) -> Result<Product, StoreError>;
+    /// Applies a non-empty update and bumps `updated_at`; `None` if there is no such product.
+    fn update(&self, id: i64, changes: &ProductUpdate) -> Result<Option<Product>, StoreError>;
+    /// True if a row was deleted.
+    fn delete(&self, id: i64) -> Result<bool, StoreError>;
+    /// Starts the transaction of one keyed stock change.
+    fn begin(&self) -> Result<Self::Tx, StoreError>;
+    /// Forgets up to `limit` keyed changes recorded more than `age_seconds` ago; returns
+    /// how many.
+    fn prune_keys(&self, age_seconds: i64, limit: i64) -> Result<u64, StoreError>;
+}
+
+/// A keyed change as it was first recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub product_id: i64,
+    pub quantity: i64,
+    pub answer: StockAnswer,
+}
+
+/// The transaction of one keyed stock change: the change and its record commit together.
+/// Dropping it uncommitted rolls it back.
+pub trait KeyedTx: StockStatements {
+    /// What was recorded under `key` for `operation`, if anything.
+    fn recorded(
+        &self,
+        key: &str,
+        operation: StockOperation,
+    ) -> Result<Option<Recorded>, StoreError>;
+    /// Records the change with its answer; false when a concurrent request recorded the
+    /// same key and operation first (this transaction must then roll back).
+    fn record(&self, change: &KeyedChange, answer: &StockAnswer) -> Result<bool, StoreError>;
+    fn commit(self) -> Result<(), StoreError>;
 }
 
 /// The service's key-value cache. An `Err` carries the cause; the service logs it and
@@ -201,27 +237,7 @@ impl<S: ProductStore, C: ProductCache> ProductService<S, C> {
     }
 
     fn reserve_in_store(&self, id: i64, quantity: i64) -> Result<Product, ProductError> {
-        let mut available = 0;
-        for _ in 0..STOCK_ATTEMPTS {
-            if let Some(product) = self.store.take_stock(id, quantity)? {
-                return Ok(product);
-            }
-            // No row: either no such product or not enough stock.
-            match self.store.stock_of(id)? {
-                None => return Err(ProductError::NotFound),
-                Some(stock) if stock < quantity => {
-                    available = stock;
-                    break;
-                }
-                // Restocked between the two statements: try again.
-                Some(stock) => available = stock,
-            }
-        }
-        Err(ProductError::InsufficientStock {
-            product_id: id,
-            requested: quantity,
-            available,
-        })
+        take_stock(&self.store, id, quantity)
     }
 
     /// Puts `quantity` units back in one UPDATE; the product comes back with its
@@ -233,25 +249,64 @@ impl<S: ProductStore, C: ProductCache> ProductService<S, C> {
     }
 
     fn release_in_store(&self, id: i64, quantity: i64) -> Result<Product, ProductError> {
-        let mut available = 0;
-        for _ in 0..STOCK_ATTEMPTS {
-            if let Some(product) = self.store.return_stock(id, quantity)? {
-                return Ok(product);
-            }
-            match self.store.stock_of(id)? {
-                None => return Err(ProductError::NotFound),
-                Some(stock) if stock.checked_add(quantity).is_none() => {
-                    available = stock;
-                    break;
-                }
-                Some(stock) => available = stock,
-            }
+        return_stock(&self.store, id, quantity)
+    }
+
+    /// A reserve or release under an idempotency key: applied at most once per key and
+    /// operation, in one transaction with its record, and answered with the first answer
+    /// ever since. A release whose key reserved nothing (the reservation was refused) puts
+    /// nothing back. `Err` only for a store failure, which records nothing, so that the
+    /// caller's retry with the same key is applied afresh.
+    pub fn change_once(&self, change: &KeyedChange) -> Result<StockAnswer, StoreError> {
+        let tx = self.store.begin()?;
+        if let Some(first) = tx.recorded(&change.key, change.operation)? {
+            return Ok(replay(change, &first));
         }
-        Err(ProductError::StockOverflow {
-            product_id: id,
-            requested: quantity,
-            available,
-        })
+        let result = match change.operation {
+            StockOperation::Reserve => take_stock(&tx, change.product_id, change.quantity),
+            StockOperation::Release => match tx.recorded(&change.key, StockOperation::Reserve)? {
+                Some(reserved) if !reserved.answer.is_success() => {
+                    return Ok(StockAnswer::detail(
+                        409,
+                        &format!(
+                            "Reservation `{}` was refused; there is nothing to release",
+                            change.key
+                        ),
+                    ));
+                }
+                Some(reserved)
+                    if (reserved.product_id, reserved.quantity)
+                        != (change.product_id, change.quantity) =>
+                {
+                    return Ok(key_reused(change));
+                }
+                _ => return_stock(&tx, change.product_id, change.quantity),
+            },
+        };
+        let answer = match result {
+            Ok(product) => StockAnswer::product(&product),
+            Err(ProductError::Store(error)) => return Err(error),
+            Err(refusal) => StockAnswer::detail(refusal.status(), &refusal.to_string()),
+        };
+        if !tx.record(change, &answer)? {
+            // A concurrent request with the same key committed first; ours rolls back.
+            drop(tx);
+            let tx = self.store.begin()?;
+            let first = tx
+                .recorded(&change.key, change.operation)?
+                .ok_or_else(|| StoreError::Internal("a recorded key vanished".into()))?;
+            return Ok(replay(change, &first));
+        }
+        tx.commit()?;
+        if answer.is_success() {
+            self.invalidate(change.product_id);
+        }
+        Ok(answer)
+    }
+
+    /// Forgets keyed changes older than `age_seconds`, `limit` at a time.
+    pub fn prune_keys(&self, age_seconds: i64, limit: i64) -> Result<u64, StoreError> {
+        self.store.prune_keys(age_seconds, limit)
     }
 
     /// Drops the cached copy after a write; a cache failure is only logged.
@@ -265,6 +320,83 @@ impl<S: ProductStore, C: ProductCache> ProductService<S, C> {
     fn warn(&self, message: &str) {
         (self.warn)(message);
     }
+}
+
+/// The first answer to a repeat of the same change; 422 when the key was used for
+/// another product or quantity.
+fn replay(change: &KeyedChange, first: &Recorded) -> StockAnswer {
+    if (first.product_id, first.quantity) == (change.product_id, change.quantity) {
+        first.answer.clone()
+    } else {
+        key_reused(change)
+    }
+}
+
+fn key_reused(change: &KeyedChange) -> StockAnswer {
+    StockAnswer::detail(
+        422,
+        &format!(
+            "Idempotency-Key `{}` was already used for another product or quantity",
+            change.key
+        ),
+    )
+}
+
+/// Takes `quantity` units out of stock in one conditional UPDATE, so concurrent calls can
+/// never oversell.
+fn take_stock(
+    statements: &impl StockStatements,
+    id: i64,
+    quantity: i64,
+) -> Result<Product, ProductError> {
+    let mut available = 0;
+    for _ in 0..STOCK_ATTEMPTS {
+        if let Some(product) = statements.take_stock(id, quantity)? {
+            return Ok(product);
+        }
+        // No row: either no such product or not enough stock.
+        match statements.stock_of(id)? {
+            None => return Err(ProductError::NotFound),
+            Some(stock) if stock < quantity => {
+                available = stock;
+                break;
+            }
+            // Restocked between the two statements: try again.
+            Some(stock) => available = stock,
+        }
+    }
+    Err(ProductError::InsufficientStock {
+        product_id: id,
+        requested: quantity,
+        available,
+    })
+}
+
+/// Puts `quantity` units back in one UPDATE, unless the stock would overflow.
+fn return_stock(
+    statements: &impl StockStatements,
+    id: i64,
+    quantity: i64,
+) -> Result<Product, ProductError> {
+    let mut available = 0;
+    for _ in 0..STOCK_ATTEMPTS {
+        if let Some(product) = statements.return_stock(id, quantity)? {
+            return Ok(product);
+        }
+        match statements.stock_of(id)? {
+            None => return Err(ProductError::NotFound),
+            Some(stock) if stock.checked_add(quantity).is_none() => {
+                available = stock;
+                break;
+            }
+            Some(stock) => available = stock,
+        }
+    }
+    Err(ProductError::StockOverflow {
+        product_id: id,
+        requested: quantity,
+        available,
+    })
 }
 
 /// The cache TTL from the `cache_ttl_seconds` config value: the default when absent;
@@ -288,9 +420,10 @@ mod tests {
 
     // ---------- fakes ----------
 
-    #[derive(Default)]
+    #[derive(Clone, Default)]
     struct MemoryStoreState {
         rows: BTreeMap<i64, Product>,
+        keys: BTreeMap<(String, &'static str), Recorded>,
         next_id: i64,
         clock: u32,
         down: bool,
@@ -344,6 +477,8 @@ mod tests {
     }
 
     impl ProductStore for MemoryStore {
+        type Tx = MemoryTx;
+
         fn list(&self, page: Page) -> Result<Vec<Product>, StoreError> {
             self.check()?;
             Ok(self
@@ -409,6 +544,26 @@ mod tests {
             Ok(self.0.borrow_mut().rows.remove(&id).is_some())
         }
 
+        fn begin(&self) -> Result<MemoryTx, StoreError> {
+            self.check()?;
+            Ok(MemoryTx {
+                store: self.clone(),
+                before: Some(self.0.borrow().clone()),
+            })
+        }
+
+        fn prune_keys(&self, _age_seconds: i64, limit: i64) -> Result<u64, StoreError> {
+            self.check()?;
+            let mut state = self.0.borrow_mut();
+            let doomed: Vec<_> = state.keys.keys().take(limit as usize).cloned().collect();
+            for key in &doomed {
+                state.keys.remove(key);
+            }
+            Ok(doomed.len() as u64)
+        }
+    }
+
+    impl StockStatements for MemoryStore {
         fn take_stock(&self, id: i64, quantity: i64) -> Result<Option<Product>, StoreError> {
             self.check()?;
             let mut state = self.0.borrow_mut();
@@ -440,6 +595,74 @@ mod tests {
         fn stock_of(&self, id: i64) -> Result<Option<i64>, StoreError> {
             self.check()?;
             Ok(self.quantity(id))
+        }
+    }
+
+    /// A transaction over the fake: changes apply at once and are undone when it is
+    /// dropped uncommitted, as a rollback would.
+    struct MemoryTx {
+        store: MemoryStore,
+        before: Option<MemoryStoreState>,
+    }
+
+    impl Drop for MemoryTx {
+        fn drop(&mut self) {
+            if let Some(before) = self.before.take() {
+                *self.store.0.borrow_mut() = before;
+            }
+        }
+    }
+
+    impl StockStatements for MemoryTx {
+        fn take_stock(&self, id: i64, quantity: i64) -> Result<Option<Product>, StoreError> {
+            self.store.take_stock(id, quantity)
+        }
+
+        fn return_stock(&self, id: i64, quantity: i64) -> Result<Option<Product>, StoreError> {
+            self.store.return_stock(id, quantity)
+        }
+
+        fn stock_of(&self, id: i64) -> Result<Option<i64>, StoreError> {
+            self.store.stock_of(id)
+        }
+    }
+
+    impl KeyedTx for MemoryTx {
+        fn recorded(
+            &self,
+            key: &str,
+            operation: StockOperation,
+        ) -> Result<Option<Recorded>, StoreError> {
+            self.store.check()?;
+            let state = self.store.0.borrow();
+            Ok(state
+                .keys
+                .get(&(key.to_string(), operation.as_str()))
+                .cloned())
+        }
+
+        fn record(&self, change: &KeyedChange, answer: &StockAnswer) -> Result<bool, StoreError> {
+            self.store.check()?;
+            let mut state = self.store.0.borrow_mut();
+            let slot = (change.key.clone(), change.operation.as_str());
+            if state.keys.contains_key(&slot) {
+                return Ok(false);
+            }
+            state.keys.insert(
+                slot,
+                Recorded {
+                    product_id: change.product_id,
+                    quantity: change.quantity,
+                    answer: answer.clone(),
+                },
+            );
+            Ok(true)
+        }
+
+        fn commit(mut self) -> Result<(), StoreError> {
+            self.store.check()?;
+            self.before = None;
+            Ok(())
         }
     }
 
@@ -786,6 +1009,124 @@ mod tests {
             matches!(error, ProductError::StockOverflow { available, .. } if available == i64::MAX - 1)
         );
         assert_eq!(service.release(1, 1).unwrap().quantity, i64::MAX);
+    }
+
+    // ---------- keyed (idempotent) stock changes ----------
+
+    fn keyed(key: &str, operation: StockOperation, product_id: i64, quantity: i64) -> KeyedChange {
+        KeyedChange {
+            key: key.into(),
+            operation,
+            product_id,
+            quantity,
+        }
+    }
+
+    #[test]
+    fn a_keyed_reservation_applies_once_and_a_repeat_gets_the_first_answer() {
+        let store = MemoryStore::with(&[(999, 5)]);
+        let cache = MemoryCache::default();
+        let service = service(&store, &cache);
+        let reserve = keyed("r-1", StockOperation::Reserve, 1, 2);
+        let first = service.change_once(&reserve).unwrap();
+        assert_eq!(first.status, 200);
+        assert_eq!(store.quantity(1), Some(3));
+        // Stock changes meanwhile; the repeat still answers what the first call answered.
+        store.set_quantity(1, 10);
+        assert_eq!(service.change_once(&reserve).unwrap(), first);
+        assert_eq!(store.quantity(1), Some(10));
+    }
+
+    #[test]
+    fn a_refused_keyed_reservation_is_replayed_and_releases_nothing() {
+        let store = MemoryStore::with(&[(999, 1)]);
+        let cache = MemoryCache::default();
+        let service = service(&store, &cache);
+        let refused = service
+            .change_once(&keyed("r-2", StockOperation::Reserve, 1, 5))
+            .unwrap();
+        assert_eq!(refused.status, 409);
+        store.set_quantity(1, 50);
+        assert_eq!(
+            service
+                .change_once(&keyed("r-2", StockOperation::Reserve, 1, 5))
+                .unwrap(),
+            refused,
+            "restocking does not turn a recorded refusal into a reservation"
+        );
+        let release = service
+            .change_once(&keyed("r-2", StockOperation::Release, 1, 5))
+            .unwrap();
+        assert_eq!(release.status, 409);
+        assert_eq!(store.quantity(1), Some(50));
+    }
+
+    #[test]
+    fn a_keyed_release_puts_stock_back_once() {
+        let store = MemoryStore::with(&[(999, 5)]);
+        let cache = MemoryCache::default();
+        let service = service(&store, &cache);
+        service
+            .change_once(&keyed("r-3", StockOperation::Reserve, 1, 4))
+            .unwrap();
+        let release = keyed("r-3", StockOperation::Release, 1, 4);
+        for _ in 0..3 {
+            assert_eq!(service.change_once(&release).unwrap().status, 200);
+        }
+        assert_eq!(store.quantity(1), Some(5));
+        // A release under a key that reserved nothing is a plain release, also applied once.
+        let plain = keyed("order-9-release", StockOperation::Release, 1, 2);
+        service.change_once(&plain).unwrap();
+        service.change_once(&plain).unwrap();
+        assert_eq!(store.quantity(1), Some(7));
+    }
+
+    #[test]
+    fn a_key_reused_for_another_request_is_refused_without_effect() {
+        let store = MemoryStore::with(&[(999, 5), (999, 5)]);
+        let cache = MemoryCache::default();
+        let service = service(&store, &cache);
+        service
+            .change_once(&keyed("r-4", StockOperation::Reserve, 1, 1))
+            .unwrap();
+        for change in [
+            keyed("r-4", StockOperation::Reserve, 1, 2),
+            keyed("r-4", StockOperation::Reserve, 2, 1),
+            keyed("r-4", StockOperation::Release, 1, 3),
+        ] {
+            assert_eq!(service.change_once(&change).unwrap().status, 422);
+        }
+        assert_eq!((store.quantity(1), store.quantity(2)), (Some(4), Some(5)));
+    }
+
+    #[test]
+    fn a_keyed_change_that_fails_in_the_store_records_nothing() {
+        let store = MemoryStore::with(&[(999, 5)]);
+        let cache = MemoryCache::default();
+        let service = service(&store, &cache);
+        let reserve = keyed("r-5", StockOperation::Reserve, 1, 2);
+        store.0.borrow_mut().down = true;
+        assert!(matches!(
+            service.change_once(&reserve),
+            Err(StoreError::Unavailable(_))
+        ));
+        store.0.borrow_mut().down = false;
+        assert_eq!(store.quantity(1), Some(5));
+        assert_eq!(service.change_once(&reserve).unwrap().status, 200);
+        assert_eq!(store.quantity(1), Some(3));
+    }
+
+    #[test]
+    fn a_successful_keyed_change_invalidates_the_cached_product() {
+        let store = MemoryStore::with(&[(999, 5)]);
+        let cache = MemoryCache::default();
+        let service = service(&store, &cache);
+        service.get(1).unwrap();
+        service
+            .change_once(&keyed("r-6", StockOperation::Reserve, 1, 1))
+            .unwrap();
+        assert_eq!(cache.entry("product:1"), None);
+        assert_eq!(service.get(1).unwrap().quantity, 4);
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! - [`http_client`]: the pooled HTTP client.
 //! - [`token_validator`]: asks the identity service whether a bearer token is valid.
 //! - [`identity`]: bcrypt and JWT signing for the identity provider.
+//! - [`lease`]: which host runs a schedule when several share a PostgreSQL server.
 
 pub mod broker;
 pub mod cache;
 pub mod database;
 pub mod http_client;
 pub mod identity;
+pub mod lease;
 pub mod token_validator;

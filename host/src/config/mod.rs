@@ -420,6 +420,9 @@ pub struct ServiceConfig {
     pub config: BTreeMap<String, String>,
     #[serde(default)]
     pub subscriptions: Vec<SubscriptionConfig>,
+    /// Periodic calls of the component's `scheduled-handler`.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleConfig>,
 }
 
 fn default_memory_limit() -> u64 {
@@ -476,6 +479,60 @@ impl SubscriptionConfig {
     pub fn retry_delay(&self, retries: u32) -> Duration {
         let doubled = self.retry_delay_ms.saturating_mul(1u64 << retries.min(32));
         Duration::from_millis(doubled.min(self.max_retry_delay_ms))
+    }
+}
+
+/// `[[services.<name>.schedules]]`: one periodic call of the component's `run`, either
+/// every so many seconds or on a cron expression (in UTC).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Passed to `run`; also the `schedule` label of `schedule_runs_total`.
+    pub name: String,
+    #[serde(default)]
+    pub every_seconds: Option<u64>,
+    /// Five fields (minute hour day-of-month month day-of-week) or six with seconds first.
+    #[serde(default)]
+    pub cron: Option<String>,
+}
+
+/// When a schedule runs.
+#[derive(Debug, Clone)]
+pub enum ScheduleTiming {
+    Every(Duration),
+    Cron(Box<croner::Cron>),
+}
+
+impl ScheduleConfig {
+    /// The timing this schedule declares: exactly one of `every_seconds` (positive) and
+    /// a valid `cron`.
+    pub fn timing(&self) -> Result<ScheduleTiming, String> {
+        match (self.every_seconds, &self.cron) {
+            (Some(0), None) => Err("every_seconds must be positive".into()),
+            (Some(seconds), None) => Ok(ScheduleTiming::Every(Duration::from_secs(seconds))),
+            (None, Some(expression)) => croner::parser::CronParser::builder()
+                .seconds(croner::parser::Seconds::Optional)
+                .build()
+                .parse(expression)
+                .map(|cron| ScheduleTiming::Cron(Box::new(cron)))
+                .map_err(|error| format!("cron `{expression}`: {error}")),
+            _ => Err("set exactly one of every_seconds and cron".into()),
+        }
+    }
+}
+
+impl ScheduleTiming {
+    /// How long from `now` until the next run.
+    pub fn next_after(&self, now: chrono::DateTime<chrono::Utc>) -> Duration {
+        match self {
+            ScheduleTiming::Every(every) => *every,
+            ScheduleTiming::Cron(cron) => cron
+                .find_next_occurrence(&now, false)
+                .ok()
+                .and_then(|next| (next - now).to_std().ok())
+                // A pattern with no future time (e.g. 30 February) waits a day, then checks again.
+                .unwrap_or(Duration::from_secs(24 * 3600)),
+        }
     }
 }
 

@@ -100,6 +100,21 @@ impl PlatformConfig {
                     ));
                 }
             }
+            let mut schedule_names = std::collections::BTreeSet::new();
+            for schedule in &service.schedules {
+                if !is_identifier(&schedule.name) || !schedule_names.insert(&schedule.name) {
+                    return invalid(format!(
+                        "service `{name}`: schedule names must be unique lowercase identifiers (`{}`)",
+                        schedule.name
+                    ));
+                }
+                if let Err(reason) = schedule.timing() {
+                    return invalid(format!(
+                        "service `{name}`, schedule `{}`: {reason}",
+                        schedule.name
+                    ));
+                }
+            }
             for subscription in &service.subscriptions {
                 if !self
                     .messaging

@@ -18,6 +18,7 @@ pub struct ServiceMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     messages: IntCounterVec,
+    schedules: IntCounterVec,
     shed: IntCounterVec,
     /// When load shedding was last logged (milliseconds since `started`).
     shed_logged_ms: AtomicU64,
@@ -48,6 +49,31 @@ impl MessageOutcome {
             MessageOutcome::Acked => "ack",
             MessageOutcome::Retried => "retry",
             MessageOutcome::DeadLettered => "dead_letter",
+        }
+    }
+}
+
+/// What became of one tick of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleOutcome {
+    Ok,
+    /// The component answered an error, or trapped.
+    Error,
+    Timeout,
+    /// The service was at its limits; the tick was skipped.
+    Shed,
+    /// Another host holds the schedule, or the lease server could not tell.
+    Standby,
+}
+
+impl ScheduleOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            ScheduleOutcome::Ok => "ok",
+            ScheduleOutcome::Error => "error",
+            ScheduleOutcome::Timeout => "timeout",
+            ScheduleOutcome::Shed => "shed",
+            ScheduleOutcome::Standby => "standby",
         }
     }
 }
@@ -85,6 +111,15 @@ impl ServiceMetrics {
             &["queue", "outcome"],
         )
         .expect("valid metric definition");
+        let schedules = IntCounterVec::new(
+            Opts::new(
+                "schedule_runs_total",
+                "Schedule runs by schedule and outcome (ok, error, timeout, shed, standby: another host holds the schedule).",
+            )
+            .const_label("service", service),
+            &["schedule", "outcome"],
+        )
+        .expect("valid metric definition");
         let shed = IntCounterVec::new(
             Opts::new(
                 "http_requests_shed_total",
@@ -106,11 +141,15 @@ impl ServiceMetrics {
         registry
             .register(Box::new(messages.clone()))
             .expect("registered once");
+        registry
+            .register(Box::new(schedules.clone()))
+            .expect("registered once");
         ServiceMetrics {
             registry,
             requests,
             duration,
             messages,
+            schedules,
             shed,
             shed_logged_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),
@@ -168,6 +207,13 @@ impl ServiceMetrics {
             counters.served.load(Ordering::Relaxed),
             counters.errors.load(Ordering::Relaxed),
         )
+    }
+
+    /// Counts one tick of `schedule` by its outcome.
+    pub fn observe_schedule(&self, schedule: &str, outcome: ScheduleOutcome) {
+        self.schedules
+            .with_label_values(&[schedule, outcome.label()])
+            .inc();
     }
 
     /// Counts one settled delivery of `queue`.

@@ -1,11 +1,12 @@
 //! What brings work in: one HTTP listener per service port ([`http`]), one consumer per
-//! subscription ([`subscriptions`]), the admin API ([`admin`]) and `--watch` ([`watch`]),
+//! subscription ([`subscriptions`]), one timer per schedule ([`schedules`]), the admin API ([`admin`]) and `--watch` ([`watch`]),
 //! all served by one accept loop ([`server`]). Ingress routes and converts; components run
 //! through the runtime.
 
 pub mod admin;
 pub mod http;
 pub mod metrics;
+pub mod schedules;
 pub mod server;
 pub mod subscriptions;
 pub mod watch;

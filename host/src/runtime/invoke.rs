@@ -186,6 +186,28 @@ impl ComponentVersion {
         .await
     }
 
+    /// Runs the schedule `name` on a fresh instance, with a turn of the service's admission
+    /// like a request: `Ok(Err(reason))` when the component reports a failure.
+    pub async fn run_schedule(
+        &self,
+        service: &Service,
+        name: &str,
+    ) -> Result<Result<(), String>, CallError> {
+        let _turn = service
+            .admission
+            .admit()
+            .await
+            .map_err(CallError::Overloaded)?;
+        let call_id = format!("schedule:{name}");
+        self.with_instance(service, &call_id, |instance, mut store| async move {
+            instance
+                .platform_service_scheduled_handler()
+                .call_run(&mut store, name)
+                .await
+        })
+        .await
+    }
+
     /// Calls the `health` export on a fresh instance: `Ok(Err(reason))` when the component
     /// says it cannot serve.
     pub async fn health(&self, service: &Service) -> Result<Result<(), String>, CallError> {

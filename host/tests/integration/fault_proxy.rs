@@ -1,6 +1,8 @@
 //! A TCP proxy between the host and one of its servers that a test controls: it forwards
 //! bytes both ways until it is paused (the connections stay open and nothing moves: a
-//! server that stalls), and forwards again when it is resumed; `cut` resets every open
+//! server that stalls), and forwards again when it is resumed; `pause_answers` holds only
+//! what the server sends (it got the request and acted on it, but its answer is late);
+//! `cut` resets every open
 //! connection, dropping what a stall held back, as a stalled connection ends when it is
 //! finally torn down. Faults are real: the host talks to a socket that stops answering.
 
@@ -13,6 +15,8 @@ pub struct FaultProxy {
     /// `host:port` the host is pointed at.
     pub address: String,
     running: watch::Sender<bool>,
+    /// The server-to-client direction only.
+    answering: watch::Sender<bool>,
     /// Bumped by `cut`: every connection of an older generation ends.
     generation: watch::Sender<u64>,
     /// While set, new connections are closed at once: the server is unreachable.
@@ -26,6 +30,7 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?.to_string();
         let (running, flowing) = watch::channel(true);
+        let (answering, answers_flowing) = watch::channel(true);
         let (generation, generations) = watch::channel(0u64);
         let target = Arc::new(target.to_string());
         let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -36,7 +41,8 @@ impl FaultProxy {
                     drop(client);
                     continue;
                 }
-                let (target, flowing) = (target.clone(), flowing.clone());
+                let (target, flowing, answers_flowing) =
+                    (target.clone(), flowing.clone(), answers_flowing.clone());
                 let mut cut = generations.clone();
                 cut.mark_unchanged();
                 tokio::spawn(async move {
@@ -46,8 +52,8 @@ impl FaultProxy {
                         tokio::select! {
                             _ = async {
                                 tokio::join!(
-                                    pump(client_read, server_write, flowing.clone()),
-                                    pump(server_read, client_write, flowing),
+                                    pump(client_read, server_write, flowing.clone(), None),
+                                    pump(server_read, client_write, flowing, Some(answers_flowing)),
                                 )
                             } => {}
                             // Dropping both halves resets the connection on both sides.
@@ -60,6 +66,7 @@ impl FaultProxy {
         Ok(FaultProxy {
             address,
             running,
+            answering,
             generation,
             refusing,
             accepting,
@@ -71,8 +78,15 @@ impl FaultProxy {
         let _ = self.running.send(false);
     }
 
+    /// Holds the server's answers only: requests still reach it and take effect.
+    pub fn pause_answers(&self) {
+        let _ = self.answering.send(false);
+    }
+
+    /// Moves bytes both ways again.
     pub fn resume(&self) {
         let _ = self.running.send(true);
+        let _ = self.answering.send(true);
     }
 
     /// Resets every open connection; what a pause held back is lost with it.
@@ -99,11 +113,13 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Copies `from` to `to`, holding each chunk while the proxy is paused.
+/// Copies `from` to `to`, holding each chunk while the proxy is paused (or, for the answer
+/// direction, while answers are held).
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut flowing: watch::Receiver<bool>,
+    mut answers_flowing: Option<watch::Receiver<bool>>,
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
@@ -113,6 +129,11 @@ async fn pump(
         };
         if flowing.wait_for(|flowing| *flowing).await.is_err() {
             return;
+        }
+        if let Some(answers) = answers_flowing.as_mut() {
+            if answers.wait_for(|flowing| *flowing).await.is_err() {
+                return;
+            }
         }
         if to.write_all(&buffer[..read]).await.is_err() {
             return;

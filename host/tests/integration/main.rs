@@ -21,6 +21,8 @@
 //!   SQL, made-up methods.
 //! - `degraded`: a backing service that is down, or stalls behind `fault_proxy`.
 //! - `fault_proxy`: a TCP proxy a test pauses and resumes, between the host and a server.
+//! - `stock`: late answers between order and product, a cut broker: stock and events exactly once.
+//! - `schedules`: scheduled triggers, their outcomes, one host of several running each.
 //! - `mixed`: real servers beside embedded backends.
 //! - `swap`: deploy, rollback and `--watch` under load; refused versions; the admin token;
 //!   restarts from the state directory.
@@ -34,6 +36,8 @@ mod mixed;
 mod notification;
 mod order;
 mod product;
+mod schedules;
+mod stock;
 mod support;
 mod swap;
 mod user;
@@ -54,6 +58,8 @@ fn main() -> ExitCode {
         limits::tests(),
         mixed::tests(),
         degraded::tests(),
+        stock::tests(),
+        schedules::tests(),
         swap::tests(),
     ]
     .into_iter()

@@ -1,10 +1,11 @@
 //! The product service's REST API, reached through the outgoing-http capability.
 //!
 //! `POST {product_service_url}/products/{id}/reserve` and `.../release` with
-//! `{"quantity": n}`, forwarding the caller's `authorization` header (the product service
-//! authenticates these routes itself). The mapping of its answers to domain errors is
+//! `{"quantity": n}`, the change's `Idempotency-Key` and the `authorization` header of the
+//! caller it is made for (the product service authenticates these routes itself). The mapping of its answers to domain errors is
 //! pure ([`reserve_outcome`], [`release_outcome`]) and unit-tested.
 
+use crate::model::StockChange;
 use crate::ports::{ProductService, ProductServiceError, Released, ReservedProduct};
 use platform_guest::http::Method;
 use platform_guest::money;
@@ -12,8 +13,10 @@ use platform_guest::outgoing_http::{self, OutgoingRequest};
 use serde_json::{json, Value};
 
 /// Give up on the product service after this long, so that even a reservation followed
-/// by a compensating release stays within the host's request timeout.
-const TIMEOUT_MS: u32 = 5_000;
+/// by a release stays within the host's request timeout; a change whose answer did not
+/// come in time is settled later under the same key.
+/// (config `product_timeout_ms`).
+pub const DEFAULT_PRODUCT_TIMEOUT_MS: u32 = 5_000;
 
 /// Maps the product service's answer to `POST /products/{id}/reserve`.
 pub fn reserve_outcome(status: u16, body: &[u8]) -> Result<ReservedProduct, ProductServiceError> {
@@ -36,6 +39,7 @@ pub fn release_outcome(status: u16, body: &[u8]) -> Result<Released, ProductServ
     match status {
         200..=299 => Ok(Released::Released),
         404 => Ok(Released::ProductGone),
+        409 => Ok(Released::NothingReserved),
         401 => Err(ProductServiceError::Unauthorized),
         _ => Err(ProductServiceError::Unavailable(format!(
             "release answered {status}: {}",
@@ -72,41 +76,38 @@ fn excerpt(body: &[u8]) -> String {
 pub struct HttpProductClient {
     /// `product_service_url` from the service's config; `None` when it is not set.
     base_url: Option<String>,
-    /// The caller's `authorization` header, forwarded unchanged.
-    authorization: Option<String>,
+    timeout_ms: u32,
 }
 
 impl HttpProductClient {
-    pub fn new(base_url: Option<String>, authorization: Option<String>) -> Self {
+    pub fn new(base_url: Option<String>, timeout_ms: u32) -> Self {
         HttpProductClient {
             base_url,
-            authorization,
+            timeout_ms,
         }
     }
 
-    fn post(
-        &self,
-        product_id: i64,
-        action: &str,
-        quantity: i64,
-    ) -> Result<(u16, Vec<u8>), ProductServiceError> {
+    fn post(&self, change: &StockChange) -> Result<(u16, Vec<u8>), ProductServiceError> {
         let base = self.base_url.as_deref().ok_or_else(|| {
             ProductServiceError::Unavailable("config key `product_service_url` is not set".into())
         })?;
-        let url = product_url(base, product_id, action);
+        let url = product_url(base, change.product_id, change.action.as_str());
         let mut headers = vec![
             ("content-type".to_string(), "application/json".to_string()),
             ("accept".to_string(), "application/json".to_string()),
+            ("idempotency-key".to_string(), change.key.clone()),
         ];
-        if let Some(authorization) = &self.authorization {
+        if let Some(authorization) = &change.authorization {
             headers.push(("authorization".to_string(), authorization.clone()));
         }
         let request = OutgoingRequest {
             method: Method::Post,
             url: url.clone(),
             headers,
-            body: json!({ "quantity": quantity }).to_string().into_bytes(),
-            timeout_ms: Some(TIMEOUT_MS),
+            body: json!({ "quantity": change.quantity })
+                .to_string()
+                .into_bytes(),
+            timeout_ms: Some(self.timeout_ms),
         };
         outgoing_http::send(&request)
             .map(|response| (response.status, response.body))
@@ -123,17 +124,13 @@ pub fn product_url(base: &str, product_id: i64, action: &str) -> String {
 }
 
 impl ProductService for HttpProductClient {
-    fn reserve(
-        &self,
-        product_id: i64,
-        quantity: i64,
-    ) -> Result<ReservedProduct, ProductServiceError> {
-        let (status, body) = self.post(product_id, "reserve", quantity)?;
+    fn reserve(&self, change: &StockChange) -> Result<ReservedProduct, ProductServiceError> {
+        let (status, body) = self.post(change)?;
         reserve_outcome(status, &body)
     }
 
-    fn release(&self, product_id: i64, quantity: i64) -> Result<Released, ProductServiceError> {
-        let (status, body) = self.post(product_id, "release", quantity)?;
+    fn release(&self, change: &StockChange) -> Result<Released, ProductServiceError> {
+        let (status, body) = self.post(change)?;
         release_outcome(status, &body)
     }
 }
@@ -219,6 +216,7 @@ mod tests {
             Ok(Released::Released)
         );
         assert_eq!(release_outcome(404, b""), Ok(Released::ProductGone));
+        assert_eq!(release_outcome(409, b""), Ok(Released::NothingReserved));
         assert_eq!(
             release_outcome(401, b""),
             Err(ProductServiceError::Unauthorized)

@@ -1,8 +1,8 @@
 //! All SQL of the order service, through the database capability.
 //!
-//! Portable SQL (PostgreSQL today, SQLite later): `$n` placeholders, `RETURNING`, `now()`.
+//! Portable SQL (PostgreSQL and SQLite): `$n` placeholders, `RETURNING`, `now()`.
 
-use crate::model::{Order, OrderDraft, OrderStatus, OutboxEvent};
+use crate::model::{Order, OrderDraft, OrderStatus, OutboxEvent, StockAction, StockChange};
 use crate::ports::{Store, StoreError, StoreTx};
 use platform_guest::database::{self, Rows, Transaction, Value};
 use platform_guest::db::{first, rows, Row};
@@ -12,9 +12,54 @@ use platform_guest::pagination::Page;
 /// treat it as left behind (its publish failed, or its instance stopped).
 const OUTBOX_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
+const STOCK_CHANGE_COLUMNS: &str =
+    "id, idempotency_key, action, product_id, quantity, caller_authorization";
+
+fn stock_change_from_row(row: &Row<'_>) -> Result<StockChange, StoreError> {
+    let action = row.text("action")?;
+    Ok(StockChange {
+        id: row.int("id")?,
+        key: row.text("idempotency_key")?,
+        action: StockAction::parse(&action)
+            .ok_or_else(|| StoreError::Internal(format!("unknown stock action `{action}`")))?,
+        product_id: row.int("product_id")?,
+        quantity: row.int("quantity")?,
+        authorization: row.optional_text("caller_authorization")?,
+    })
+}
+
+fn stock_change_params(change: &StockChange) -> Vec<Value> {
+    vec![
+        Value::Text(change.key.clone()),
+        Value::Text(change.action.as_str().into()),
+        Value::Int(change.product_id),
+        Value::Int(change.quantity),
+        match &change.authorization {
+            Some(authorization) => Value::Text(authorization.clone()),
+            None => Value::Null,
+        },
+    ]
+}
+
+const INSERT_STOCK_CHANGE: &str = "INSERT INTO stock_changes \
+     (idempotency_key, action, product_id, quantity, caller_authorization) \
+     VALUES ($1, $2, $3, $4, $5) \
+     RETURNING id, idempotency_key, action, product_id, quantity, caller_authorization";
+
+fn inserted_stock_change(result: &Rows) -> Result<StockChange, StoreError> {
+    let row = first(result)
+        .ok_or_else(|| StoreError::Internal("INSERT ... RETURNING gave no row".into()))?;
+    stock_change_from_row(&row)
+}
+
+fn cutoff(grace: chrono::TimeDelta) -> Value {
+    let cutoff = chrono::Utc::now() - grace;
+    Value::Timestamp(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
 /// The columns every order query returns, in [`order_from_row`]'s terms.
 const ORDER_COLUMNS: &str = "id, user_id, product_id, product_name, quantity, unit_price_cents, \
-                             total_price_cents, status, created_at, updated_at";
+                             total_price_cents, status, created_at, updated_at, reservation_id";
 
 fn order_from_row(row: &Row<'_>) -> Result<Order, StoreError> {
     let status = row.text("status")?;
@@ -30,6 +75,7 @@ fn order_from_row(row: &Row<'_>) -> Result<Order, StoreError> {
             .ok_or_else(|| StoreError::Internal(format!("unknown order status `{status}`")))?,
         created_at: row.timestamp("created_at")?,
         updated_at: row.timestamp("updated_at")?,
+        reservation_id: row.optional_text("reservation_id")?,
     })
 }
 
@@ -71,17 +117,45 @@ impl Store for Repository {
     }
 
     fn stale_event_ids(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
-        let cutoff = chrono::Utc::now() - OUTBOX_GRACE;
         let result = database::query(
             "SELECT id FROM outbox WHERE created_at < $1 ORDER BY id LIMIT $2",
-            &[
-                Value::Timestamp(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-                Value::Int(limit),
-            ],
+            &[cutoff(OUTBOX_GRACE), Value::Int(limit)],
         )?;
         Ok(rows(&result)
             .map(|row| row.int("id"))
             .collect::<Result<_, _>>()?)
+    }
+
+    fn record_stock_change(&self, change: &StockChange) -> Result<StockChange, StoreError> {
+        inserted_stock_change(&database::query(
+            INSERT_STOCK_CHANGE,
+            &stock_change_params(change),
+        )?)
+    }
+
+    fn forget_stock_change(&self, id: i64) -> Result<(), StoreError> {
+        database::execute("DELETE FROM stock_changes WHERE id = $1", &[Value::Int(id)])?;
+        Ok(())
+    }
+
+    fn unsettled_stock_changes(
+        &self,
+        older_than_seconds: i64,
+        limit: i64,
+    ) -> Result<Vec<StockChange>, StoreError> {
+        let result = database::query(
+            &format!(
+                "SELECT {STOCK_CHANGE_COLUMNS} FROM stock_changes WHERE created_at < $1 \
+                 ORDER BY id LIMIT $2"
+            ),
+            &[
+                cutoff(chrono::TimeDelta::seconds(older_than_seconds)),
+                Value::Int(limit),
+            ],
+        )?;
+        rows(&result)
+            .map(|row| stock_change_from_row(&row))
+            .collect()
     }
 }
 
@@ -93,8 +167,8 @@ impl StoreTx for DbTx {
         let result = self.0.query(
             &format!(
                 "INSERT INTO orders (user_id, product_id, product_name, quantity, \
-                 unit_price_cents, total_price_cents, status) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {ORDER_COLUMNS}"
+                 unit_price_cents, total_price_cents, status, reservation_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {ORDER_COLUMNS}"
             ),
             &[
                 Value::Int(draft.user_id),
@@ -104,6 +178,7 @@ impl StoreTx for DbTx {
                 Value::Int(draft.unit_price_cents),
                 Value::Int(draft.total_price_cents),
                 Value::Text(draft.status.as_str().to_string()),
+                Value::Text(draft.reservation_id.clone()),
             ],
         )?;
         first_order(&result)?
@@ -129,6 +204,20 @@ impl StoreTx for DbTx {
             &[Value::Int(id)],
         )?;
         first_order(&result)
+    }
+
+    fn insert_stock_change(&mut self, change: &StockChange) -> Result<StockChange, StoreError> {
+        inserted_stock_change(
+            &self
+                .0
+                .query(INSERT_STOCK_CHANGE, &stock_change_params(change))?,
+        )
+    }
+
+    fn delete_stock_change(&mut self, id: i64) -> Result<(), StoreError> {
+        self.0
+            .execute("DELETE FROM stock_changes WHERE id = $1", &[Value::Int(id)])?;
+        Ok(())
     }
 
     fn insert_event(&mut self, event: &OutboxEvent) -> Result<i64, StoreError> {
