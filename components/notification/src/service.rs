@@ -29,6 +29,11 @@ impl Handled {
         match self {
             Handled::Stored { .. } | Handled::Duplicate { .. } => Outcome::Ack,
             Handled::Rejected(error) => Outcome::DeadLetter(error.to_string()),
+            // A database that is down is waited out; any other failure counts as one.
+            Handled::Failed {
+                event_id,
+                error: error @ StoreError::Unavailable(_),
+            } => Outcome::Unavailable(format!("event {event_id}: {error}")),
             Handled::Failed { event_id, error } => {
                 Outcome::Retry(format!("event {event_id}: {error}"))
             }
@@ -275,20 +280,26 @@ mod tests {
     }
 
     #[test]
-    fn database_failures_are_retried() {
-        for error in [
-            StoreError::Unavailable("connection refused".into()),
-            StoreError::Internal("deadlock detected".into()),
-        ] {
-            let store = FakeStore::failing(error);
-            let handled = handle_event(&store, &event("order.created", "e9", 1, 1), &[]);
-            assert!(handled.log_record().is_none());
-            match handled.outcome() {
-                Outcome::Retry(reason) => {
-                    assert!(reason.starts_with("event e9: database "), "{reason}")
-                }
-                other => panic!("expected Retry, got {other:?}"),
+    fn a_database_that_is_down_is_waited_out_and_other_failures_are_retried() {
+        let store = FakeStore::failing(StoreError::Unavailable("connection refused".into()));
+        let handled = handle_event(&store, &event("order.created", "e9", 1, 1), &[]);
+        assert!(handled.log_record().is_none());
+        match handled.outcome() {
+            Outcome::Unavailable(reason) => {
+                assert!(
+                    reason.starts_with("event e9: database unavailable"),
+                    "{reason}"
+                )
             }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        let store = FakeStore::failing(StoreError::Internal("deadlock detected".into()));
+        let handled = handle_event(&store, &event("order.created", "e9", 1, 1), &[]);
+        match handled.outcome() {
+            Outcome::Retry(reason) => {
+                assert!(reason.starts_with("event e9: database error"), "{reason}")
+            }
+            other => panic!("expected Retry, got {other:?}"),
         }
     }
 

@@ -472,6 +472,10 @@ pub struct SubscriptionConfig {
     pub retry_delay_ms: u64,
     #[serde(default = "default_max_retry_delay")]
     pub max_retry_delay_ms: u64,
+    /// How long a message may keep failing with `unavailable` (since its first failure)
+    /// before it is dead-lettered.
+    #[serde(default = "default_max_retry_age")]
+    pub max_retry_age_seconds: u64,
 }
 
 impl SubscriptionConfig {
@@ -479,6 +483,20 @@ impl SubscriptionConfig {
     pub fn retry_delay(&self, retries: u32) -> Duration {
         let doubled = self.retry_delay_ms.saturating_mul(1u64 << retries.min(32));
         Duration::from_millis(doubled.min(self.max_retry_delay_ms))
+    }
+
+    /// How long a message that has been unavailable for `failing` waits: as long again
+    /// (so the pauses double over an outage), within `retry_delay_ms..=max_retry_delay_ms`.
+    pub fn unavailable_delay(&self, failing: Duration) -> Duration {
+        let millis = u64::try_from(failing.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(millis.clamp(
+            self.retry_delay_ms,
+            self.max_retry_delay_ms.max(self.retry_delay_ms),
+        ))
+    }
+
+    pub fn max_retry_age(&self) -> Duration {
+        Duration::from_secs(self.max_retry_age_seconds)
     }
 }
 
@@ -544,6 +562,9 @@ fn default_retry_delay() -> u64 {
 }
 fn default_max_retry_delay() -> u64 {
     60_000
+}
+fn default_max_retry_age() -> u64 {
+    3_600
 }
 fn default_max_retry() -> u32 {
     3

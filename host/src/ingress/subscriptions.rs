@@ -9,8 +9,9 @@ use super::ServiceEndpoint;
 use crate::backends::broker::{Broker, Consumer, Delivery, Settle};
 use crate::bindings::messaging_types::{Delivery as GuestDelivery, Message, Outcome};
 use crate::config::SubscriptionConfig;
+use crate::runtime::CallError;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -115,24 +116,37 @@ async fn process(
         attempt,
     };
     let version = service.current.load_full();
-    let outcome = version
+    let outcome = match version
         .handle_message(&service.service, &message_id, guest_delivery)
         .await
-        // A trap or a timeout counts as a request to retry.
-        .unwrap_or_else(|error| Outcome::Retry(error.to_string()));
-    let (settle, outcome) = match outcome {
-        Outcome::Ack => (Settle::Ack, MessageOutcome::Acked),
-        Outcome::Retry(reason) if attempt < subscription.max_retry_attempts => {
-            // A growing pause, so a failing backend is not hammered; the message waits at
-            // the broker, and this delivery slot takes the next message.
-            let delay = subscription.retry_delay(delivery.retries);
-            tracing::warn!(service = %service.name(), message_id, attempt, %reason, ?delay, "message failed; retrying");
-            (Settle::Retry(delay), MessageOutcome::Retried)
+    {
+        Ok(outcome) => outcome,
+        // The host had no room for the call: nothing is wrong with the message.
+        Err(error @ (CallError::Overloaded(_) | CallError::Instantiate(_))) => {
+            Outcome::Unavailable(error.to_string())
         }
-        Outcome::Retry(reason) | Outcome::DeadLetter(reason) => {
-            tracing::error!(service = %service.name(), message_id, attempt, %reason, dead_letter_queue = %subscription.dead_letter_queue, "message dead-lettered");
+        // A trap or a timeout counts as a failure of the message.
+        Err(error) => Outcome::Retry(error.to_string()),
+    };
+    let failing = delivery
+        .first_failed_at
+        .and_then(|first| SystemTime::now().duration_since(first).ok())
+        .unwrap_or_default();
+    let decision = decide(&outcome, delivery.retries, failing, subscription);
+    let (settle, outcome) = match (&decision, outcome) {
+        (Settle::Ack, _) => (Settle::Ack, MessageOutcome::Acked),
+        (Settle::Retry { delay, .. }, Outcome::Retry(reason) | Outcome::Unavailable(reason)) => {
+            tracing::warn!(service = %service.name(), message_id, attempt, %reason, ?delay, "message failed; retrying");
+            (decision, MessageOutcome::Retried)
+        }
+        (
+            _,
+            Outcome::Retry(reason) | Outcome::Unavailable(reason) | Outcome::DeadLetter(reason),
+        ) => {
+            tracing::error!(service = %service.name(), message_id, attempt, %reason, ?failing, dead_letter_queue = %subscription.dead_letter_queue, "message dead-lettered");
             (Settle::DeadLetter, MessageOutcome::DeadLettered)
         }
+        (_, Outcome::Ack) => unreachable!("an ack is always settled as one"),
     };
     match delivery.settle(settle).await {
         Ok(()) => Some(outcome),
@@ -140,6 +154,33 @@ async fn process(
             tracing::warn!(service = %service.name(), message_id, %error, "could not settle a delivery; the broker keeps it");
             None
         }
+    }
+}
+
+/// What becomes of a delivery the handler answered `outcome` for, after `retries` counted
+/// retries and `failing` since its first failure. A `retry` is counted and its pause
+/// doubles, so a message that always fails (poison) is dead-lettered after
+/// `max_retry_attempts`; an `unavailable` is not counted, its pause grows with the outage,
+/// and it is dead-lettered only once it has been failing for `max_retry_age_seconds`.
+fn decide(
+    outcome: &Outcome,
+    retries: u32,
+    failing: Duration,
+    subscription: &SubscriptionConfig,
+) -> Settle {
+    match outcome {
+        Outcome::Ack => Settle::Ack,
+        Outcome::Retry(_) if retries.saturating_add(1) < subscription.max_retry_attempts => {
+            Settle::Retry {
+                delay: subscription.retry_delay(retries),
+                counted: true,
+            }
+        }
+        Outcome::Unavailable(_) if failing < subscription.max_retry_age() => Settle::Retry {
+            delay: subscription.unavailable_delay(failing),
+            counted: false,
+        },
+        Outcome::Retry(_) | Outcome::Unavailable(_) | Outcome::DeadLetter(_) => Settle::DeadLetter,
     }
 }
 
@@ -153,4 +194,108 @@ fn message_id(delivery: &Delivery) -> String {
         .find(|(name, _)| name == "event_id")
         .map(|(_, value)| value.clone())
         .unwrap_or_else(|| delivery.broker_id.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription() -> SubscriptionConfig {
+        toml::from_str(
+            r#"
+            queue = "q"
+            exchange = "e"
+            routing_keys = ["k"]
+            dead_letter_queue = "q.dlq"
+            max_retry_attempts = 3
+            retry_delay_ms = 1000
+            max_retry_delay_ms = 8000
+            max_retry_age_seconds = 60
+            "#,
+        )
+        .unwrap()
+    }
+
+    const fn seconds(seconds: u64) -> Duration {
+        Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn a_failing_message_is_retried_with_doubling_pauses_then_dead_lettered() {
+        let subscription = subscription();
+        let failed = Outcome::Retry("boom".into());
+        let delays: Vec<Settle> = (0..3)
+            .map(|retries| decide(&failed, retries, seconds(0), &subscription))
+            .collect();
+        assert_eq!(
+            delays,
+            vec![
+                Settle::Retry {
+                    delay: seconds(1),
+                    counted: true
+                },
+                Settle::Retry {
+                    delay: seconds(2),
+                    counted: true
+                },
+                Settle::DeadLetter,
+            ]
+        );
+        // A forged or runaway count dead-letters, never overflows.
+        assert_eq!(
+            decide(&failed, u32::MAX, seconds(0), &subscription),
+            Settle::DeadLetter
+        );
+    }
+
+    #[test]
+    fn an_unavailable_backend_is_waited_out_until_the_maximum_age() {
+        let subscription = subscription();
+        let unavailable = Outcome::Unavailable("database down".into());
+        // Not counted: even far past max_retry_attempts it is retried.
+        assert_eq!(
+            decide(&unavailable, 50, seconds(0), &subscription),
+            Settle::Retry {
+                delay: seconds(1),
+                counted: false
+            }
+        );
+        // The pause is as long as the outage so far, within the configured bounds.
+        assert_eq!(
+            decide(&unavailable, 0, seconds(3), &subscription),
+            Settle::Retry {
+                delay: seconds(3),
+                counted: false
+            }
+        );
+        assert_eq!(
+            decide(&unavailable, 0, seconds(59), &subscription),
+            Settle::Retry {
+                delay: seconds(8),
+                counted: false
+            }
+        );
+        assert_eq!(
+            decide(&unavailable, 0, seconds(60), &subscription),
+            Settle::DeadLetter
+        );
+    }
+
+    #[test]
+    fn acks_and_dead_letters_are_final() {
+        let subscription = subscription();
+        assert_eq!(
+            decide(&Outcome::Ack, 9, seconds(999), &subscription),
+            Settle::Ack
+        );
+        assert_eq!(
+            decide(
+                &Outcome::DeadLetter("bad".into()),
+                0,
+                seconds(0),
+                &subscription
+            ),
+            Settle::DeadLetter
+        );
+    }
 }

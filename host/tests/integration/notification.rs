@@ -39,6 +39,7 @@ pub fn tests() -> Vec<Test> {
     tests.extend(crate::real_backend_tests![
         order_created_and_cancelled_events_have_the_contract_shape,
         events_that_arrive_while_the_database_is_down_are_all_handled_once_it_is_back,
+        events_unavailable_past_the_maximum_age_are_dead_lettered,
     ]);
     // Crashes a host of its own on the embedded broker.
     tests.extend(crate::embedded_backend_tests![
@@ -314,10 +315,79 @@ fn created_event(event_id: &str, order_id: i64, user: &TestUser, product_name: &
 
 /// An order id no real order of this run has.
 /// PostgreSQL is unreachable for 5 s (a proxy between the host and it resets every
-/// connection and refuses new ones) while 20 events arrive: each is retried with a growing
-/// pause, none is dead-lettered, and all 20 notifications are there once it is back.
+/// connection and refuses new ones) while 20 events arrive: a database that is down is
+/// waited out with a growing pause, not counted as a failure of the message (two counted
+/// failures would dead-letter it here), so none is dead-lettered and all 20 notifications
+/// are there once it is back.
 async fn events_that_arrive_while_the_database_is_down_are_all_handled_once_it_is_back(
     _: &'static Platform,
+) -> anyhow::Result<()> {
+    with_database_behind_a_proxy(
+        |subscription| {
+            // The shipped pause (2 s), and a second failure that counted would be the last.
+            subscription.insert("retry_delay_ms".into(), 2000.into());
+            subscription.insert("max_retry_attempts".into(), 2.into());
+        },
+        async |platform, proxy| database_outage(platform, proxy).await,
+    )
+    .await
+}
+
+/// The same outage, with events allowed to be unavailable for 1 s only: each is
+/// dead-lettered while the database is still down, and none becomes a notification.
+async fn events_unavailable_past_the_maximum_age_are_dead_lettered(
+    _: &'static Platform,
+) -> anyhow::Result<()> {
+    with_database_behind_a_proxy(
+        |subscription| {
+            subscription.insert("max_retry_age_seconds".into(), 1.into());
+        },
+        async |platform, proxy| {
+            let user = platform.new_user().await?;
+            let order_ids: Vec<i64> = (0..3).map(|_| synthetic_order_id()).collect();
+            let bodies: Vec<Vec<u8>> = order_ids
+                .iter()
+                .map(|order_id| {
+                    let event = created_event(
+                        &uuid::Uuid::new_v4().to_string(),
+                        *order_id,
+                        &user,
+                        "too long unavailable",
+                    );
+                    serde_json::to_vec(&event).expect("JSON")
+                })
+                .collect();
+            let dead_letters_before = consumed(platform, "dead_letter").await?;
+            proxy.down();
+            let messages: Vec<(&str, &[u8])> = bodies
+                .iter()
+                .map(|body| ("order.created", body.as_slice()))
+                .collect();
+            platform.publish(&messages).await?;
+            let dead = eventually(
+                "the events to be dead-lettered during the outage",
+                Duration::from_secs(20),
+                || async {
+                    let dead = consumed(platform, "dead_letter").await? - dead_letters_before;
+                    Ok((dead >= 3.0).then_some(dead))
+                },
+            )
+            .await;
+            proxy.up();
+            assert_eq!(dead?, 3.0);
+            let notifications: Value = get_notifications(platform, &user, "").await?.json().await?;
+            assert_eq!(notifications, json!([]));
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// A shop on the real servers with PostgreSQL behind a fault proxy, the notification
+/// subscription adjusted by `configure`; the proxy is brought back up whatever `test` did.
+async fn with_database_behind_a_proxy(
+    configure: impl FnOnce(&mut toml::Table),
+    test: impl AsyncFnOnce(&Platform, &crate::fault_proxy::FaultProxy) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let proxy = crate::fault_proxy::FaultProxy::start("127.0.0.1:5432").await?;
     let names = crate::support::RunNames::new();
@@ -331,16 +401,15 @@ async fn events_that_arrive_while_the_database_is_down_are_all_handled_once_it_i
         &["database", "url"],
         format!("postgres://postgres@{}/postgres", proxy.address).into(),
     );
-    // The shipped pause: 2 s, then 4 s.
     if let Some(subscription) =
         config["services"]["notification"]["subscriptions"][0].as_table_mut()
     {
-        subscription.insert("retry_delay_ms".into(), 2000.into());
+        configure(subscription);
     }
-    let platform = Platform::start(names, config).await?;
-    let result = database_outage(&platform, &proxy).await;
+    let result =
+        crate::support::with_platform(names, config, async |platform| test(platform, &proxy).await)
+            .await;
     proxy.up();
-    platform.stop().await;
     result
 }
 

@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 const RETRY_HEADER: &str = "x-retry-count";
+/// When a delivery of the message first failed, in milliseconds since the Unix epoch.
+const FIRST_FAILED_HEADER: &str = "x-first-failed-at";
 const ORIGINAL_EXCHANGE_HEADER: &str = "x-original-exchange";
 const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -502,6 +504,9 @@ impl AmqpConsumer {
         let retries: u32 = header(RETRY_HEADER)
             .and_then(|value| value.parse().ok())
             .unwrap_or(0);
+        let first_failed_at = header(FIRST_FAILED_HEADER)
+            .and_then(|value| value.parse().ok())
+            .and_then(super::from_epoch_millis);
         let exchange =
             header(ORIGINAL_EXCHANGE_HEADER).unwrap_or_else(|| delivery.exchange.to_string());
         let routing_key =
@@ -528,6 +533,7 @@ impl AmqpConsumer {
         Delivery {
             message,
             retries,
+            first_failed_at,
             broker_id,
             settler: Box::new(AmqpSettler {
                 channel: self.channel.clone(),
@@ -550,13 +556,13 @@ impl Settler for AmqpSettler {
         self: Box<Self>,
         settle: Settle,
         message: Message,
-        retries: u32,
+        failures: super::Failures,
     ) -> Result<(), ConsumeError> {
         let acker = &self.delivery.acker;
         let settled = match settle {
             Settle::Ack => acker.ack(BasicAckOptions::default()).await,
-            Settle::Retry(delay) => match self
-                .republish(&message, retries.saturating_add(1), delay)
+            Settle::Retry { delay, counted } => match self
+                .republish(&message, failures.after_retry(counted), delay)
                 .await
             {
                 Ok(()) => acker.ack(BasicAckOptions::default()).await,
@@ -584,7 +590,7 @@ impl AmqpSettler {
     async fn republish(
         &self,
         message: &Message,
-        retries: u32,
+        (retries, first_failed_at): (u32, std::time::SystemTime),
         delay: Duration,
     ) -> Result<(), lapin::Error> {
         let mut headers = self
@@ -596,6 +602,12 @@ impl AmqpSettler {
         headers.insert(
             ShortString::from(RETRY_HEADER),
             AMQPValue::LongString(LongString::from(retries.to_string())),
+        );
+        headers.insert(
+            ShortString::from(FIRST_FAILED_HEADER),
+            AMQPValue::LongString(LongString::from(
+                super::epoch_millis(first_failed_at).to_string(),
+            )),
         );
         headers.insert(
             ShortString::from(ORIGINAL_EXCHANGE_HEADER),

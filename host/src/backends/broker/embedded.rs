@@ -41,6 +41,8 @@ struct Envelope {
     pub message: Message,
     /// Failed deliveries before this one (the handler's `retry` answers).
     pub retries: u32,
+    /// When a delivery of it first failed, in milliseconds since the Unix epoch.
+    pub first_failed_at: Option<i64>,
 }
 
 /// A queue that has a consumer: its ready messages, oldest first.
@@ -147,12 +149,26 @@ impl EmbeddedBroker {
                 content_type TEXT,
                 headers TEXT NOT NULL,
                 payload BLOB NOT NULL,
-                retries INTEGER NOT NULL DEFAULT 0
+                retries INTEGER NOT NULL DEFAULT 0,
+                first_failed_at INTEGER
             )",
         )
         .execute(&store)
         .await
         .map_err(open_error)?;
+        // Stores written before the column existed gain it.
+        let has_first_failed: bool = sqlx::query_scalar(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'first_failed_at'",
+        )
+        .fetch_one(&store)
+        .await
+        .map_err(open_error)?;
+        if !has_first_failed {
+            sqlx::query("ALTER TABLE messages ADD COLUMN first_failed_at INTEGER")
+                .execute(&store)
+                .await
+                .map_err(open_error)?;
+        }
         sqlx::query("CREATE INDEX IF NOT EXISTS messages_queue_id ON messages (queue, id)")
             .execute(&store)
             .await
@@ -231,20 +247,32 @@ impl EmbeddedBroker {
             .map(|_| ())
     }
 
-    /// The handler asked for a retry: the message goes to the back of `queue`, counted.
+    /// The message goes to the back of `queue` after `delay`, counted if `counted`, with
+    /// the time of its first failure.
     async fn retry(
         &self,
         queue: &str,
         mut envelope: Envelope,
         delay: std::time::Duration,
+        counted: bool,
     ) -> Result<(), sqlx::Error> {
-        let recorded = sqlx::query("UPDATE messages SET retries = retries + 1 WHERE id = $1")
-            .bind(envelope.id)
-            .execute(&self.store)
-            .await;
+        let failures = super::Failures {
+            retries: envelope.retries,
+            first_failed_at: envelope.first_failed_at.and_then(super::from_epoch_millis),
+        };
+        let (retries, first_failed_at) = failures.after_retry(counted);
+        let first_failed_at = super::epoch_millis(first_failed_at);
+        let recorded =
+            sqlx::query("UPDATE messages SET retries = $2, first_failed_at = $3 WHERE id = $1")
+                .bind(envelope.id)
+                .bind(i64::from(retries))
+                .bind(first_failed_at)
+                .execute(&self.store)
+                .await;
         // Even if the count was not written, the message is retried (and, as it is still
         // stored, delivered after a restart, at once).
-        envelope.retries = envelope.retries.saturating_add(1);
+        envelope.retries = retries;
+        envelope.first_failed_at = Some(first_failed_at);
         if let Some(ready) = self.queue(queue).cloned() {
             if delay.is_zero() {
                 ready.push(envelope);
@@ -279,8 +307,8 @@ impl EmbeddedBroker {
 /// The messages stored for `queue`, oldest first: ready, being handled, or dead letters.
 async fn stored(store: &SqlitePool, queue: &str) -> Result<Vec<Envelope>, sqlx::Error> {
     sqlx::query(
-        "SELECT id, exchange, routing_key, content_type, headers, payload, retries \
-         FROM messages WHERE queue = $1 ORDER BY id",
+        "SELECT id, exchange, routing_key, content_type, headers, payload, retries, \
+         first_failed_at FROM messages WHERE queue = $1 ORDER BY id",
     )
     .bind(queue)
     .fetch_all(store)
@@ -307,6 +335,7 @@ fn envelope_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Envelope, sqlx::Er
             .try_get::<i64, _>("retries")?
             .try_into()
             .unwrap_or(u32::MAX),
+        first_failed_at: row.try_get("first_failed_at")?,
     })
 }
 
@@ -357,6 +386,7 @@ impl Broker for EmbeddedBroker {
                     id,
                     message: message.clone(),
                     retries: 0,
+                    first_failed_at: None,
                 });
             }
         }
@@ -421,13 +451,16 @@ impl Broker for EmbeddedBroker {
             .filter(|envelope| wanted.is_none_or(|id| id == envelope.id))
             .take(DEAD_LETTER_BATCH)
         {
-            sqlx::query("UPDATE messages SET queue = $1, retries = 0 WHERE id = $2")
-                .bind(&subscription.queue)
-                .bind(envelope.id)
-                .execute(&self.store)
-                .await
-                .map_err(failed)?;
+            sqlx::query(
+                "UPDATE messages SET queue = $1, retries = 0, first_failed_at = NULL WHERE id = $2",
+            )
+            .bind(&subscription.queue)
+            .bind(envelope.id)
+            .execute(&self.store)
+            .await
+            .map_err(failed)?;
             envelope.retries = 0;
+            envelope.first_failed_at = None;
             if let Some(ready) = self.queue(&subscription.queue) {
                 ready.push(envelope);
             }
@@ -452,6 +485,7 @@ impl Consumer for EmbeddedConsumer {
         Some(Delivery {
             message: envelope.message,
             retries: envelope.retries,
+            first_failed_at: envelope.first_failed_at.and_then(super::from_epoch_millis),
             broker_id: format!("message-{}", envelope.id),
             settler: Box::new(EmbeddedSettler {
                 broker: self.broker.clone(),
@@ -478,16 +512,21 @@ impl Settler for EmbeddedSettler {
         self: Box<Self>,
         settle: Settle,
         message: Message,
-        retries: u32,
+        failures: super::Failures,
     ) -> Result<(), ConsumeError> {
         let envelope = Envelope {
             id: self.id,
             message,
-            retries,
+            retries: failures.retries,
+            first_failed_at: failures.first_failed_at.map(super::epoch_millis),
         };
         let settled = match settle {
             Settle::Ack => self.broker.ack(&envelope).await,
-            Settle::Retry(delay) => self.broker.retry(&self.queue, envelope, delay).await,
+            Settle::Retry { delay, counted } => {
+                self.broker
+                    .retry(&self.queue, envelope, delay, counted)
+                    .await
+            }
             Settle::DeadLetter => {
                 self.broker
                     .dead_letter(&self.dead_letter_queue, envelope)
@@ -568,6 +607,7 @@ mod tests {
             max_retry_attempts: 3,
             retry_delay_ms: 100,
             max_retry_delay_ms: 1_000,
+            max_retry_age_seconds: 60,
         }
     }
 
@@ -678,10 +718,10 @@ mod tests {
             .unwrap();
         let queue = broker.queue("exact").unwrap();
         let first = queue.next().await;
-        assert_eq!(first.retries, 0);
+        assert_eq!((first.retries, first.first_failed_at), (0, None));
         // The retry waits out its delay outside the queue: another message goes first.
         broker
-            .retry("exact", first, std::time::Duration::from_millis(300))
+            .retry("exact", first, std::time::Duration::from_millis(300), true)
             .await
             .unwrap();
         broker
@@ -695,6 +735,19 @@ mod tests {
         let second = queue.next().await;
         assert!(waited.elapsed() >= std::time::Duration::from_millis(250));
         assert_eq!(second.retries, 1);
+        let first_failed_at = second.first_failed_at.expect("the failure's time is kept");
+        // A redelivery after a transient failure is not counted and keeps the first time.
+        broker
+            .retry("exact", second, std::time::Duration::ZERO, false)
+            .await
+            .unwrap();
+        let second = queue.next().await;
+        assert_eq!(
+            (second.retries, second.first_failed_at),
+            (1, Some(first_failed_at))
+        );
+        let restored = stored(&broker.store, "exact").await.unwrap();
+        assert_eq!(restored[0].first_failed_at, Some(first_failed_at));
         assert_eq!(
             second.message.headers,
             [("event_id".to_string(), "m".to_string())]

@@ -43,9 +43,13 @@ pub struct ConsumeError(pub String);
 pub enum Settle {
     /// Handled: gone for good.
     Ack,
-    /// Deliver it again after the delay, with its retry count one higher. The message
-    /// waits at the broker, not in a consumer's delivery slot.
-    Retry(std::time::Duration),
+    /// Deliver it again after `delay`; a `counted` retry makes its retry count one higher
+    /// (a redelivery after a transient failure does not). Either way the time of its first
+    /// failure is kept. The message waits at the broker, not in a consumer's delivery slot.
+    Retry {
+        delay: std::time::Duration,
+        counted: bool,
+    },
     /// Move it to the subscription's dead-letter queue.
     DeadLetter,
 }
@@ -53,8 +57,10 @@ pub enum Settle {
 /// A message taken from a subscription's queue, until it is settled.
 pub struct Delivery {
     pub message: Message,
-    /// Failed deliveries before this one.
+    /// Counted retries before this one (see [`Settle::Retry`]).
     pub retries: u32,
+    /// When a delivery of it first failed, if one did.
+    pub first_failed_at: Option<std::time::SystemTime>,
     /// What the broker knows the message by (for logs when the publisher set no id).
     pub broker_id: String,
     settler: Box<dyn Settler>,
@@ -64,9 +70,11 @@ impl Delivery {
     /// Carries out `settle`. An error leaves the message with the broker, which delivers
     /// it again (on RabbitMQ to the next consumer, on the embedded broker after a restart).
     pub async fn settle(self, settle: Settle) -> Result<(), ConsumeError> {
-        self.settler
-            .settle(settle, self.message, self.retries)
-            .await
+        let failure = Failures {
+            retries: self.retries,
+            first_failed_at: self.first_failed_at,
+        };
+        self.settler.settle(settle, self.message, failure).await
     }
 }
 
@@ -77,8 +85,43 @@ trait Settler: Send {
         self: Box<Self>,
         settle: Settle,
         message: Message,
-        retries: u32,
+        failures: Failures,
     ) -> Result<(), ConsumeError>;
+}
+
+/// What a delivery's earlier failures left on it.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    retries: u32,
+    first_failed_at: Option<std::time::SystemTime>,
+}
+
+impl Failures {
+    /// The counts after a retry now: one more if `counted`, and the first failure's time.
+    fn after_retry(self, counted: bool) -> (u32, std::time::SystemTime) {
+        let retries = match counted {
+            true => self.retries.saturating_add(1),
+            false => self.retries,
+        };
+        (
+            retries,
+            self.first_failed_at
+                .unwrap_or_else(std::time::SystemTime::now),
+        )
+    }
+}
+
+/// Milliseconds since the Unix epoch, as brokers store a time.
+fn epoch_millis(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The time `millis` since the Unix epoch names.
+fn from_epoch_millis(millis: i64) -> Option<std::time::SystemTime> {
+    let millis = u64::try_from(millis).ok()?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(millis))
 }
 
 /// The deliveries of one subscription, while the broker is connected.
