@@ -137,6 +137,15 @@ pub mod fields {
                 value.clone(),
             ));
         };
+        if text.contains('\0') {
+            // No database stores it as text.
+            return Err(FieldError::new(
+                "string_nul",
+                &["body", name],
+                "String should not contain NUL characters",
+                value.clone(),
+            ));
+        }
         let length = text.chars().count();
         if length < min {
             let unit = if min == 1 { "character" } else { "characters" };

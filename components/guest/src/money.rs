@@ -17,7 +17,10 @@ pub fn parse_price(value: &Value, field: &str) -> Result<i64, FieldError> {
             Some(whole) => whole.to_string(),
             None => format!("{}", number.as_f64().unwrap_or(f64::NAN)),
         },
-        Value::String(text) => text.trim().to_string(),
+        // ASCII blanks only, as the documented pattern says.
+        Value::String(text) => text
+            .trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+            .to_string(),
         _ => {
             return Err(FieldError::new(
                 "decimal_type",

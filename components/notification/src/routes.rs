@@ -9,6 +9,7 @@ use crate::service;
 use platform_guest::dispatch::{Answer, Endpoint, RouteTable};
 use platform_guest::http::{self, route, Identity, Method, Request, Response, Route};
 use platform_guest::pagination::Page;
+use serde_json::json;
 
 /// The route table: `routes()` and `handle()` both read it.
 pub const ROUTES: RouteTable = RouteTable::new(&[Endpoint::authenticated(
@@ -27,6 +28,22 @@ fn list_notifications_route() -> Route {
         )
         .tag("notifications")
         .status(200)
+        .response_schema(json!({
+            "type": "array",
+            "items": {
+                "title": "Notification",
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "user_id": {"type": "integer"},
+                    "order_id": {"type": "integer"},
+                    "event": {"type": "string", "enum": ["order.created", "order.cancelled"]},
+                    "message": {"type": "string"},
+                    "created_at": {"type": "string", "format": "date-time"}
+                },
+                "required": ["id", "user_id", "order_id", "event", "message", "created_at"]
+            }
+        }))
         .build()
 }
 

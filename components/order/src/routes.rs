@@ -43,6 +43,30 @@ fn caller(identity: &Identity) -> Caller {
 
 // ---- route declarations ----------------------------------------------------------------
 
+fn order_schema() -> serde_json::Value {
+    json!({
+        "title": "Order",
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "user_id": {"type": "integer"},
+            "product_id": {"type": "integer"},
+            "product_name": {"type": "string"},
+            "quantity": {"type": "integer", "minimum": 1},
+            "unit_price": {"type": "number"},
+            "total_price": {"type": "number"},
+            "status": {
+                "type": "string",
+                "enum": ["pending", "confirmed", "shipped", "delivered", "cancelled"]
+            },
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"}
+        },
+        "required": ["id", "user_id", "product_id", "product_name", "quantity", "unit_price",
+                     "total_price", "status", "created_at", "updated_at"]
+    })
+}
+
 fn create_order_route() -> Route {
     route(Method::Post, "/orders")
         .authenticated()
@@ -58,11 +82,13 @@ fn create_order_route() -> Route {
             "title": "OrderCreate",
             "type": "object",
             "properties": {
-                "product_id": {"title": "Product Id", "type": "integer", "exclusiveMinimum": 0},
-                "quantity": {"title": "Quantity", "type": "integer", "exclusiveMinimum": 0}
+                "product_id": {"title": "Product Id", "type": "integer", "exclusiveMinimum": 0, "maximum": i64::MAX},
+                "quantity": {"title": "Quantity", "type": "integer", "exclusiveMinimum": 0, "maximum": i64::MAX}
             },
             "required": ["product_id", "quantity"]
         }))
+        .response_schema(order_schema())
+        .error(400, "The product does not exist or has not enough stock")
         .build()
 }
 
@@ -75,6 +101,7 @@ fn list_orders_route() -> Route {
              and `limit` (1..=100, default 100).",
         )
         .tag("orders")
+        .response_schema(json!({"type": "array", "items": order_schema()}))
         .build()
 }
 
@@ -84,6 +111,9 @@ fn get_order_route() -> Route {
         .summary("Get an order")
         .description("One of the caller's orders; 403 for another user's order.")
         .tag("orders")
+        .response_schema(order_schema())
+        .error(403, "Another user's order")
+        .error(404, "Order not found")
         .build()
 }
 
@@ -110,6 +140,10 @@ fn update_order_route() -> Route {
             },
             "required": ["status"]
         }))
+        .response_schema(order_schema())
+        .error(403, "Another user's order")
+        .error(404, "Order not found")
+        .error(409, "The order is already cancelled")
         .build()
 }
 
@@ -123,6 +157,8 @@ fn delete_order_route() -> Route {
         )
         .tag("orders")
         .status(204)
+        .error(403, "Another user's order")
+        .error(404, "Order not found")
         .build()
 }
 

@@ -41,6 +41,7 @@ fn list_products_route() -> Route {
              `limit` (1..=100, default 100).",
         )
         .tag(TAG)
+        .response_schema(json!({"type": "array", "items": product_schema()}))
         .build()
 }
 
@@ -49,6 +50,8 @@ fn get_product_route() -> Route {
         .summary("Get a product")
         .description("One product by id (served from the cache when present). 404 if unknown.")
         .tag(TAG)
+        .response_schema(product_schema())
+        .error(404, "Product not found")
         .build()
 }
 
@@ -60,6 +63,7 @@ fn create_product_route() -> Route {
         .tag(TAG)
         .status(201)
         .body_schema(create_schema())
+        .response_schema(product_schema())
         .build()
 }
 
@@ -73,6 +77,8 @@ fn update_product_route() -> Route {
         )
         .tag(TAG)
         .body_schema(update_schema())
+        .response_schema(product_schema())
+        .error(404, "Product not found")
         .build()
 }
 
@@ -83,6 +89,7 @@ fn delete_product_route() -> Route {
         .description("Deletes the product; 204 without a body.")
         .tag(TAG)
         .status(204)
+        .error(404, "Product not found")
         .build()
 }
 
@@ -100,6 +107,9 @@ fn reserve_stock_route() -> Route {
         )
         .tag(TAG)
         .body_schema(stock_schema("Units to reserve."))
+        .response_schema(product_schema())
+        .error(404, "Product not found")
+        .error(409, "Not enough stock")
         .build()
 }
 
@@ -115,10 +125,33 @@ fn release_stock_route() -> Route {
         )
         .tag(TAG)
         .body_schema(stock_schema("Units to put back."))
+        .response_schema(product_schema())
+        .error(404, "Product not found")
+        .error(
+            409,
+            "The stock would overflow, or the key's reservation was refused",
+        )
         .build()
 }
 
-// ---------- request schemas (OpenAPI) ----------
+// ---------- request and response schemas (OpenAPI) ----------
+
+fn product_schema() -> Value {
+    json!({
+        "title": "Product",
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "description": {"type": ["string", "null"]},
+            "price": {"type": "number"},
+            "quantity": {"type": "integer", "minimum": 0},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+        "required": ["id", "name", "description", "price", "quantity", "created_at", "updated_at"],
+    })
+}
 
 fn name_schema() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": 255, "description": "Product name."})
@@ -131,11 +164,17 @@ fn description_schema() -> Value {
     })
 }
 
+/// A price as text: optional ASCII blanks around an optional `+`, at most 8 whole digits
+/// (leading zeros aside) and at most 2 decimals (trailing zeros aside), above zero; what
+/// `money::parse_price` accepts.
+const PRICE_PATTERN: &str =
+    "^[ \\t\\n\\r]*\\+?0*(?:[1-9][0-9]{0,7}(?:\\.[0-9]{0,2}0*)?|\\.(?:0[1-9]|[1-9][0-9]?)0*)[ \\t\\n\\r]*$";
+
 fn price_schema() -> Value {
     json!({
         "anyOf": [
-            {"type": "number", "exclusiveMinimum": 0, "maximum": 99999999.99},
-            {"type": "string", "pattern": "^\\s*\\+?\\d*(\\.\\d*)?\\s*$"},
+            {"type": "number", "exclusiveMinimum": 0, "maximum": 99999999.99, "multipleOf": 0.01},
+            {"type": "string", "pattern": PRICE_PATTERN},
         ],
         "description": "Price: > 0, <= 99999999.99, at most two decimals; a number or a numeric string.",
         "examples": [19.99],
@@ -143,7 +182,7 @@ fn price_schema() -> Value {
 }
 
 fn quantity_schema() -> Value {
-    json!({"type": "integer", "minimum": 0, "description": "Units in stock."})
+    json!({"type": "integer", "minimum": 0, "maximum": i64::MAX, "description": "Units in stock."})
 }
 
 fn create_schema() -> Value {
@@ -179,7 +218,7 @@ fn stock_schema(what: &str) -> Value {
         "title": "StockChange",
         "type": "object",
         "properties": {
-            "quantity": {"type": "integer", "minimum": 1, "description": what},
+            "quantity": {"type": "integer", "minimum": 1, "maximum": i64::MAX, "description": what},
         },
         "required": ["quantity"],
     })

@@ -12,7 +12,8 @@
 use crate::identity::HostIdentity;
 use crate::log;
 use crate::model::{
-    parse_login, token_from_json, NewUser, User, PASSWORD_MIN, USERNAME_MAX, USERNAME_MIN,
+    parse_login, token_from_json, NewUser, User, PASSWORD_MAX_BYTES, PASSWORD_MIN, USERNAME_MAX,
+    USERNAME_MIN,
 };
 use crate::repository::Repository;
 use crate::service::{StoreError, UserError, UserService};
@@ -46,6 +47,8 @@ fn register_route() -> Route {
         .tag(USERS_TAG)
         .status(201)
         .body_schema(user_create_schema())
+        .response_schema(user_schema())
+        .error(400, "The username is already registered")
         .build()
 }
 
@@ -56,6 +59,8 @@ fn create_user_route() -> Route {
         .tag(USERS_TAG)
         .status(201)
         .body_schema(user_create_schema())
+        .response_schema(user_schema())
+        .error(400, "The username is already registered")
         .build()
 }
 
@@ -70,6 +75,16 @@ fn login_route() -> Route {
         )
         .tag(AUTH_TAG)
         .body_schema(login_schema())
+        .response_schema(json!({
+            "title": "Token",
+            "type": "object",
+            "properties": {
+                "access_token": {"type": "string"},
+                "token_type": {"type": "string", "const": "bearer"},
+            },
+            "required": ["access_token", "token_type"],
+        }))
+        .error(401, "Wrong username or password, or an inactive user")
         .build()
 }
 
@@ -84,6 +99,17 @@ fn validate_token_route() -> Route {
         )
         .tag(AUTH_TAG)
         .body_schema(token_schema())
+        .response_schema(json!({
+            "title": "TokenValidation",
+            "type": "object",
+            "properties": {
+                "valid": {"type": "boolean"},
+                "username": {"type": ["string", "null"]},
+                "user_id": {"type": ["integer", "null"]},
+                "message": {"type": "string"},
+            },
+            "required": ["valid", "username", "user_id", "message"],
+        }))
         .build()
 }
 
@@ -93,10 +119,26 @@ fn me_route() -> Route {
         .summary("The current user")
         .description("The user the bearer token was issued for.")
         .tag(USERS_TAG)
+        .response_schema(user_schema())
         .build()
 }
 
-// ---------- request schemas (OpenAPI) ----------
+// ---------- request and response schemas (OpenAPI) ----------
+
+fn user_schema() -> Value {
+    json!({
+        "title": "User",
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "username": {"type": "string"},
+            "is_active": {"type": "boolean"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+        "required": ["id", "username", "is_active", "created_at", "updated_at"],
+    })
+}
 
 fn user_create_schema() -> Value {
     json!({
@@ -112,8 +154,12 @@ fn user_create_schema() -> Value {
             "password": {
                 "type": "string",
                 "minLength": PASSWORD_MIN,
+                "maxLength": PASSWORD_MAX_BYTES,
+                // What JSON Schema can say: printable ASCII with an uppercase letter. Any
+                // Unicode password of at most 72 bytes with an uppercase letter is accepted.
+                "pattern": "^[ -~]*[A-Z][ -~]*$",
                 "format": "password",
-                "description": "At least 6 characters, at least one of them an uppercase letter.",
+                "description": "At least 6 characters, at most 72 bytes (bcrypt reads no more), at least one of them an uppercase letter.",
             },
         },
         "required": ["username", "password"],

@@ -152,6 +152,8 @@ mod tests {
             description: String::new(),
             tags: Vec::new(),
             success_status: 200,
+            response_schema: None,
+            errors: Vec::new(),
             request_schema: None,
         }
     }

@@ -23,6 +23,7 @@
 //! - `fault_proxy`: a TCP proxy a test pauses and resumes, between the host and a server.
 //! - `stock`: late answers between order and product, a cut broker: stock and events exactly once.
 //! - `schedules`: scheduled triggers, their outcomes, one host of several running each.
+//! - `openapi`: schemathesis against every service's OpenAPI document.
 //! - `mixed`: real servers beside embedded backends.
 //! - `swap`: deploy, rollback and `--watch` under load; refused versions; the admin token;
 //!   restarts from the state directory.
@@ -34,6 +35,7 @@ mod isolation;
 mod limits;
 mod mixed;
 mod notification;
+mod openapi;
 mod order;
 mod product;
 mod schedules;
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         degraded::tests(),
         stock::tests(),
         schedules::tests(),
+        openapi::tests(),
         swap::tests(),
     ]
     .into_iter()

@@ -14,7 +14,7 @@ pub fn document(service: &str, version: &str, routes: &[Route]) -> Value {
                     "name": name,
                     "in": "path",
                     "required": true,
-                    "schema": { "type": "integer", "minimum": 1 },
+                    "schema": { "type": "integer", "minimum": 1, "maximum": i64::MAX },
                 })
             })
             .collect();
@@ -57,10 +57,32 @@ pub fn document(service: &str, version: &str, routes: &[Route]) -> Value {
             "schemas": {
                 "HTTPValidationError": {
                     "type": "object",
-                    "properties": { "detail": { "type": "array", "items": { "type": "object" } } }
+                    "required": ["detail"],
+                    "properties": {
+                        "detail": {
+                            "anyOf": [
+                                {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["type", "loc", "msg"],
+                                        "properties": {
+                                            "type": { "type": "string" },
+                                            "loc": { "type": "array", "items": { "type": ["string", "integer"] } },
+                                            "msg": { "type": "string" },
+                                            "input": {},
+                                            "ctx": { "type": "object" }
+                                        }
+                                    }
+                                },
+                                { "type": "string" }
+                            ]
+                        }
+                    }
                 },
                 "ErrorDetail": {
                     "type": "object",
+                    "required": ["detail"],
                     "properties": { "detail": { "type": "string" } }
                 }
             }
@@ -79,12 +101,23 @@ fn operation_suffix(path: &str) -> String {
         .replace(['/', '-'], "_")
 }
 
+/// Every status the route can answer: its success (with the component's schema), the
+/// errors the component declares, and the host's own.
 fn responses(route: &Route) -> Value {
     let mut responses = Map::new();
-    let success = if route.success_status == 204 {
-        json!({ "description": "Success, no content" })
-    } else {
-        json!({ "description": "Success", "content": { "application/json": { "schema": {} } } })
+    let success = match route
+        .response_schema
+        .as_deref()
+        .and_then(|schema| serde_json::from_str::<Value>(schema).ok())
+    {
+        _ if route.success_status == 204 => json!({ "description": "Success, no content" }),
+        Some(schema) => json!({
+            "description": "Success",
+            "content": { "application/json": { "schema": schema } },
+        }),
+        None => {
+            json!({ "description": "Success", "content": { "application/json": { "schema": {} } } })
+        }
     };
     responses.insert(route.success_status.to_string(), success);
     let error = |description: &str| {
@@ -93,14 +126,33 @@ fn responses(route: &Route) -> Value {
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorDetail" } } },
         })
     };
+    for documented in &route.errors {
+        responses.insert(
+            documented.status.to_string(),
+            error(&documented.description),
+        );
+    }
     if route.requires_auth {
         responses.insert("401".into(), error("Missing, invalid or expired token"));
+    }
+    if route.request_schema.is_some() {
+        responses.insert("413".into(), error("Body larger than the host's limit"));
+        responses.insert("415".into(), error("Body is not `application/json`"));
     }
     responses.insert(
         "422".into(),
         json!({
             "description": "Validation Error",
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HTTPValidationError" } } },
+        }),
+    );
+    responses.insert("500".into(), error("The component failed"));
+    responses.insert(
+        "503".into(),
+        json!({
+            "description": "Overloaded, or a backend the service needs is unavailable; retry later",
+            "headers": { "Retry-After": { "schema": { "type": "integer" } } },
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorDetail" } } },
         }),
     );
     Value::Object(responses)
