@@ -18,6 +18,9 @@ use wasmtime::component::Component;
 /// The WIT package every platform interface belongs to.
 const PLATFORM_PACKAGE: &str = "platform:service/";
 
+/// The version of that package this host implements (`wit/world.wit`).
+pub const PLATFORM_VERSION: &str = "0.2.0";
+
 /// Why a component was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadComponentError {
@@ -27,6 +30,8 @@ pub enum LoadComponentError {
     UngrantedImport { interface: String },
     #[error("the component imports `{0}`, which the platform does not provide")]
     UnknownImport(String),
+    #[error("the component was built against platform:service@{found}, this host provides @{PLATFORM_VERSION}: rebuild it against this release's wit/")]
+    WitVersion { found: String },
     #[error("the component does not target the platform:service/service world: {0:#}")]
     MissingExport(wasmtime::Error),
     #[error("reading the route table failed: {0}")]
@@ -74,6 +79,7 @@ impl ComponentVersion {
                 })?
                 .map_err(LoadComponentError::Compile)?;
 
+        check_wit_version(&runtime.engine, &component)?;
         check_imports(runtime, &component, &service.config)?;
 
         let instance_pre = runtime
@@ -113,6 +119,32 @@ impl ComponentVersion {
     }
 }
 
+/// A component built against another version of the platform's WIT package cannot link;
+/// say so, rather than naming the first interface that does not match.
+fn check_wit_version(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<(), LoadComponentError> {
+    let component_type = component.component_type();
+    let names = component_type
+        .imports(engine)
+        .map(|(name, _)| name)
+        .chain(component_type.exports(engine).map(|(name, _)| name));
+    for name in names {
+        let Some(interface) = name.strip_prefix(PLATFORM_PACKAGE) else {
+            continue;
+        };
+        if let Some((_, found)) = interface.split_once('@') {
+            if found != PLATFORM_VERSION {
+                return Err(LoadComponentError::WitVersion {
+                    found: found.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every `platform:service/*` import must be granted; WASI is always linked (with nothing
 /// in it granted); anything else cannot be satisfied.
 fn check_imports(
@@ -140,4 +172,47 @@ fn check_imports(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn component(engine: &wasmtime::Engine, wat: &str) -> Component {
+        Component::new(engine, wat::parse_str(wat).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_component_built_against_another_wit_version_is_refused_by_name() {
+        let engine = wasmtime::Engine::default();
+        let old = component(
+            &engine,
+            r#"(component (import "platform:service/logging@0.1.0" (instance)))"#,
+        );
+        let error = check_wit_version(&engine, &old).unwrap_err();
+        assert!(
+            error.to_string().contains("platform:service@0.1.0")
+                && error.to_string().contains(PLATFORM_VERSION),
+            "{error}"
+        );
+        let current = component(
+            &engine,
+            &format!(
+                r#"(component (import "platform:service/logging@{PLATFORM_VERSION}" (instance)) (import "wasi:io/error@0.2.6" (instance)))"#
+            ),
+        );
+        assert!(check_wit_version(&engine, &current).is_ok());
+    }
+
+    #[test]
+    fn the_wit_version_is_the_package_s() {
+        let world = include_str!("../../../wit/world.wit");
+        assert!(
+            world.starts_with(&format!(
+                "package platform:service@{};",
+                super::PLATFORM_VERSION
+            )),
+            "wit/world.wit declares another version than PLATFORM_VERSION"
+        );
+    }
 }

@@ -8,7 +8,7 @@
 use crate::fault_proxy::FaultProxy;
 use crate::support::{
     eventually, free_ports, id_of, set, shop_config, shop_config_on, with_platform, Platform,
-    RunNames, Test,
+    RunNames, Test, TestUser,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -31,6 +31,21 @@ fn shop_ports() -> BTreeMap<&'static str, u16> {
         .into_iter()
         .zip(free_ports(4))
         .collect()
+}
+
+async fn place_order(
+    platform: &Platform,
+    user: &TestUser,
+    product: i64,
+    quantity: i64,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(platform
+        .http()
+        .post(platform.url("order", "/orders"))
+        .header("authorization", user.bearer())
+        .json(&json!({ "product_id": product, "quantity": quantity }))
+        .send()
+        .await?)
 }
 
 /// The order service settles every second, a change once it is 6 s old.
@@ -121,13 +136,7 @@ async fn late_answers(platform: &Platform, proxy: &FaultProxy) -> anyhow::Result
     // A reservation whose answer comes too late: the order fails, the stock is taken...
     proxy.pause_answers();
     let asked = Instant::now();
-    let response = platform
-        .http()
-        .post(&orders_url)
-        .header("authorization", user.bearer())
-        .json(&json!({ "product_id": product, "quantity": 3 }))
-        .send()
-        .await?;
+    let response = place_order(platform, &user, product, 3).await?;
     assert_eq!(response.status(), 503, "{}", response.text().await?);
     assert!(
         asked.elapsed() < Duration::from_secs(5),
@@ -158,13 +167,7 @@ async fn late_answers(platform: &Platform, proxy: &FaultProxy) -> anyhow::Result
 
     // A cancel whose release answers too late: the cancel stands, a second one is refused,
     // and settling repeats the release under its key without giving the stock back twice.
-    let response = platform
-        .http()
-        .post(&orders_url)
-        .header("authorization", user.bearer())
-        .json(&json!({ "product_id": product, "quantity": 3 }))
-        .send()
-        .await?;
+    let response = place_order(platform, &user, product, 3).await?;
     assert_eq!(response.status(), 201);
     let order = id_of(&response.json().await?)?;
     assert_eq!(stock().await?, Some(7));
@@ -224,13 +227,7 @@ async fn broker_cut(platform: &Platform, proxy: &FaultProxy) -> anyhow::Result<(
     let mut placed = Vec::new();
     for _ in 0..5 {
         let asked = Instant::now();
-        let response = platform
-            .http()
-            .post(platform.url("order", "/orders"))
-            .header("authorization", user.bearer())
-            .json(&json!({ "product_id": product, "quantity": 1 }))
-            .send()
-            .await?;
+        let response = place_order(platform, &user, product, 1).await?;
         assert_eq!(response.status(), 201, "{}", response.text().await?);
         assert!(
             asked.elapsed() < Duration::from_secs(2),
