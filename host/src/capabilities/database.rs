@@ -21,6 +21,28 @@ pub type DatabaseFailure = Failure<DatabaseError>;
 /// The `transaction` resource in a call's table: empty once committed or rolled back.
 pub struct TransactionHandle(Option<Box<dyn Transaction>>);
 
+/// A transaction still open when its handle goes (the guest dropped it, or the call ended
+/// mid-way: a trap, its deadline, a client that went away) is rolled back at once. Left to
+/// the pool, it would keep its locks (SQLite's write lock, PostgreSQL's row locks) until its
+/// connection happened to be used again.
+impl Drop for TransactionHandle {
+    fn drop(&mut self) {
+        let Some(open) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(error) = open.rollback().await {
+                        tracing::warn!(%error, "rolling back an abandoned transaction failed");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!("an abandoned transaction is rolled back by its pool"),
+        }
+    }
+}
+
 fn finished() -> DatabaseFailure {
     Failure::Error(DatabaseError::InvalidState(
         "the transaction was already committed or rolled back".into(),
@@ -157,7 +179,7 @@ impl HostTransaction for CallState {
     }
 
     async fn drop(&mut self, transaction: Resource<TransactionHandle>) -> wasmtime::Result<()> {
-        // An open transaction is rolled back when its connection goes back to the pool.
+        // An open one is rolled back as the handle goes.
         if self.table.delete(transaction)?.0.is_some() {
             self.open_transactions -= 1;
         }
