@@ -160,8 +160,14 @@ impl HostTransaction for CallState {
         &mut self,
         transaction: Resource<TransactionHandle>,
     ) -> Result<(), DatabaseFailure> {
-        let open = self.table.get_mut(&transaction)?.0.take();
-        Ok(open.ok_or_else(finished)?.commit().await?)
+        let open = self
+            .table
+            .get_mut(&transaction)?
+            .0
+            .take()
+            .ok_or_else(finished)?;
+        self.open_transactions -= 1;
+        Ok(open.commit().await?)
     }
 
     async fn rollback(

@@ -15,6 +15,7 @@ pub fn tests() -> Vec<Test> {
         a_login_storm_gets_503s_and_never_slows_another_service,
         half_sent_headers_are_closed_and_the_connection_cap_refuses_fast,
         a_hostile_component_stays_inside_its_own_database,
+        the_transaction_limit_counts_only_open_transactions,
         made_up_methods_leave_the_metrics_bounded,
         shutdown_with_idle_and_half_sent_connections_is_quick,
     ]
@@ -201,6 +202,48 @@ async fn a_hostile_component_stays_inside_its_own_database(
         1000.into(),
     );
     crate::support::with_platform(names, config, hostile).await
+}
+
+/// A call may finish any number of transactions; only those held open at once are
+/// limited. (Commits once went uncounted, so a call that had committed eight could begin
+/// no more: the order service's outbox flush stopped after eight events.)
+async fn the_transaction_limit_counts_only_open_transactions(
+    shared: &'static Platform,
+) -> anyhow::Result<()> {
+    let names = RunNames::new();
+    let config = fixture_config(
+        shared.backends(),
+        &names,
+        &["misbehaving"],
+        &["database", "logging"],
+    );
+    // SQLite transactions take the write lock at `begin`: one call cannot hold two.
+    let hold = shared.backends() == crate::support::Backends::Real;
+    crate::support::with_platform(names, config, async |platform| {
+        let path = if hold {
+            "/transactions?hold"
+        } else {
+            "/transactions"
+        };
+        let response = platform
+            .http()
+            .get(platform.url("misbehaving", path))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["finished"], 24, "{body}");
+        if hold {
+            let refused = body["one_more"].as_str().unwrap_or_default();
+            assert!(
+                refused.contains("at most 8 transactions open"),
+                "the ninth open transaction is refused: {body}"
+            );
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The WIT error `POST /sql` got for `sql`, if any.
