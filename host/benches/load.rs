@@ -6,7 +6,9 @@
 //! PostgreSQL, Redis and RabbitMQ, and a native hyper server (this binary, re-executed with
 //! `--serve-native`) that implements the same `GET /products/{id}` cache-aside logic (Redis
 //! first, PostgreSQL on a miss) on the same database and Redis. The servers are pinned to CPU
-//! 0 and the load generator to CPU 1 (`taskset`), the same way for both sides.
+//! 0 and the load generator, wrk with one thread, to CPU 1 (`taskset`), the same way for both
+//! sides; every row reports the CPU the server and wrk used, so it shows which one was the
+//! limit.
 //!
 //! Printed as a table and written to `host/benches/results/load.txt`.
 
@@ -18,13 +20,17 @@ mod support;
 #[path = "common/load_generator.rs"]
 mod load_generator;
 
+#[path = "common/wrk.rs"]
+mod wrk;
+
 use anyhow::{ensure, Context};
-use load_generator::{drive, rss_mib};
+use load_generator::rss_mib;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{free_ports, set, shop_config_on, Backends, Platform, RunNames};
+use wrk::WrkRun;
 
 const CONNECTIONS: [usize; 3] = [1, 16, 64];
 
@@ -140,7 +146,9 @@ async fn measure(
         platform,
         machine,
         pid,
-        native.as_ref().map(|(_, url)| url.as_str()),
+        native
+            .as_ref()
+            .map(|(child, url)| (child.id(), url.as_str())),
         product_id,
         &user,
         duration,
@@ -212,10 +220,10 @@ async fn during_a_login_storm(
     };
     // Let the storm fill the user service's queues first.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let url = product_url.to_string();
-    let measured = drive(16, duration, Some(pid), move |http, _| http.get(&url)).await;
+    let measured = wrk::run(get(product_url, 16, duration, Some(pid))).await;
     raging.store(false, Ordering::Relaxed);
     storm.await?;
+    let measured = measured?;
     Ok(measured.row(
         &format!(
             "GET /products/{{id}}, cache hit, during a storm of {STORM_LOGINS} concurrent logins ({} shed with 503)",
@@ -224,6 +232,18 @@ async fn during_a_login_storm(
         16,
         None,
     ))
+}
+
+/// A wrk run of `GET url`.
+fn get(url: &str, connections: usize, duration: Duration, server_pid: Option<u32>) -> WrkRun<'_> {
+    WrkRun {
+        url,
+        connections,
+        duration,
+        json_body: None,
+        headers: Vec::new(),
+        server_pid,
+    }
 }
 
 /// Starts the native baseline on the product service's PostgreSQL database and Redis, pinned
@@ -268,30 +288,25 @@ async fn scenarios(
     platform: &Arc<Platform>,
     machine: &str,
     pid: u32,
-    native_url: Option<&str>,
+    native: Option<(u32, &str)>,
     product_id: i64,
     user: &support::TestUser,
     duration: Duration,
     quick: bool,
 ) -> anyhow::Result<String> {
     let mut report = format!(
-        "{machine}\n\n| scenario | connections | req/s (x native) | p50 | p99 (x native) | errors |\n|---|---|---|---|---|---|\n"
+        "{machine}\n\n| scenario | connections | req/s (x native) | p50 | p99 (x native) | errors | server CPU | wrk CPU |\n|---|---|---|---|---|---|---|---|\n"
     );
     let product_url = platform.url("product", &format!("/products/{product_id}"));
     let mut peak_rss = 0f64;
     for connections in CONNECTIONS {
-        let native = match native_url {
-            Some(native_url) => {
-                let url = native_url.to_string();
-                Some(drive(connections, duration, None, move |http, _| http.get(&url)).await)
+        let native = match native {
+            Some((native_pid, native_url)) => {
+                Some(wrk::run(get(native_url, connections, duration, Some(native_pid))).await?)
             }
             None => None,
         };
-        let url = product_url.clone();
-        let wasm = drive(connections, duration, Some(pid), move |http, _| {
-            http.get(&url)
-        })
-        .await;
+        let wasm = wrk::run(get(&product_url, connections, duration, Some(pid))).await?;
         peak_rss = peak_rss.max(wasm.peak_rss_mib);
         if let Some(native) = &native {
             report.push_str(&native.row(
@@ -306,38 +321,47 @@ async fn scenarios(
             native.as_ref(),
         ));
     }
+    let health = platform.url("product", "/health");
+    for connections in CONNECTIONS {
+        let measured = wrk::run(get(&health, connections, duration, Some(pid))).await?;
+        report.push_str(&measured.row(
+            "GET /health (the host alone, no component)",
+            connections,
+            None,
+        ));
+    }
     let list = platform.url("product", "/products?limit=20");
     for connections in CONNECTIONS {
-        let url = list.clone();
-        let measured = drive(connections, duration, Some(pid), move |http, _| {
-            http.get(&url)
-        })
-        .await;
+        let measured = wrk::run(get(&list, connections, duration, Some(pid))).await?;
         report.push_str(&measured.row("GET /products?limit=20", connections, None));
     }
     let login = platform.url("user", "/login");
-    let credentials = [
-        ("username", user.username.clone()),
-        ("password", user.password.clone()),
-    ];
     for connections in CONNECTIONS {
-        let (url, form) = (login.clone(), credentials.clone());
-        let measured = drive(connections, duration, Some(pid), move |http, _| {
-            http.post(&url).form(&form)
+        let measured = wrk::run(WrkRun {
+            url: &login,
+            connections,
+            duration,
+            json_body: Some(
+                json!({ "username": user.username, "password": user.password }).to_string(),
+            ),
+            headers: Vec::new(),
+            server_pid: Some(pid),
         })
-        .await;
+        .await?;
         report.push_str(&measured.row("POST /login", connections, None));
     }
     report.push_str(&during_a_login_storm(&product_url, &login, user, duration, pid).await?);
     let orders = platform.url("order", "/orders");
     for connections in CONNECTIONS {
-        let (url, bearer) = (orders.clone(), user.bearer());
-        let measured = drive(connections, duration, Some(pid), move |http, _| {
-            http.post(&url)
-                .header("authorization", &bearer)
-                .json(&json!({ "product_id": product_id, "quantity": 1 }))
+        let measured = wrk::run(WrkRun {
+            url: &orders,
+            connections,
+            duration,
+            json_body: Some(json!({ "product_id": product_id, "quantity": 1 }).to_string()),
+            headers: vec![("Authorization".into(), user.bearer())],
+            server_pid: Some(pid),
         })
-        .await;
+        .await?;
         report.push_str(&measured.row("POST /orders", connections, None));
     }
 
@@ -370,14 +394,28 @@ async fn scenarios(
     let samples = if quick { 5 } else { 50 };
     let mut latencies = Vec::new();
     for _ in 0..samples {
-        let response = platform
-            .http()
-            .post(&orders)
-            .header("authorization", user.bearer())
-            .json(&json!({ "product_id": product_id, "quantity": 1 }))
-            .send()
-            .await?;
-        let order: Value = response.json().await?;
+        // The load rows may still be draining: a 503 (with Retry-After) is asked again.
+        let order: Value = support::eventually(
+            "an order placed after the load",
+            Duration::from_secs(30),
+            || async {
+                let response = platform
+                    .http()
+                    .post(&orders)
+                    .header("authorization", user.bearer())
+                    .json(&json!({ "product_id": product_id, "quantity": 1 }))
+                    .send()
+                    .await?;
+                let status = response.status();
+                let body: Value = response.json().await?;
+                match status.as_u16() {
+                    201 => Ok(Some(body)),
+                    503 => Ok(None),
+                    _ => anyhow::bail!("POST /orders answered {status} {body}"),
+                }
+            },
+        )
+        .await?;
         let order_id = order["id"].as_i64().context("order id")?;
         let created = chrono::DateTime::parse_from_rfc3339(
             order["created_at"].as_str().context("created_at")?,

@@ -163,8 +163,8 @@ async fn run(
         report.push_str(&format!(
             "| {label} | {:.0} | {:.1} ms | {:.1} ms | {} | {swapped} |\n",
             result.rate(),
-            result.percentile(0.50).as_secs_f64() * 1000.0,
-            result.percentile(0.99).as_secs_f64() * 1000.0,
+            result.p50.as_secs_f64() * 1000.0,
+            result.p99.as_secs_f64() * 1000.0,
             result.errors,
         ));
     }

@@ -1,5 +1,7 @@
-//! The load generator both benchmarks drive the servers with: `connections` clients, each
-//! sending requests back to back over keep-alive connections, latencies recorded per request.
+//! The in-process load generator: `connections` clients, each sending requests back to back
+//! over keep-alive connections, latencies recorded per request. The swap bench uses it (it
+//! must see every failed request during a swap), and the load bench for traffic running
+//! beside a login storm; throughput rows are driven by wrk (`wrk.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,13 +22,33 @@ pub fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU time (user and system, all threads) a process has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name, which is in parentheses.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            // Linux reports clock ticks of 1/100 s (USER_HZ).
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+#[derive(Default)]
 pub struct Measured {
     pub requests: usize,
     pub errors: usize,
     pub elapsed: Duration,
-    /// Sorted.
-    pub latencies: Vec<Duration>,
+    pub p50: Duration,
+    pub p99: Duration,
     pub peak_rss_mib: f64,
+    /// Cores the load generator used, when known (wrk).
+    pub generator_cpu: Option<f64>,
+    /// Cores the server used, when known.
+    pub server_cpu: Option<f64>,
 }
 
 impl Measured {
@@ -34,33 +56,36 @@ impl Measured {
         (self.requests - self.errors) as f64 / self.elapsed.as_secs_f64()
     }
 
-    pub fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        self.latencies[((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1)]
-    }
-
     pub fn row(&self, scenario: &str, connections: usize, baseline: Option<&Measured>) -> String {
         let ratio = |value: f64, base: f64| format!(" ({:.2}x)", value / base);
         let (rate_ratio, p99_ratio) = match baseline {
             Some(base) => (
                 ratio(self.rate(), base.rate()),
-                ratio(
-                    self.percentile(0.99).as_secs_f64(),
-                    base.percentile(0.99).as_secs_f64(),
-                ),
+                ratio(self.p99.as_secs_f64(), base.p99.as_secs_f64()),
             ),
             None => (String::new(), String::new()),
         };
+        let cores = |cpu: Option<f64>| match cpu {
+            Some(cpu) => format!("{:.0}%", cpu * 100.0),
+            None => "-".to_string(),
+        };
         format!(
-            "| {scenario} | {connections} | {:.0}{rate_ratio} | {:.2} ms | {:.2} ms{p99_ratio} | {} |\n",
+            "| {scenario} | {connections} | {:.0}{rate_ratio} | {:.2} ms | {:.2} ms{p99_ratio} | {} | {} | {} |\n",
             self.rate(),
-            self.percentile(0.50).as_secs_f64() * 1000.0,
-            self.percentile(0.99).as_secs_f64() * 1000.0,
-            self.errors
+            self.p50.as_secs_f64() * 1000.0,
+            self.p99.as_secs_f64() * 1000.0,
+            self.errors,
+            cores(self.server_cpu),
+            cores(self.generator_cpu),
         )
     }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 /// `connections` clients sending `request()` back to back for `duration`.
@@ -110,20 +135,20 @@ where
     }
     running.store(false, Ordering::Relaxed);
     let mut measured = Measured {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
         peak_rss_mib,
+        ..Measured::default()
     };
+    let mut all = Vec::new();
     // Requests still in flight finish (and count) before the next scenario starts.
     for worker in workers {
         let (latencies, errors) = worker.await.expect("a load worker");
         measured.requests += latencies.len() + errors;
         measured.errors += errors;
-        measured.latencies.extend(latencies);
+        all.extend(latencies);
     }
     measured.elapsed = started.elapsed();
-    measured.latencies.sort();
+    all.sort();
+    measured.p50 = percentile(&all, 0.50);
+    measured.p99 = percentile(&all, 0.99);
     measured
 }
