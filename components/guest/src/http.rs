@@ -210,6 +210,15 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
     }
 }
 
+/// A body that is already JSON (a cached value, say), sent as it is.
+pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
+    Response {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body,
+    }
+}
+
 /// `{"detail": message}` with `status`.
 pub fn error(status: u16, message: &str) -> Response {
     json(status, &detail_body(message))

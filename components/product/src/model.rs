@@ -3,8 +3,9 @@
 
 use platform_guest::errors::{fields, FieldError, Validation};
 use platform_guest::money;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Longest accepted product name, in characters.
 pub const NAME_MAX_CHARS: usize = 255;
@@ -92,6 +93,76 @@ impl Product {
             updated_at: text("updated_at")?,
         })
     }
+}
+
+/// One product's JSON, exactly as the cache holds it and the wire carries it: a cache hit
+/// is checked and served as these bytes, never parsed into a [`Product`] and written again.
+/// Always a well-formed product: it is made from one, or checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductJson(Vec<u8>);
+
+impl ProductJson {
+    pub fn of(product: &Product) -> ProductJson {
+        ProductJson(product.to_cache_value())
+    }
+
+    /// A cached value, if it is product `id` in the wire shape, as strictly as
+    /// [`Product::from_json`] reads it and with no other field (it is served as it is).
+    pub fn cached(bytes: Vec<u8>, id: i64) -> Option<ProductJson> {
+        let shape: WireShape<'_> = serde_json::from_slice(&bytes).ok()?;
+        shape.is_product(id).then_some(ProductJson(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The product it holds.
+    pub fn product(&self) -> Product {
+        Product::from_cache_value(&self.0).expect("a ProductJson is always a product")
+    }
+}
+
+/// The wire shape, borrowed from the bytes: checking it builds no JSON tree.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireShape<'a> {
+    id: i64,
+    #[serde(borrow)]
+    #[allow(dead_code)] // any string will do: it is only checked to be one
+    name: Cow<'a, str>,
+    /// `Some(None)` for `null`; a missing field is `None` and refused.
+    #[serde(borrow, default, deserialize_with = "present")]
+    description: Option<Option<Cow<'a, str>>>,
+    price: serde_json::Number,
+    quantity: i64,
+    #[serde(borrow)]
+    #[allow(dead_code)]
+    created_at: Cow<'a, str>,
+    #[serde(borrow)]
+    #[allow(dead_code)]
+    updated_at: Cow<'a, str>,
+}
+
+impl WireShape<'_> {
+    fn is_product(&self, id: i64) -> bool {
+        self.id == id
+            && id > 0
+            && self.description.is_some()
+            && self.quantity >= 0
+            && money::parse_price(&Value::Number(self.price.clone()), "price").is_ok()
+    }
+}
+
+/// A field that must be present, even when it is `null`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// A validated `POST /products` body.
@@ -616,8 +687,12 @@ mod tests {
         ] {
             assert_eq!(
                 Product::from_cache_value(&product.to_cache_value()),
-                Some(product)
+                Some(product.clone())
             );
+            let served = ProductJson::cached(product.to_cache_value(), product.id)
+                .expect("a product's own JSON is served from the cache");
+            assert_eq!(served.as_bytes(), product.to_cache_value().as_slice());
+            assert_eq!(served.product(), product);
         }
     }
 
@@ -647,9 +722,27 @@ mod tests {
         let mut number_description = good.clone();
         number_description["description"] = json!(5);
         broken.push(number_description);
-        for value in broken {
-            assert_eq!(Product::from_json(&value), None, "{value}");
+        for value in &broken {
+            assert_eq!(Product::from_json(value), None, "{value}");
         }
+        for value in &broken {
+            let bytes = serde_json::to_vec(value).unwrap();
+            assert_eq!(ProductJson::cached(bytes, 7), None, "{value}");
+        }
+        let mut extra = good.clone();
+        extra["secret"] = json!("not for the wire");
+        assert_eq!(
+            ProductJson::cached(serde_json::to_vec(&extra).unwrap(), 7),
+            None
+        );
+        let mut bad_cents = good.clone();
+        bad_cents["price"] = json!(19.999);
+        assert_eq!(
+            ProductJson::cached(serde_json::to_vec(&bad_cents).unwrap(), 7),
+            None
+        );
+        assert_eq!(ProductJson::cached(sample().to_cache_value(), 8), None);
+        assert_eq!(ProductJson::cached(b"not json".to_vec(), 7), None);
         assert_eq!(Product::from_cache_value(b"not json"), None);
         assert_eq!(Product::from_cache_value(b""), None);
         assert_eq!(Product::from_cache_value(b"[1,2]"), None);

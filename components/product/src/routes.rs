@@ -227,14 +227,19 @@ fn stock_schema(what: &str) -> Value {
 // ---------- handlers ----------
 
 pub fn service() -> ProductService<Repository, HostCache> {
+    ProductService::new(Repository, HostCache, cache_ttl, platform_guest::log_warn)
+}
+
+/// The `cache_ttl_seconds` config value, or the default (with a warning) when it is not a
+/// positive number of seconds.
+fn cache_ttl() -> u32 {
     let raw = platform_guest::config::get("cache_ttl_seconds");
-    let ttl = ttl_from_config(raw.as_deref(), DEFAULT_CACHE_TTL_SECONDS).unwrap_or_else(|default| {
+    ttl_from_config(raw.as_deref(), DEFAULT_CACHE_TTL_SECONDS).unwrap_or_else(|default| {
         platform_guest::log_warn(&format!(
             "config cache_ttl_seconds = {raw:?} is not a positive number of seconds; using {default}"
         ));
         default
-    });
-    ProductService::new(Repository, HostCache, ttl, platform_guest::log_warn)
+    })
 }
 
 /// Runs `handler` for an authenticated route. The host has already answered 401 for a
@@ -253,7 +258,7 @@ fn list_products(request: &Request) -> Answer {
 fn get_product(request: &Request) -> Answer {
     let id = request.id_param("product_id")?;
     let product = service().get(id).map_err(error_response)?;
-    Ok(product_response(200, &product))
+    Ok(http::json_bytes(200, product.into_bytes()))
 }
 
 fn create_product(request: &Request, _: &Identity) -> Answer {

@@ -3,7 +3,8 @@
 //! unit-tested natively with in-memory fakes.
 
 use crate::model::{
-    cache_key, KeyedChange, NewProduct, Product, ProductUpdate, StockAnswer, StockOperation,
+    cache_key, KeyedChange, NewProduct, Product, ProductJson, ProductUpdate, StockAnswer,
+    StockOperation,
 };
 use platform_guest::pagination::Page;
 use std::fmt;
@@ -147,13 +148,14 @@ pub trait ProductCache {
 pub struct ProductService<S, C> {
     store: S,
     cache: C,
-    ttl_seconds: u32,
+    /// Read when a miss fills the cache, so a hit never asks for it.
+    ttl_seconds: fn() -> u32,
     warn: fn(&str),
 }
 
 impl<S: ProductStore, C: ProductCache> ProductService<S, C> {
     /// `warn` receives cache failures (logged, never fatal).
-    pub fn new(store: S, cache: C, ttl_seconds: u32, warn: fn(&str)) -> Self {
+    pub fn new(store: S, cache: C, ttl_seconds: fn() -> u32, warn: fn(&str)) -> Self {
         ProductService {
             store,
             cache,
@@ -167,26 +169,25 @@ impl<S: ProductStore, C: ProductCache> ProductService<S, C> {
     }
 
     /// Cache-aside read of one product: the cache first, the database on a miss (or an
-    /// unreadable entry, or a cache that is down), then the cache is filled.
-    pub fn get(&self, id: i64) -> Result<Product, ProductError> {
+    /// unreadable entry, or a cache that is down), then the cache is filled. A hit is served
+    /// as the cached bytes.
+    pub fn get(&self, id: i64) -> Result<ProductJson, ProductError> {
         let key = cache_key(id);
         match self.cache.get(&key) {
-            Ok(Some(bytes)) => match Product::from_cache_value(&bytes).filter(|p| p.id == id) {
-                Some(product) => return Ok(product),
+            Ok(Some(bytes)) => match ProductJson::cached(bytes, id) {
+                Some(json) => return Ok(json),
                 None => self.warn(&format!("ignoring unreadable cache entry `{key}`")),
             },
             Ok(None) => {}
             Err(cause) => self.warn(&format!("cache get `{key}` failed: {cause}")),
         }
         let product = self.store.find(id)?.ok_or(ProductError::NotFound)?;
-        match self
-            .cache
-            .set(&key, &product.to_cache_value(), self.ttl_seconds)
-        {
+        let json = ProductJson::of(&product);
+        match self.cache.set(&key, json.as_bytes(), (self.ttl_seconds)()) {
             Ok(()) => self.verify_cached(id, &product),
             Err(cause) => self.warn(&format!("cache set `{key}` failed: {cause}")),
         }
-        Ok(product)
+        Ok(json)
     }
 
     /// Closes the classic cache-aside race: if a write committed and invalidated the key
@@ -756,7 +757,7 @@ mod tests {
         store: &MemoryStore,
         cache: &MemoryCache,
     ) -> ProductService<MemoryStore, MemoryCache> {
-        ProductService::new(store.clone(), cache.clone(), 120, count_warning)
+        ProductService::new(store.clone(), cache.clone(), || 120, count_warning)
     }
 
     fn new_product(quantity: i64) -> NewProduct {
@@ -775,14 +776,14 @@ mod tests {
         let store = MemoryStore::with(&[(999, 5)]);
         let cache = MemoryCache::default();
         let service = service(&store, &cache);
-        let product = service.get(1).unwrap();
+        let product = service.get(1).unwrap().product();
         assert_eq!(product.quantity, 5);
         let (value, ttl) = cache.0.borrow().entries["product:1"].clone();
         assert_eq!(ttl, 120);
         assert_eq!(Product::from_cache_value(&value), Some(product.clone()));
 
         let finds = store.0.borrow().finds;
-        assert_eq!(service.get(1).unwrap(), product);
+        assert_eq!(service.get(1).unwrap().product(), product);
         assert_eq!(
             store.0.borrow().finds,
             finds,
@@ -804,7 +805,7 @@ mod tests {
         let cache = MemoryCache::default();
         cache.put("product:1", b"{garbage");
         let before = warnings();
-        let product = service(&store, &cache).get(1).unwrap();
+        let product = service(&store, &cache).get(1).unwrap().product();
         assert_eq!(product.quantity, 5);
         assert!(warnings() > before);
         assert_eq!(cache.entry("product:1"), Some(product.to_cache_value()));
@@ -816,7 +817,7 @@ mod tests {
         let cache = MemoryCache::default();
         let other = store.find(2).unwrap().unwrap();
         cache.put("product:1", &other.to_cache_value());
-        assert_eq!(service(&store, &cache).get(1).unwrap().id, 1);
+        assert_eq!(service(&store, &cache).get(1).unwrap().product().id, 1);
     }
 
     #[test]
@@ -825,7 +826,7 @@ mod tests {
         let cache = MemoryCache::down();
         let service = service(&store, &cache);
         let before = warnings();
-        assert_eq!(service.get(1).unwrap().quantity, 5);
+        assert_eq!(service.get(1).unwrap().product().quantity, 5);
         assert_eq!(service.reserve(1, 2).unwrap().quantity, 3);
         assert_eq!(service.release(1, 1).unwrap().quantity, 4);
         let update = ProductUpdate {
@@ -833,7 +834,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(service.update(1, &update).unwrap().name, "Renamed");
-        assert_eq!(service.get(1).unwrap().name, "Renamed");
+        assert_eq!(service.get(1).unwrap().product().name, "Renamed");
         let created = service.create(&new_product(1)).unwrap();
         service.delete(created.id).unwrap();
         assert!(warnings() >= before + 6, "every cache failure is logged");
@@ -851,12 +852,12 @@ mod tests {
         }));
         let service = service(&store, &cache);
         assert_eq!(
-            service.get(1).unwrap().quantity,
+            service.get(1).unwrap().product().quantity,
             5,
             "the read itself linearises before the write"
         );
         assert_eq!(cache.entry("product:1"), None, "the stale fill was dropped");
-        assert_eq!(service.get(1).unwrap().quantity, 4);
+        assert_eq!(service.get(1).unwrap().product().quantity, 4);
         assert!(cache.entry("product:1").is_some());
     }
 
@@ -867,7 +868,7 @@ mod tests {
         let store = MemoryStore::with(&[(999, 10)]);
         let cache = MemoryCache::default();
         let service = service(&store, &cache);
-        service.get(1).unwrap();
+        service.get(1).unwrap().product();
 
         let update = ProductUpdate {
             price_cents: Some(500),
@@ -875,15 +876,15 @@ mod tests {
         };
         service.update(1, &update).unwrap();
         assert_eq!(cache.entry("product:1"), None);
-        assert_eq!(service.get(1).unwrap().price_cents, 500);
+        assert_eq!(service.get(1).unwrap().product().price_cents, 500);
 
         service.reserve(1, 3).unwrap();
         assert_eq!(cache.entry("product:1"), None);
-        assert_eq!(service.get(1).unwrap().quantity, 7);
+        assert_eq!(service.get(1).unwrap().product().quantity, 7);
 
         service.release(1, 2).unwrap();
         assert_eq!(cache.entry("product:1"), None);
-        assert_eq!(service.get(1).unwrap().quantity, 9);
+        assert_eq!(service.get(1).unwrap().product().quantity, 9);
 
         service.delete(1).unwrap();
         assert_eq!(cache.entry("product:1"), None);
@@ -1121,12 +1122,12 @@ mod tests {
         let store = MemoryStore::with(&[(999, 5)]);
         let cache = MemoryCache::default();
         let service = service(&store, &cache);
-        service.get(1).unwrap();
+        service.get(1).unwrap().product();
         service
             .change_once(&keyed("r-6", StockOperation::Reserve, 1, 1))
             .unwrap();
         assert_eq!(cache.entry("product:1"), None);
-        assert_eq!(service.get(1).unwrap().quantity, 4);
+        assert_eq!(service.get(1).unwrap().product().quantity, 4);
     }
 
     #[test]
