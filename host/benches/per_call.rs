@@ -4,7 +4,9 @@
 //! One iteration is what every request pays before its handler does any work: a new
 //! `Store` (WASI context, limits, deadline), a new instance from the pre-instantiated
 //! component, one `handle` call into the guest (the fixture's `GET /ok`, which builds a tiny
-//! JSON response), and the response copied back out.
+//! JSON response), and the response copied back out. The second figure is the same call
+//! on a service with `instances.reuse` on, where a request takes the instance the last one
+//! left.
 
 #[allow(dead_code)]
 #[path = "../tests/integration/support.rs"]
@@ -35,53 +37,23 @@ fn per_call(c: &mut Criterion) {
         component = "unused.wasm"
         grants = ["database", "logging"]
         database = "bench"
+        [services.reusing]
+        port = 2
+        component = "unused.wasm"
+        grants = ["database", "logging"]
+        database = "bench"
+        instances.reuse = true
         "#,
     )
     .expect("a configuration");
-    let config: ServiceConfig = platform.services["bench"].clone();
     let state = tempfile::tempdir().expect("a temporary directory");
-    let (version, service) = tokio.block_on(async {
-        let runtime = Runtime::new(config.memory_limit_bytes(), 8, None).expect("a runtime");
-        let http_client = HttpClient::new();
-        let database = DatabaseServer::Sqlite {
-            dir: state.path().to_path_buf(),
-        }
-        .open("bench", DatabaseSettings::from(&platform.database))
-        .await
-        .expect("an embedded database");
-        let backends = Backends {
-            database: Some(database),
-            cache: None,
-            broker: None,
-            token_validator: Arc::new(
-                TokenValidator::new(
-                    http_client.clone(),
-                    &platform.auth.validate_url,
-                    Duration::from_secs(1),
-                )
-                .expect("a URL"),
-            ),
-            http_client,
-            identity: None,
-        };
-        let capabilities = ServiceCapabilities::build(&Grant {
-            service: "bench",
-            config: &config,
-            platform: &platform,
-            backends: &backends,
-        })
-        .expect("the grants");
-        let service = Service::new(
-            "bench",
-            config.clone(),
-            capabilities,
-            state.path().join("migrations"),
-            state.path().join("unused.wasm"),
-        );
-        let version = ComponentVersion::load(&runtime, &service, Arc::new(bytes), DeploySource::Up)
-            .await
-            .expect("the fixture loads");
-        (version, service)
+    let (fresh, reusing) = tokio.block_on(async {
+        let runtime = Runtime::new(64 << 20, 8, None).expect("a runtime");
+        let bytes = Arc::new(bytes);
+        (
+            load(&runtime, &platform, "bench", &state, bytes.clone()).await,
+            load(&runtime, &platform, "reusing", &state, bytes).await,
+        )
     });
     let request = Request {
         route_index: 0, // GET /ok
@@ -95,15 +67,71 @@ fn per_call(c: &mut Criterion) {
         request_id: "bench".into(),
     };
 
-    c.bench_function("new Store + instance + handle (GET /ok)", |b| {
-        b.to_async(&tokio).iter(|| async {
-            let response = version
-                .handle_request(&service, request.clone())
-                .await
-                .expect("the call succeeds");
-            assert_eq!(response.status, 200);
-        })
-    });
+    for (name, (version, service)) in [
+        ("new Store + instance + handle (GET /ok)", &fresh),
+        ("reused instance + handle (GET /ok)", &reusing),
+    ] {
+        c.bench_function(name, |b| {
+            b.to_async(&tokio).iter(|| async {
+                let response = version
+                    .handle_request(service, request.clone())
+                    .await
+                    .expect("the call succeeds");
+                assert_eq!(response.status, 200);
+            })
+        });
+    }
+}
+
+/// The fixture loaded as `name` of `platform`, on an embedded database in `state`.
+async fn load(
+    runtime: &Runtime,
+    platform: &PlatformConfig,
+    name: &str,
+    state: &tempfile::TempDir,
+    bytes: Arc<Vec<u8>>,
+) -> (ComponentVersion, Service) {
+    let config: ServiceConfig = platform.services[name].clone();
+    let http_client = HttpClient::new();
+    let database = DatabaseServer::Sqlite {
+        dir: state.path().to_path_buf(),
+    }
+    .open("bench", DatabaseSettings::from(&platform.database))
+    .await
+    .expect("an embedded database");
+    let backends = Backends {
+        database: Some(database),
+        cache: None,
+        broker: None,
+        token_validator: Arc::new(
+            TokenValidator::new(
+                http_client.clone(),
+                &platform.auth.validate_url,
+                Duration::from_secs(1),
+            )
+            .expect("a URL"),
+        ),
+        http_client,
+        identity: None,
+    };
+    let capabilities = ServiceCapabilities::build(&Grant {
+        service: name,
+        config: &config,
+        platform,
+        backends: &backends,
+    })
+    .expect("the grants");
+    let service = Service::new(
+        name,
+        config.clone(),
+        capabilities,
+        state.path().join("migrations"),
+        state.path().join("unused.wasm"),
+    );
+    let version = ComponentVersion::load(runtime, &service, bytes, DeploySource::Up)
+        .await
+        .expect("the fixture loads");
+    (version, service)
 }
 
 criterion_group! {

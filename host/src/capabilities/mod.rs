@@ -271,6 +271,20 @@ impl CallState {
     }
 }
 
+impl CallState {
+    /// Readies a reused instance's state for its next call.
+    pub fn begin_call(&mut self, request_id: &str, deadline: Instant) {
+        request_id.clone_into(&mut self.request_id);
+        self.deadline = deadline;
+        self.log_budget = LOG_RECORDS_PER_CALL;
+    }
+
+    /// Transactions the call left open: an instance holding one is not reused.
+    pub fn open_transactions(&self) -> u32 {
+        self.open_transactions
+    }
+}
+
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

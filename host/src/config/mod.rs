@@ -72,6 +72,10 @@
 //! max_queued = 256                     # waiting requests; beyond: 503 with Retry-After
 //! queue_timeout_ms = 2000              # longest wait for a turn; then 503
 //! statement_timeout_ms = 2000          # instead of [database] statement_timeout_ms
+//! [services.order.instances]           # opt-in: keep instances between HTTP requests
+//! reuse = false                        # default: a fresh instance for every call
+//! max_requests = 1000                  # requests one instance serves, then a fresh one
+//! idle_timeout_seconds = 30            # an instance idle this long is dropped
 //! [services.order.config]              # values for the config capability;
 //! product_service_url = "http://127.0.0.1:8002"   # env PLATFORM_ORDER_PRODUCT_SERVICE_URL
 //!
@@ -423,6 +427,43 @@ pub struct ServiceConfig {
     /// Periodic calls of the component's `scheduled-handler`.
     #[serde(default)]
     pub schedules: Vec<ScheduleConfig>,
+    /// Whether HTTP requests may reuse instances (off by default).
+    #[serde(default)]
+    pub instances: InstancesConfig,
+}
+
+/// Instance reuse between a service's HTTP requests. Off, every call gets a fresh instance;
+/// on, a request may get an instance an earlier request of the same service and version
+/// left, with whatever that request left in its memory. Message deliveries, schedules and
+/// health checks always get fresh ones.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstancesConfig {
+    #[serde(default)]
+    pub reuse: bool,
+    /// Requests one instance serves before it is dropped.
+    #[serde(default = "default_max_requests")]
+    pub max_requests: u32,
+    /// An instance unused this long is dropped.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+}
+
+impl Default for InstancesConfig {
+    fn default() -> Self {
+        InstancesConfig {
+            reuse: false,
+            max_requests: default_max_requests(),
+            idle_timeout_seconds: default_idle_timeout(),
+        }
+    }
+}
+
+fn default_max_requests() -> u32 {
+    1000
+}
+fn default_idle_timeout() -> u64 {
+    30
 }
 
 fn default_memory_limit() -> u64 {

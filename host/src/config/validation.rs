@@ -88,6 +88,11 @@ impl PlatformConfig {
                     "service `{name}`: max_concurrent and queue_timeout_ms must be positive"
                 ));
             }
+            if service.instances.max_requests == 0 || service.instances.idle_timeout_seconds == 0 {
+                return invalid(format!(
+                    "service `{name}`: instances.max_requests and instances.idle_timeout_seconds must be positive"
+                ));
+            }
             if service.memory_limit_mb == 0 || service.request_timeout_ms == 0 {
                 return invalid(format!(
                     "service `{name}`: memory_limit_mb and request_timeout_ms must be positive"

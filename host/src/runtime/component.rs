@@ -3,6 +3,7 @@
 //! deployed version, never per request.
 
 use super::engine::CompiledFrom;
+use super::instances::InstanceReuse;
 use super::invoke::CallError;
 use super::routes::{RouteTable, RouteTableError};
 use super::{Runtime, Service};
@@ -51,6 +52,8 @@ pub struct ComponentVersion {
     pub route_table: RouteTable,
     /// Whether the machine code came from the compiled-code cache.
     pub compiled_from: CompiledFrom,
+    /// Idle instances, when the service reuses them.
+    pub(super) reuse: Option<InstanceReuse>,
 }
 
 /// SHA-256 of a component's bytes, hex: the identity of a version.
@@ -98,6 +101,7 @@ impl ComponentVersion {
             routes: Vec::new(),
             route_table: RouteTable::default(),
             compiled_from,
+            reuse: InstanceReuse::new(&service.config.instances, service.config.max_concurrent),
         };
         let routes = version
             .declared_routes(service)
@@ -111,6 +115,13 @@ impl ComponentVersion {
 
     pub fn digest(&self) -> &str {
         &self.record.digest
+    }
+
+    /// This version stopped serving: its idle instances go now, not with its last call.
+    pub(super) fn retire(&self) {
+        if let Some(reuse) = &self.reuse {
+            reuse.clear();
+        }
     }
 
     /// The first 12 hex digits of the digest: the version shown in `/health` and `platform ps`.

@@ -1,7 +1,8 @@
 //! One call into a component: a turn from the service's admission, a fresh `Store` and
 //! instance under the call's limits (memory in total across the component's memories,
 //! tables, instances), and a deadline. A trap, a timeout or an exhausted limit fails this
-//! call only.
+//! call only. A service that opts in reuses instances between HTTP requests
+//! ([`super::instances`]).
 
 use super::{ComponentVersion, Overloaded, Service};
 use crate::bindings::http_types::{Request, Response, Route};
@@ -111,17 +112,8 @@ fn trap_or_overload(error: wasmtime::Error) -> CallError {
 }
 
 impl ComponentVersion {
-    /// Runs `call` on a fresh instance under the limits, ending it at the deadline.
-    async fn with_instance<T, F, Fut>(
-        &self,
-        service: &Service,
-        request_id: &str,
-        call: F,
-    ) -> Result<T, CallError>
-    where
-        F: FnOnce(crate::bindings::Service, Store<CallState>) -> Fut,
-        Fut: Future<Output = wasmtime::Result<T>>,
-    {
+    /// A store for one call of `service`, under its limits.
+    fn new_store(&self, service: &Service, call_id: &str) -> Store<CallState> {
         let limits = &service.limits;
         let limiter = CallLimiter {
             memory_left: limits.memory_bytes,
@@ -130,13 +122,29 @@ impl ComponentVersion {
         let state = CallState::new(
             service.capabilities.clone(),
             Box::new(limiter),
-            request_id.to_string(),
+            call_id.to_string(),
             Instant::now() + limits.timeout,
         );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state.limiter.as_mut());
-        // Yield to the scheduler at every epoch tick; the timeout below ends the call.
+        // Yield to the scheduler at every epoch tick; the caller's timeout ends the call.
         store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
+
+    /// Runs `call` on a fresh instance under the limits, ending it at the deadline.
+    async fn with_instance<T, F, Fut>(
+        &self,
+        service: &Service,
+        call_id: &str,
+        call: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnOnce(crate::bindings::Service, Store<CallState>) -> Fut,
+        Fut: Future<Output = wasmtime::Result<T>>,
+    {
+        let timeout = service.limits.timeout;
+        let mut store = self.new_store(service, call_id);
         let work = async {
             let instance = self
                 .pre
@@ -145,9 +153,9 @@ impl ComponentVersion {
                 .map_err(CallError::Instantiate)?;
             call(instance, store).await.map_err(trap_or_overload)
         };
-        match tokio::time::timeout(limits.timeout, work).await {
+        match tokio::time::timeout(timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(CallError::Timeout(limits.timeout)),
+            Err(_) => Err(CallError::Timeout(timeout)),
         }
     }
 
@@ -161,14 +169,55 @@ impl ComponentVersion {
             .admit()
             .await
             .map_err(CallError::Overloaded)?;
-        let request_id = request.request_id.clone();
-        self.with_instance(service, &request_id, |instance, mut store| async move {
-            instance
+        let Some(reuse) = &self.reuse else {
+            let request_id = request.request_id.clone();
+            return self
+                .with_instance(service, &request_id, |instance, mut store| async move {
+                    instance
+                        .platform_service_http_handler()
+                        .call_handle(&mut store, &request)
+                        .await
+                })
+                .await;
+        };
+        let timeout = service.limits.timeout;
+        let idle = reuse.take();
+        let (mut store, reused, served) = match idle {
+            Some(idle) => {
+                let mut store = idle.store;
+                store
+                    .data_mut()
+                    .begin_call(&request.request_id, Instant::now() + timeout);
+                store.epoch_deadline_async_yield_and_update(1);
+                (store, Some(idle.instance), idle.served)
+            }
+            None => (self.new_store(service, &request.request_id), None, 0),
+        };
+        let work = async {
+            let instance = match reused {
+                Some(instance) => instance,
+                None => self
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(CallError::Instantiate)?,
+            };
+            let response = instance
                 .platform_service_http_handler()
                 .call_handle(&mut store, &request)
                 .await
-        })
-        .await
+                .map_err(trap_or_overload)?;
+            Ok((instance, response))
+        };
+        // A trap or a timeout drops the store here, and the instance with it.
+        let (instance, response) = match tokio::time::timeout(timeout, work).await {
+            Ok(result) => result?,
+            Err(_) => return Err(CallError::Timeout(timeout)),
+        };
+        if store.data().open_transactions() == 0 {
+            reuse.give_back(store, instance, served + 1);
+        }
+        Ok(response)
     }
 
     pub async fn handle_message(

@@ -1,10 +1,11 @@
 //! Holds the compiled components and runs them: one engine and linker for the whole host,
 //! one [`ComponentVersion`] per loaded component with its route table, a fresh `Store` and
-//! instance per call, and the [`Registry`]: the one path every version takes to serve.
+//! instance per call (or, opted in, one reused between HTTP requests), and the [`Registry`]: the one path every version takes to serve.
 
 mod admission;
 mod component;
 mod engine;
+mod instances;
 mod invoke;
 mod registry;
 pub mod routes;

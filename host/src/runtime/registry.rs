@@ -338,6 +338,7 @@ impl Registry {
         let digest = version.digest().to_string();
         let routes = version.routes.len();
         let previous = service.current.swap(Arc::new(version));
+        previous.retire();
         let swap_time = started.elapsed();
         tracing::info!(
             service = %service.name(),

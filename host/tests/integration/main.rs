@@ -19,6 +19,7 @@
 //! - `isolation`: traps, endless loops, memory exhaustion, refused imports.
 //! - `limits`: a login storm, half-sent headers, the connection cap, a hostile component's
 //!   SQL, made-up methods.
+//! - `reuse`: opt-in instance reuse: what carries over between requests and what never does.
 //! - `degraded`: a backing service that is down, or stalls behind `fault_proxy`.
 //! - `fault_proxy`: a TCP proxy a test pauses and resumes, between the host and a server.
 //! - `stock`: late answers between order and product, a cut broker: stock and events exactly once.
@@ -38,6 +39,7 @@ mod notification;
 mod openapi;
 mod order;
 mod product;
+mod reuse;
 mod schedules;
 mod stock;
 mod support;
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         notification::tests(),
         isolation::tests(),
         limits::tests(),
+        reuse::tests(),
         mixed::tests(),
         degraded::tests(),
         stock::tests(),
