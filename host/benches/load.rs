@@ -10,6 +10,10 @@
 //! sides; every row reports the CPU the server and wrk used, so it shows which one was the
 //! limit.
 //!
+//! Beside the four services the host runs the product service a second time with
+//! `instances.reuse` on, and the test fixture, whose `GET /ok` (an empty route on a fresh
+//! instance) is compared with the host's own `GET /health`, which enters no component.
+//!
 //! Printed as a table and written to `host/benches/results/load.txt`.
 
 #[allow(dead_code)]
@@ -57,6 +61,56 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(duration, quick, backends))
 }
 
+/// The product service again with `instances.reuse` on (its own database and cache
+/// namespace, and the product migrations, through a migrations folder of links that the
+/// returned directory holds), and the test fixture, whose `GET /ok` is the cheapest route
+/// a component can have.
+fn add_bench_services(
+    config: &mut toml::Table,
+    names: &RunNames,
+) -> anyhow::Result<tempfile::TempDir> {
+    let migrations = tempfile::tempdir()?;
+    let shipped = support::workspace_root().join("migrations");
+    for service in ["user", "product", "order", "notification"] {
+        std::os::unix::fs::symlink(shipped.join(service), migrations.path().join(service))?;
+    }
+    std::os::unix::fs::symlink(shipped.join("product"), migrations.path().join(REUSING))?;
+    set(
+        config,
+        &["database", "migrations"],
+        migrations.path().display().to_string().into(),
+    );
+    let mut reusing = config["services"]["product"].clone();
+    let table = reusing.as_table_mut().expect("a service table");
+    table.insert("port".into(), i64::from(free_ports(1)[0]).into());
+    table.insert("database".into(), names.name(REUSING).into());
+    table.insert("cache_namespace".into(), names.name(REUSING).into());
+    set(config, &["services", REUSING], reusing);
+    set(
+        config,
+        &["services", REUSING, "instances", "reuse"],
+        true.into(),
+    );
+    let fixture = |key: &'static str| ["services", EMPTY, key];
+    set(config, &fixture("port"), i64::from(free_ports(1)[0]).into());
+    set(
+        config,
+        &fixture("component"),
+        support::fixture_path("v1").display().to_string().into(),
+    );
+    set(config, &fixture("database"), names.name(EMPTY).into());
+    set(
+        config,
+        &fixture("grants"),
+        vec!["database".to_string(), "logging".to_string()].into(),
+    );
+    Ok(migrations)
+}
+
+/// The bench's extra services.
+const REUSING: &str = "product_reusing";
+const EMPTY: &str = "empty";
+
 /// Pins a process (all its threads) to the given CPU list.
 fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
     let status = Command::new("taskset")
@@ -91,6 +145,7 @@ async fn run(duration: Duration, quick: bool, backends: Backends) -> anyhow::Res
         .zip(free_ports(4))
         .collect();
     let mut config = shop_config_on(backends, &names, &ports);
+    let _migrations = add_bench_services(&mut config, &names)?;
     // The cost platform.toml ships with, not the tests' cheaper one.
     let bcrypt_cost = 12;
     set(
@@ -234,6 +289,23 @@ async fn during_a_login_storm(
     ))
 }
 
+/// A product of the reusing service, read once so that the load hits its cache.
+async fn reusing_product(platform: &Platform, user: &support::TestUser) -> anyhow::Result<i64> {
+    let response = platform
+        .http()
+        .post(platform.url(REUSING, "/products"))
+        .header("authorization", user.bearer())
+        .json(&json!({ "name": "reused", "price": "19.99", "quantity": 1_000_000 }))
+        .send()
+        .await?;
+    ensure!(response.status() == 201, "create: {}", response.status());
+    let product: Value = response.json().await?;
+    let id = product["id"].as_i64().context("product id")?;
+    let url = platform.url(REUSING, &format!("/products/{id}"));
+    ensure!(platform.http().get(&url).send().await?.status() == 200);
+    Ok(id)
+}
+
 /// A wrk run of `GET url`.
 fn get(url: &str, connections: usize, duration: Duration, server_pid: Option<u32>) -> WrkRun<'_> {
     WrkRun {
@@ -295,10 +367,16 @@ async fn scenarios(
     quick: bool,
 ) -> anyhow::Result<String> {
     let mut report = format!(
-        "{machine}\n\n| scenario | connections | req/s (x native) | p50 | p99 (x native) | errors | server CPU | wrk CPU |\n|---|---|---|---|---|---|---|---|\n"
+        "{machine}\n\n| scenario | connections | req/s (x baseline) | p50 | p99 (x baseline) | errors | server CPU | wrk CPU |\n|---|---|---|---|---|---|---|---|\n"
     );
     let product_url = platform.url("product", &format!("/products/{product_id}"));
+    let reusing_url = platform.url(
+        REUSING,
+        &format!("/products/{}", reusing_product(platform, user).await?),
+    );
     let mut peak_rss = 0f64;
+    // Native, fresh instances, reused instances: one after the other at each count, so
+    // the machine's drift touches all three alike.
     for connections in CONNECTIONS {
         let native = match native {
             Some((native_pid, native_url)) => {
@@ -307,6 +385,7 @@ async fn scenarios(
             None => None,
         };
         let wasm = wrk::run(get(&product_url, connections, duration, Some(pid))).await?;
+        let reused = wrk::run(get(&reusing_url, connections, duration, Some(pid))).await?;
         peak_rss = peak_rss.max(wasm.peak_rss_mib);
         if let Some(native) = &native {
             report.push_str(&native.row(
@@ -316,18 +395,30 @@ async fn scenarios(
             ));
         }
         report.push_str(&wasm.row(
-            "GET /products/{id}, cache hit",
+            "GET /products/{id}, cache hit (x native)",
+            connections,
+            native.as_ref(),
+        ));
+        report.push_str(&reused.row(
+            "GET /products/{id}, cache hit, `instances.reuse` on (x native)",
             connections,
             native.as_ref(),
         ));
     }
     let health = platform.url("product", "/health");
+    let empty = platform.url(EMPTY, "/ok");
     for connections in CONNECTIONS {
-        let measured = wrk::run(get(&health, connections, duration, Some(pid))).await?;
-        report.push_str(&measured.row(
+        let host_alone = wrk::run(get(&health, connections, duration, Some(pid))).await?;
+        let fresh = wrk::run(get(&empty, connections, duration, Some(pid))).await?;
+        report.push_str(&host_alone.row(
             "GET /health (the host alone, no component)",
             connections,
             None,
+        ));
+        report.push_str(&fresh.row(
+            "GET /ok (an empty route, a fresh instance; x /health)",
+            connections,
+            Some(&host_alone),
         ));
     }
     let list = platform.url("product", "/products?limit=20");
