@@ -4,7 +4,7 @@
 use crate::backends::broker::{self, Broker, OpenBrokerError};
 use crate::backends::cache;
 use crate::backends::database::{DatabaseServer, DatabaseSettings, OpenDatabaseError};
-use crate::backends::http_client::HttpClient;
+use crate::backends::http_client::{HttpClient, LocalService};
 use crate::backends::identity::IdentityProvider;
 use crate::backends::lease::{Leases, LocalLeases, PostgresLeases};
 use crate::backends::token_validator::TokenValidator;
@@ -150,6 +150,7 @@ impl Platform {
         let tasks = TaskTracker::new();
         let mut addresses = Vec::new();
         let mut endpoints = Vec::new();
+        let mut local_services = Vec::new();
         for (endpoint, listener) in listeners {
             let endpoint = Arc::new(endpoint);
             let name = endpoint.service.name().to_string();
@@ -157,14 +158,15 @@ impl Platform {
                 .local_addr()
                 .expect("a bound listener has an address");
             addresses.push((name.clone(), address));
-            let http = ServiceHttp::new(
+            let http = Arc::new(ServiceHttp::new(
                 endpoint.clone(),
                 settings.clone(),
                 shared.token_validator.clone(),
-            );
+            ));
+            local_services.push((address.port(), http.clone() as Arc<dyn LocalService>));
             tasks.spawn(server::serve(
                 name.clone(),
-                Arc::new(http),
+                http,
                 listener,
                 config.host.connections.clone(),
                 shutdown.clone(),
@@ -197,6 +199,11 @@ impl Platform {
             );
             endpoints.push(endpoint);
         }
+
+        // Services calling one another on this host skip the loopback socket.
+        shared
+            .http_client
+            .answer_locally(&config.host.bind, local_services);
 
         let admin_token = match &config.admin.token {
             Some(token) => token.clone(),

@@ -328,6 +328,14 @@ fn keyed_answer(change: &KeyedChange) -> Answer {
     let answer = service()
         .change_once(change)
         .map_err(|error| error_response(error.into()))?;
+    platform_guest::log_info(&format!(
+        "{} of {} unit(s) of product {} under key {}: {}",
+        change.operation.as_str(),
+        change.quantity,
+        change.product_id,
+        change.key,
+        answer.status
+    ));
     Ok(Response {
         status: answer.status,
         headers: vec![("content-type".into(), "application/json".into())],

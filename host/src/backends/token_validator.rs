@@ -57,11 +57,21 @@ impl TokenValidator {
         })
     }
 
-    pub async fn validate(&self, token: &str) -> Result<Caller, ValidateTokenError> {
+    /// Asks the identity service about `token`, for the request `request_id` (sent along,
+    /// so the identity service logs the same id).
+    pub async fn validate(
+        &self,
+        token: &str,
+        request_id: &str,
+    ) -> Result<Caller, ValidateTokenError> {
         let body =
             serde_json::to_vec(&serde_json::json!({ "token": token })).expect("JSON of a string");
-        let request = http::Request::post(self.validate_url.clone())
-            .header("content-type", "application/json")
+        let mut request = http::Request::post(self.validate_url.clone())
+            .header("content-type", "application/json");
+        if let Ok(id) = http::HeaderValue::from_str(request_id) {
+            request = request.header("x-request-id", id);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|error| ValidateTokenError::Unavailable(error.to_string()))?;
         let response = self

@@ -47,6 +47,7 @@ impl OutgoingHttp {
     fn checked(
         &self,
         request: OutgoingRequest,
+        request_id: &str,
     ) -> Result<http::Request<Full<Bytes>>, RequestError> {
         let uri: http::Uri = request
             .url
@@ -80,6 +81,15 @@ impl OutgoingHttp {
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
+        // The call's request id goes along, unless the component sent one of its own, so
+        // one id follows a request across services.
+        let own_id = request
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("x-request-id"));
+        if let (false, Ok(id)) = (own_id, http::HeaderValue::from_str(request_id)) {
+            builder = builder.header("x-request-id", id);
+        }
         builder
             .body(Full::new(Bytes::from(request.body)))
             .map_err(|error| RequestError::InvalidUrl(error.to_string()))
@@ -103,7 +113,9 @@ impl Host for CallState {
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.into()))
             .unwrap_or(DEFAULT_TIMEOUT);
-        let checked = outgoing.checked(request).map_err(Failure::Error)?;
+        let checked = outgoing
+            .checked(request, &self.request_id)
+            .map_err(Failure::Error)?;
         let response = outgoing
             .client
             .send(checked, timeout, MAX_RESPONSE_BYTES)

@@ -7,7 +7,7 @@
 use crate::runtime::Overloaded;
 use arc_swap::ArcSwap;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +20,7 @@ pub struct ServiceMetrics {
     messages: IntCounterVec,
     schedules: IntCounterVec,
     shed: IntCounterVec,
+    in_process: IntCounter,
     /// When load shedding was last logged (milliseconds since `started`).
     shed_logged_ms: AtomicU64,
     started: std::time::Instant,
@@ -129,6 +130,17 @@ impl ServiceMetrics {
             &["reason"],
         )
         .expect("valid metric definition");
+        let in_process = IntCounter::with_opts(
+            Opts::new(
+                "http_requests_in_process_total",
+                "Requests from another service of this host, answered without a socket.",
+            )
+            .const_label("service", service),
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(in_process.clone()))
+            .expect("registered once");
         registry
             .register(Box::new(shed.clone()))
             .expect("registered once");
@@ -151,10 +163,16 @@ impl ServiceMetrics {
             messages,
             schedules,
             shed,
+            in_process,
             shed_logged_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),
             version: ArcSwap::default(),
         }
+    }
+
+    /// Counts a request another service of this host made in process.
+    pub fn count_in_process(&self) {
+        self.in_process.inc();
     }
 
     /// Counts a shed request; true at most once a second, when it is worth a log line.

@@ -27,6 +27,7 @@ pub fn tests() -> Vec<Test> {
         deleting_a_cancelled_order_does_not_release_again,
         deleting_is_403_for_another_users_order_and_404_for_an_unknown_one,
         concurrent_cancels_and_deletes_release_the_stock_exactly_once,
+        calls_to_product_and_user_stay_in_process_with_the_request_id,
     ]
 }
 
@@ -1012,4 +1013,56 @@ async fn concurrent_cancels_and_deletes_release_the_stock_exactly_once(
         "released exactly once ({cancels:?}, {deletes:?})"
     );
     Ok(())
+}
+
+/// The order service reaches the product service (outgoing HTTP) and the user service
+/// (token validation) on the same host: in process, not over a loopback socket, with the
+/// order request's id. A host of its own, so the counts are exact.
+async fn calls_to_product_and_user_stay_in_process_with_the_request_id(
+    shared: &'static Platform,
+) -> anyhow::Result<()> {
+    let names = crate::support::RunNames::new();
+    let ports = ["user", "product", "order", "notification"]
+        .into_iter()
+        .zip(crate::support::free_ports(4))
+        .collect();
+    let config = crate::support::shop_config_on(shared.backends(), &names, &ports);
+    crate::support::with_platform(names, config, async |platform| {
+        let user = platform.new_user().await?;
+        let product_id = id_of(&platform.new_product(&user, "2.50", 10).await?)?;
+        let in_process = async |service: &str| {
+            platform
+                .metric(service, "http_requests_in_process_total", &[])
+                .await
+        };
+        let (user_before, product_before) =
+            (in_process("user").await?, in_process("product").await?);
+
+        let request_id = crate::support::unique("order-request");
+        let response = platform
+            .http()
+            .post(platform.url("order", "/orders"))
+            .header("authorization", user.bearer())
+            .header("x-request-id", &request_id)
+            .json(&json!({ "product_id": product_id, "quantity": 2 }))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 201);
+
+        // The reservation; the order's and the reservation's token checks.
+        assert_eq!(in_process("product").await? - product_before, 1.0);
+        assert_eq!(in_process("user").await? - user_before, 2.0);
+        let reserved = format!("reserve of 2 unit(s) of product {product_id}");
+        let log = platform.log();
+        let line = log
+            .lines()
+            .find(|line| line.contains(&reserved))
+            .with_context(|| format!("no `{reserved}` in the log"))?;
+        assert!(
+            line.contains(&format!("request_id=\"{request_id}\"")),
+            "the product service served the reservation under the order's request id: {line}"
+        );
+        Ok(())
+    })
+    .await
 }

@@ -10,7 +10,24 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+
+/// A request body the ingress can read: hyper's from a connection, or a buffered one from a
+/// service of this host.
+pub trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + Unpin
+    + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + Unpin
+        + 'static
+{
+}
 
 /// Most of a refused body read and dropped before the 413 goes out; beyond it, the
 /// connection closes on a client still sending.
@@ -120,10 +137,11 @@ pub fn guest_response(response: GuestResponse) -> HttpResponse {
     http_response
 }
 
-/// Reads the body up to `limit`; 413 beyond it (announced or actual).
-pub async fn read_body(
+/// Reads the body (from the network, or from a service of this host) up to `limit`; 413
+/// beyond it (announced or actual).
+pub async fn read_body<B: RequestBody>(
     headers: &HeaderMap,
-    mut body: Incoming,
+    mut body: B,
     limit: usize,
 ) -> Result<Bytes, HttpResponse> {
     let too_large = || {
@@ -171,7 +189,7 @@ pub async fn read_body(
 
 /// Reads and drops what is left of a refused body (bounded in bytes and time), so that a
 /// client still writing it gets to read the 413 instead of a broken connection.
-async fn drain(body: Incoming) {
+async fn drain<B: RequestBody>(body: B) {
     let _ = tokio::time::timeout(DRAIN_TIME, Limited::new(body, DRAIN_BYTES).collect()).await;
 }
 

@@ -11,14 +11,20 @@ pub mod openapi;
 
 use super::server::{json_response, Handler, HttpResponse};
 use super::ServiceEndpoint;
+use crate::backends::http_client::LocalService;
 use crate::backends::token_validator::{TokenValidator, ValidateTokenError};
 use crate::bindings::http_types::Identity;
 use crate::runtime::routes::{method_name, RouteMatch};
 use crate::runtime::CallError;
+use bytes::Bytes;
+use convert::RequestBody;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -54,8 +60,28 @@ impl ServiceHttp {
 }
 
 impl Handler for ServiceHttp {
-    /// Handles one request end to end and records it in the metrics.
     async fn handle(&self, request: http::Request<Incoming>) -> HttpResponse {
+        self.respond(request).await
+    }
+}
+
+/// A request from another service of this host, through its outgoing HTTP or token
+/// validation: the same handling as from the network, without the socket.
+impl LocalService for ServiceHttp {
+    fn answer(
+        self: Arc<Self>,
+        request: http::Request<Full<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>> {
+        Box::pin(async move {
+            self.endpoint.metrics.count_in_process();
+            self.respond(request).await
+        })
+    }
+}
+
+impl ServiceHttp {
+    /// Handles one request end to end and records it in the metrics.
+    async fn respond<B: RequestBody>(&self, request: http::Request<B>) -> HttpResponse {
         let started = Instant::now();
         let request_id = convert::request_id(request.headers());
         let origin = request.headers().get(http::header::ORIGIN).cloned();
@@ -110,9 +136,9 @@ fn unauthorized(message: &str) -> HttpResponse {
 
 impl ServiceHttp {
     /// Routes the request; returns the response and the `handler` label for the metrics.
-    async fn route(
+    async fn route<B: RequestBody>(
         &self,
-        request: http::Request<Incoming>,
+        request: http::Request<B>,
         request_id: &str,
     ) -> (HttpResponse, String) {
         let deployed = &self.endpoint.service;
@@ -212,7 +238,7 @@ impl ServiceHttp {
         let Some(token) = convert::bearer_token(headers) else {
             return Err(unauthorized("Not authenticated"));
         };
-        match self.tokens.validate(token).await {
+        match self.tokens.validate(token, request_id).await {
             Ok(caller) => Ok(Identity {
                 user_id: caller.user_id,
                 username: caller.username,
