@@ -3,7 +3,7 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,10 @@ pub struct IdentityProvider {
     /// Jobs waiting for a worker, at most `max_queued`.
     waiting: AtomicUsize,
     max_queued: usize,
+    workers: usize,
+    /// How long a job takes, a moving average in nanoseconds (0 until one has run): a job
+    /// that would only get its turn after its caller's deadline is refused at once.
+    job_nanos: Arc<AtomicU64>,
 }
 
 /// One job waiting for a worker, for as long as it waits.
@@ -54,6 +58,18 @@ impl BcryptSettings {
             max_queued: settings.bcrypt_max_queued,
         }
     }
+}
+
+/// Folds one job's duration into the moving average (an eighth of the new sample).
+fn record_job_time(average: &AtomicU64, took: Duration) {
+    let sample = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+    let old = average.load(Ordering::Relaxed);
+    let new = if old == 0 {
+        sample
+    } else {
+        old - old / 8 + sample / 8
+    };
+    average.store(new, Ordering::Relaxed);
 }
 
 /// The claims of a token whose signature and expiry were verified.
@@ -90,6 +106,9 @@ pub enum IdentityError {
     /// The job's caller gave up (its deadline passed) before a worker took it.
     #[error("the caller's deadline passed before a bcrypt worker was free")]
     Expired,
+    /// The jobs ahead of it would take past its caller's deadline: refused at once.
+    #[error("the {0} bcrypt jobs ahead would not be done before the caller's deadline")]
+    TooLate(usize),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -140,6 +159,8 @@ impl IdentityProvider {
             hashing: Arc::new(tokio::sync::Semaphore::new(bcrypt.workers)),
             waiting: AtomicUsize::new(0),
             max_queued: bcrypt.max_queued,
+            workers: bcrypt.workers.max(1),
+            job_nanos: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -154,9 +175,21 @@ impl IdentityProvider {
         let turn = match self.hashing.clone().try_acquire_owned() {
             Ok(turn) => turn,
             Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_queued {
+                let ahead = self.waiting.fetch_add(1, Ordering::Relaxed);
+                if ahead >= self.max_queued {
                     self.waiting.fetch_sub(1, Ordering::Relaxed);
                     return Err(IdentityError::Busy(self.max_queued));
+                }
+                // Queued behind `ahead` jobs and the ones running, this job would start
+                // after about (ahead / workers + 1) job times. If it could not finish by
+                // its deadline, queueing it only makes a job that can finish wait longer:
+                // under a storm every queued caller would give up before its turn.
+                if let Some(job) = self.job_time() {
+                    let turns = u32::try_from(ahead / self.workers + 2).unwrap_or(u32::MAX);
+                    if Instant::now() + job.saturating_mul(turns) > deadline {
+                        self.waiting.fetch_sub(1, Ordering::Relaxed);
+                        return Err(IdentityError::TooLate(ahead));
+                    }
                 }
                 // Counted out again however the wait ends, the caller giving up included.
                 let _waiting = Waiting(&self.waiting);
@@ -167,15 +200,27 @@ impl IdentityProvider {
                     .map_err(|error| IdentityError::Job(error.to_string()))?
             }
         };
+        let job_nanos = self.job_nanos.clone();
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            if Instant::now() >= deadline {
+            let started = Instant::now();
+            if started >= deadline {
                 return Err(IdentityError::Expired);
             }
-            Ok(job())
+            let output = job();
+            record_job_time(&job_nanos, started.elapsed());
+            Ok(output)
         })
         .await
         .map_err(|error| IdentityError::Job(error.to_string()))?
+    }
+
+    /// How long a job takes, once one has run.
+    fn job_time(&self) -> Option<Duration> {
+        match self.job_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
     }
 
     /// A bcrypt hash of `password` at the configured cost.
@@ -297,6 +342,40 @@ mod tests {
             provider.hash_password("d".into(), Instant::now()).await,
             Err(IdentityError::Expired)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_job_that_would_wait_past_its_deadline_is_refused_at_once() {
+        let provider = Arc::new(IdentityProvider::new(
+            b"secret",
+            Duration::from_secs(60),
+            BcryptSettings {
+                cost: 10,
+                workers: 1,
+                max_queued: 8,
+            },
+        ));
+        let later = Instant::now() + Duration::from_secs(60);
+        // One job teaches the provider how long a job takes.
+        provider.hash_password("a".into(), later).await.unwrap();
+        let job = provider.job_time().expect("a job was timed");
+        // The worker is busy: a job due before two job times cannot finish, so it is refused
+        // without being queued; one with time enough waits its turn and runs.
+        let busy = {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.hash_password("b".into(), later).await })
+        };
+        while provider.hashing.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let soon = Instant::now() + job;
+        assert!(matches!(
+            provider.hash_password("c".into(), soon).await,
+            Err(IdentityError::TooLate(0))
+        ));
+        assert_eq!(provider.waiting.load(Ordering::Relaxed), 0);
+        assert!(provider.hash_password("d".into(), later).await.is_ok());
+        assert!(busy.await.unwrap().is_ok());
     }
 
     #[test]

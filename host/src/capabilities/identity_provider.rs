@@ -28,9 +28,9 @@ impl From<backend::TokenError> for TokenFailure {
 /// failure of the component.
 fn lowered(error: backend::IdentityError) -> wasmtime::Error {
     match error {
-        backend::IdentityError::Busy(_) | backend::IdentityError::Expired => {
-            wasmtime::Error::new(Saturated("bcrypt"))
-        }
+        backend::IdentityError::Busy(_)
+        | backend::IdentityError::Expired
+        | backend::IdentityError::TooLate(_) => wasmtime::Error::new(Saturated("bcrypt")),
         other => wasmtime::Error::new(other),
     }
 }
