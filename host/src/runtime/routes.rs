@@ -2,6 +2,7 @@
 //! Built once at load; matching a request is one radix-tree lookup.
 
 use crate::bindings::http_types::{Method, Route};
+use std::sync::Arc;
 
 /// Why a component's route table was refused.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +26,8 @@ pub struct RouteTable {
 }
 
 struct PathEntry {
-    template: String,
+    /// Shared with every request's metrics label: cloning it allocates nothing.
+    template: Arc<str>,
     methods: Vec<(Method, u32)>,
 }
 
@@ -33,12 +35,12 @@ struct PathEntry {
 pub enum RouteMatch<'a> {
     Found {
         route_index: u32,
-        template: &'a str,
+        template: &'a Arc<str>,
         params: Vec<(String, String)>,
     },
     /// The path exists but not with this method; carries the allowed methods.
     MethodNotAllowed {
-        template: &'a str,
+        template: &'a Arc<str>,
         allowed: Vec<Method>,
     },
     NotFound,
@@ -59,7 +61,11 @@ impl RouteTable {
                     reason: "a path must start with `/`".into(),
                 });
             }
-            let entry = match table.entries.iter().position(|e| e.template == route.path) {
+            let entry = match table
+                .entries
+                .iter()
+                .position(|e| *e.template == *route.path)
+            {
                 Some(existing) => existing,
                 None => {
                     table
@@ -70,7 +76,7 @@ impl RouteTable {
                             reason: error.to_string(),
                         })?;
                     table.entries.push(PathEntry {
-                        template: route.path.clone(),
+                        template: Arc::from(route.path.as_str()),
                         methods: Vec::new(),
                     });
                     table.entries.len() - 1
@@ -174,7 +180,7 @@ mod tests {
                 params,
             } => {
                 assert_eq!(route_index, 2);
-                assert_eq!(template, "/products/{product_id}");
+                assert_eq!(&**template, "/products/{product_id}");
                 assert_eq!(params, vec![("product_id".to_string(), "a b".to_string())]);
             }
             _ => panic!("expected a match"),

@@ -101,7 +101,8 @@ pub fn guest_request(
                     .map(|v| (name.as_str().to_string(), v.to_string()))
             })
             .collect(),
-        body: body.to_vec(),
+        // Without a copy when the body arrived in one piece.
+        body: Vec::from(body),
         caller: matched.caller,
         request_id: request_id.to_string(),
     }

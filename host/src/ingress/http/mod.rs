@@ -140,7 +140,7 @@ impl ServiceHttp {
         &self,
         request: http::Request<B>,
         request_id: &str,
-    ) -> (HttpResponse, String) {
+    ) -> (HttpResponse, Arc<str>) {
         let deployed = &self.endpoint.service;
         let method = request.method().clone();
 
@@ -149,7 +149,7 @@ impl ServiceHttp {
             return (cors::preflight(request.headers()), label);
         }
         if let Some(response) = builtin::answer(self, &method, request.uri().path()) {
-            return (response, request.uri().path().to_string());
+            return (response, Arc::from(request.uri().path()));
         }
 
         // One atomic load: this request runs to its end on the version it saw here.
@@ -160,7 +160,7 @@ impl ServiceHttp {
                     route_index,
                     template,
                     params,
-                } => (route_index, template.to_string(), params),
+                } => (route_index, template.clone(), params),
                 RouteMatch::MethodNotAllowed { template, allowed } => {
                     let mut response = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
                     let allow = allowed
@@ -173,10 +173,13 @@ impl ServiceHttp {
                         HeaderValue::from_str(&allow)
                             .expect("method names are valid header values"),
                     );
-                    return (response, template.to_string());
+                    return (response, template.clone());
                 }
                 RouteMatch::NotFound => {
-                    return (detail(StatusCode::NOT_FOUND, "Not Found"), "none".into())
+                    return (
+                        detail(StatusCode::NOT_FOUND, "Not Found"),
+                        Arc::from("none"),
+                    )
                 }
             };
         let route = &version.routes[route_index as usize];
@@ -256,13 +259,13 @@ impl ServiceHttp {
         }
     }
 
-    fn path_label(&self, path: &str) -> String {
+    fn path_label(&self, path: &str) -> Arc<str> {
         let version = self.endpoint.service.current.load();
         match version.route_table.lookup(&Method::GET, path) {
             RouteMatch::Found { template, .. } | RouteMatch::MethodNotAllowed { template, .. } => {
-                template.to_string()
+                template.clone()
             }
-            RouteMatch::NotFound => "none".into(),
+            RouteMatch::NotFound => Arc::from("none"),
         }
     }
 }
