@@ -16,7 +16,16 @@ pub enum RouteTableError {
 }
 
 /// Paths the host answers for every service.
-pub const RESERVED_PATHS: [&str; 5] = ["/health", "/", "/openapi.json", "/docs", "/metrics"];
+pub const RESERVED_PATHS: [&str; 8] = [
+    "/health",
+    "/",
+    "/openapi.json",
+    "/docs",
+    "/docs/swagger-ui.css",
+    "/docs/swagger-ui-bundle.js",
+    "/docs/swagger-initializer.js",
+    "/metrics",
+];
 
 #[derive(Default)]
 pub struct RouteTable {

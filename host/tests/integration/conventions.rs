@@ -135,6 +135,8 @@ async fn openapi_documents_every_contract_route(platform: &'static Platform) -> 
     Ok(())
 }
 
+/// `/docs` loads Swagger UI from the host itself, never from elsewhere, and says so in its
+/// content-security policy: it renders offline.
 async fn docs_page_renders_the_openapi_document(platform: &'static Platform) -> anyhow::Result<()> {
     let response = platform
         .http()
@@ -145,8 +147,49 @@ async fn docs_page_renders_the_openapi_document(platform: &'static Platform) -> 
     assert!(response.headers()["content-type"]
         .to_str()?
         .starts_with("text/html"));
+    let policy = response.headers()["content-security-policy"]
+        .to_str()?
+        .to_string();
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    assert!(policy.contains("script-src 'self';"), "{policy}");
     let page = response.text().await?;
-    assert!(page.contains("/openapi.json"), "{page}");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>"), "no inline script: {page}");
+    let mut assets = Vec::new();
+    for attribute in ["src=\"", "href=\""] {
+        for piece in page.split(attribute).skip(1) {
+            assets.push(piece.split('"').next().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(assets.len(), 3, "{page}");
+    for asset in assets {
+        assert!(asset.starts_with("/docs/"), "{asset}");
+        let response = platform
+            .http()
+            .get(platform.url("product", &asset))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 200, "{asset}");
+        let kind = response.headers()["content-type"].to_str()?.to_string();
+        let body = response.text().await?;
+        if asset.ends_with(".js") {
+            assert!(kind.starts_with("text/javascript"), "{asset}: {kind}");
+        } else {
+            assert!(kind.starts_with("text/css"), "{asset}: {kind}");
+        }
+        if asset.ends_with("initializer.js") {
+            assert!(body.contains("/openapi.json"), "{body}");
+        } else {
+            assert!(
+                body.len() > 10_000,
+                "{asset} is the real file: {} bytes",
+                body.len()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! The paths the host answers itself for every service: `/health`, `/`, `/openapi.json`,
-//! `/docs` and `/metrics`.
+//! `/docs` (and Swagger UI's files under `/docs/`) and `/metrics`.
 
-use super::{detail, openapi, ServiceHttp};
+use super::{detail, openapi, swagger_ui, ServiceHttp};
 use crate::ingress::server::{json_response, HttpResponse};
 use crate::runtime::routes::RESERVED_PATHS;
 use crate::runtime::ComponentVersion;
@@ -56,6 +56,15 @@ pub fn answer(listener: &ServiceHttp, method: &Method, path: &str) -> Option<Htt
             .insert(http::header::ALLOW, HeaderValue::from_static("GET"));
         return Some(response);
     }
+    if let Some((body, content_type)) = swagger_ui::asset(path) {
+        let mut response = with_content_type(body, content_type);
+        // The same files for every service and version: browsers may keep them a day.
+        response.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=86400"),
+        );
+        return Some(response);
+    }
     let endpoint = &listener.endpoint;
     let name = endpoint.service.name();
     let version = endpoint.service.current.load();
@@ -93,10 +102,17 @@ pub fn answer(listener: &ServiceHttp, method: &Method, path: &str) -> Option<Htt
             listener.openapi.document(name, &version),
             "application/json",
         ),
-        "/docs" => with_content_type(
-            Bytes::from(openapi::docs_page(name)),
-            "text/html; charset=utf-8",
-        ),
+        "/docs" => {
+            let mut response = with_content_type(
+                Bytes::from(openapi::docs_page(name)),
+                "text/html; charset=utf-8",
+            );
+            response.headers_mut().insert(
+                http::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(swagger_ui::CONTENT_SECURITY_POLICY),
+            );
+            response
+        }
         "/metrics" => with_content_type(
             Bytes::from(endpoint.metrics.render()),
             "text/plain; version=0.0.4; charset=utf-8",

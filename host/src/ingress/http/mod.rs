@@ -8,6 +8,7 @@ mod builtin;
 mod convert;
 mod cors;
 pub mod openapi;
+mod swagger_ui;
 
 use super::server::{json_response, Handler, HttpResponse};
 use super::ServiceEndpoint;

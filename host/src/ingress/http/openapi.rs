@@ -158,22 +158,22 @@ fn responses(route: &Route) -> Value {
     Value::Object(responses)
 }
 
-/// A Swagger UI page that renders `/openapi.json`.
+/// A Swagger UI page that renders `/openapi.json`, from files the host serves itself
+/// ([`super::swagger_ui`]): no CDN, no inline script.
 pub fn docs_page(service: &str) -> String {
     format!(
         r##"<!DOCTYPE html>
-<html>
+<html lang="en">
 <head>
 <title>{service} service - Swagger UI</title>
 <meta charset="utf-8">
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/docs/swagger-ui.css">
 </head>
 <body>
 <div id="swagger-ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>
-SwaggerUIBundle({{ url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true }});
-</script>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script src="/docs/swagger-initializer.js"></script>
 </body>
 </html>
 "##
