@@ -108,6 +108,9 @@ fn add_bench_services(
     Ok(migrations)
 }
 
+/// Products the spread `POST /orders` rows reserve in turn.
+const SPREAD_PRODUCTS: usize = 20;
+
 /// The bench's extra services.
 const REUSING: &str = "product_reusing";
 const EMPTY: &str = "empty";
@@ -313,7 +316,7 @@ fn get(url: &str, connections: usize, duration: Duration, server_pid: Option<u32
         url,
         connections,
         duration,
-        json_body: None,
+        json_bodies: Vec::new(),
         headers: Vec::new(),
         server_pid,
     }
@@ -434,9 +437,9 @@ async fn scenarios(
             url: &login,
             connections,
             duration,
-            json_body: Some(
+            json_bodies: vec![
                 json!({ "username": user.username, "password": user.password }).to_string(),
-            ),
+            ],
             headers: Vec::new(),
             server_pid: Some(pid),
         })
@@ -445,17 +448,33 @@ async fn scenarios(
     }
     report.push_str(&during_a_login_storm(&product_url, &login, user, duration, pid).await?);
     let orders = platform.url("order", "/orders");
-    for connections in CONNECTIONS {
-        let measured = wrk::run(WrkRun {
-            url: &orders,
-            connections,
-            duration,
-            json_body: Some(json!({ "product_id": product_id, "quantity": 1 }).to_string()),
-            headers: vec![("Authorization".into(), user.bearer())],
-            server_pid: Some(pid),
-        })
-        .await?;
-        report.push_str(&measured.row("POST /orders", connections, None));
+    // Every order of one product, then orders spread over many: one product's row lock,
+    // held through each commit, serialises the first.
+    let mut spread = Vec::new();
+    for _ in 0..SPREAD_PRODUCTS {
+        let product = platform.new_product(user, "3.00", 1_000_000_000).await?;
+        spread.push(json!({ "product_id": support::id_of(&product)?, "quantity": 1 }).to_string());
+    }
+    let one = vec![json!({ "product_id": product_id, "quantity": 1 }).to_string()];
+    for (bodies, label) in [
+        (&one, "POST /orders, one product".to_string()),
+        (
+            &spread,
+            format!("POST /orders, {SPREAD_PRODUCTS} products in turn"),
+        ),
+    ] {
+        for connections in CONNECTIONS {
+            let measured = wrk::run(WrkRun {
+                url: &orders,
+                connections,
+                duration,
+                json_bodies: bodies.clone(),
+                headers: vec![("Authorization".into(), user.bearer())],
+                server_pid: Some(pid),
+            })
+            .await?;
+            report.push_str(&measured.row(&label, connections, None));
+        }
     }
 
     // The orders above left a backlog of events: wait until every order has its notification.

@@ -11,8 +11,8 @@ pub struct WrkRun<'a> {
     pub url: &'a str,
     pub connections: usize,
     pub duration: Duration,
-    /// `POST` with this JSON body, else `GET`.
-    pub json_body: Option<String>,
+    /// `POST` with these JSON bodies, one request after the other in turn; else `GET`.
+    pub json_bodies: Vec<String>,
     /// Extra request headers.
     pub headers: Vec<(String, String)>,
     /// The server whose CPU use and peak memory the run reports.
@@ -23,10 +23,13 @@ pub struct WrkRun<'a> {
 pub async fn run(run: WrkRun<'_>) -> anyhow::Result<Measured> {
     let script = tempfile::NamedTempFile::new()?;
     let mut lua = String::new();
-    if let Some(body) = &run.json_body {
+    if !run.json_bodies.is_empty() {
+        let bodies: Vec<String> = run.json_bodies.iter().map(|b| lua_string(b)).collect();
         lua.push_str(&format!(
-            "wrk.method = \"POST\"\nwrk.body = {}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
-            lua_string(body)
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             bodies = {{ {} }}\nsent = 0\n\
+             request = function()\n  sent = sent + 1\n  return wrk.format(nil, nil, nil, bodies[(sent % #bodies) + 1])\nend\n",
+            bodies.join(", ")
         ));
     }
     for (name, value) in &run.headers {
