@@ -14,6 +14,7 @@
 //!
 //! # Layout
 //! - `support`: the test platform, run names, HTTP helpers.
+//! - `browser`: `/docs` in headless Chromium with the network beyond the host refused.
 //! - `conventions`: what the host does for every service (CORS, request ids, errors, docs, metrics).
 //! - `user`, `product`, `order`, `notification`: the contract of each service, row by row.
 //! - `isolation`: traps, endless loops, memory exhaustion, refused imports.
@@ -29,6 +30,7 @@
 //! - `swap`: deploy, rollback and `--watch` under load; refused versions; the admin token;
 //!   restarts from the state directory.
 
+mod browser;
 mod conventions;
 mod degraded;
 mod fault_proxy;
@@ -53,6 +55,7 @@ use support::{Backends, Platform, Test};
 fn main() -> ExitCode {
     let arguments = Arguments::from_args();
     let tests: Vec<Test> = [
+        browser::tests(),
         conventions::tests(),
         user::tests(),
         product::tests(),
