@@ -121,7 +121,8 @@ impl ProductJson {
         self.0
     }
 
-    /// The product it holds.
+    /// The product it holds (tests read it back).
+    #[cfg(test)]
     pub fn product(&self) -> Product {
         Product::from_cache_value(&self.0).expect("a ProductJson is always a product")
     }

@@ -77,18 +77,19 @@ fn same_listener(host: &str, bind: &str) -> bool {
     let Ok(bound) = bind.parse::<IpAddr>() else {
         return false;
     };
-    let host_is_loopback =
-        host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    match host.parse::<IpAddr>() {
-        _ if bound.is_unspecified() => host_is_loopback,
-        Ok(ip) => ip == bound,
-        Err(_) => host == "localhost" && bound.is_loopback() && is_first_loopback(bound),
+    let host_ip = host.parse::<IpAddr>().ok();
+    if bound.is_unspecified() {
+        return host == "localhost" || host_ip.is_some_and(|ip| ip.is_loopback());
     }
-}
-
-/// `localhost` resolves to 127.0.0.1 or ::1, not to the rest of 127.0.0.0/8.
-fn is_first_loopback(ip: IpAddr) -> bool {
-    ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+    match host_ip {
+        Some(ip) => ip == bound,
+        // `localhost` resolves to 127.0.0.1 or ::1, not to the rest of 127.0.0.0/8.
+        None => {
+            host == "localhost"
+                && (bound == IpAddr::from([127, 0, 0, 1])
+                    || bound == IpAddr::from(std::net::Ipv6Addr::LOCALHOST))
+        }
+    }
 }
 
 /// Cheap to clone: clones share the connection pool and the local services.
@@ -193,11 +194,8 @@ async fn send_locally(
         Err(_) => return Err(HttpClientError::Timeout),
     };
     let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .unwrap_or_default();
+    let Ok(body) = body.collect().await;
+    let body = body.to_bytes();
     if body.len() > max_body {
         return Err(HttpClientError::TooLarge(max_body));
     }

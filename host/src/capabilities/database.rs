@@ -133,6 +133,24 @@ impl Host for CallState {
     }
 }
 
+impl CallState {
+    /// Takes the open transaction out of its handle to commit or roll it back: from now on
+    /// it no longer counts against the call's open transactions.
+    fn finish(
+        &mut self,
+        transaction: &Resource<TransactionHandle>,
+    ) -> Result<Box<dyn Transaction>, DatabaseFailure> {
+        let open = self
+            .table
+            .get_mut(transaction)?
+            .0
+            .take()
+            .ok_or_else(finished)?;
+        self.open_transactions -= 1;
+        Ok(open)
+    }
+}
+
 impl HostTransaction for CallState {
     async fn query(
         &mut self,
@@ -160,28 +178,14 @@ impl HostTransaction for CallState {
         &mut self,
         transaction: Resource<TransactionHandle>,
     ) -> Result<(), DatabaseFailure> {
-        let open = self
-            .table
-            .get_mut(&transaction)?
-            .0
-            .take()
-            .ok_or_else(finished)?;
-        self.open_transactions -= 1;
-        Ok(open.commit().await?)
+        Ok(self.finish(&transaction)?.commit().await?)
     }
 
     async fn rollback(
         &mut self,
         transaction: Resource<TransactionHandle>,
     ) -> Result<(), DatabaseFailure> {
-        let open = self
-            .table
-            .get_mut(&transaction)?
-            .0
-            .take()
-            .ok_or_else(finished)?;
-        self.open_transactions -= 1;
-        Ok(open.rollback().await?)
+        Ok(self.finish(&transaction)?.rollback().await?)
     }
 
     async fn drop(&mut self, transaction: Resource<TransactionHandle>) -> wasmtime::Result<()> {

@@ -269,9 +269,7 @@ impl CallState {
             open_transactions: 0,
         }
     }
-}
 
-impl CallState {
     /// Readies a reused instance's state for its next call.
     pub fn begin_call(&mut self, request_id: &str, deadline: Instant) {
         request_id.clone_into(&mut self.request_id);

@@ -4,6 +4,7 @@
 //! call only. A service that opts in reuses instances between HTTP requests
 //! ([`super::instances`]).
 
+use super::instances::InstanceReuse;
 use super::{ComponentVersion, Overloaded, Service};
 use crate::bindings::http_types::{Request, Response, Route};
 use crate::bindings::messaging_types::{Delivery, Outcome};
@@ -169,20 +170,9 @@ impl ComponentVersion {
             .admit()
             .await
             .map_err(CallError::Overloaded)?;
-        let Some(reuse) = &self.reuse else {
-            let request_id = request.request_id.clone();
-            return self
-                .with_instance(service, &request_id, |instance, mut store| async move {
-                    instance
-                        .platform_service_http_handler()
-                        .call_handle(&mut store, &request)
-                        .await
-                })
-                .await;
-        };
+        // A fresh instance, unless the service reuses them and one is idle.
         let timeout = service.limits.timeout;
-        let idle = reuse.take();
-        let (mut store, reused, served) = match idle {
+        let (mut store, reused, served) = match self.reuse.as_ref().and_then(InstanceReuse::take) {
             Some(idle) => {
                 let mut store = idle.store;
                 store
@@ -214,7 +204,7 @@ impl ComponentVersion {
             Ok(result) => result?,
             Err(_) => return Err(CallError::Timeout(timeout)),
         };
-        if store.data().open_transactions() == 0 {
+        if let (Some(reuse), 0) = (&self.reuse, store.data().open_transactions()) {
             reuse.give_back(store, instance, served + 1);
         }
         Ok(response)

@@ -23,21 +23,30 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
      connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The files under `/docs/`: path, file in the archive's `dist/` folder, content type.
-pub const ASSETS: [(&str, &str, &str); 3] = [
+/// Where a file's bytes come from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// A file of the archive's `dist/` folder.
+    Archive(&'static str),
+    /// Text of this module.
+    Text(&'static str),
+}
+
+/// The files under `/docs/`: path, source, content type.
+const ASSETS: [(&str, Source, &str); 3] = [
     (
         "/docs/swagger-ui.css",
-        "swagger-ui.css",
+        Source::Archive("swagger-ui.css"),
         "text/css; charset=utf-8",
     ),
     (
         "/docs/swagger-ui-bundle.js",
-        "swagger-ui-bundle.js",
+        Source::Archive("swagger-ui-bundle.js"),
         "text/javascript; charset=utf-8",
     ),
     (
         "/docs/swagger-initializer.js",
-        "",
+        Source::Text(INITIALIZER),
         "text/javascript; charset=utf-8",
     ),
 ];
@@ -45,16 +54,15 @@ pub const ASSETS: [(&str, &str, &str); 3] = [
 /// The body and content type of the file at `path`, if it is one of [`ASSETS`].
 pub fn asset(path: &str) -> Option<(Bytes, &'static str)> {
     let index = ASSETS.iter().position(|(served, ..)| *served == path)?;
-    let (_, file, content_type) = ASSETS[index];
-    let body = if file.is_empty() {
-        Bytes::from_static(INITIALIZER.as_bytes())
-    } else {
-        FILES.get_or_init(extract)[index].clone()
+    let (_, source, content_type) = ASSETS[index];
+    let body = match source {
+        Source::Archive(_) => FILES.get_or_init(extract)[index].clone(),
+        Source::Text(text) => Bytes::from_static(text.as_bytes()),
     };
     Some((body, content_type))
 }
 
-/// The archive's files, in [`ASSETS`] order (the initializer's slot stays empty).
+/// The archive's files, in [`ASSETS`] order (a text's slot stays empty).
 static FILES: OnceLock<Vec<Bytes>> = OnceLock::new();
 
 fn extract() -> Vec<Bytes> {
@@ -62,10 +70,10 @@ fn extract() -> Vec<Bytes> {
     let mut archive = zip::ZipArchive::new(archive).expect("the vendored Swagger UI archive opens");
     ASSETS
         .iter()
-        .map(|(_, file, _)| {
-            if file.is_empty() {
+        .map(|(_, source, _)| {
+            let Source::Archive(file) = source else {
                 return Bytes::new();
-            }
+            };
             let suffix = format!("/dist/{file}");
             let name = archive
                 .file_names()
