@@ -25,20 +25,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{component_path, Platform};
 
-/// The component with a custom section appended: a valid component with a new digest.
-fn fresh_variant(bytes: &[u8], nonce: u64) -> Vec<u8> {
-    let name = b"bench-nonce";
-    let payload = nonce.to_le_bytes();
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(&payload);
-    let mut out = bytes.to_vec();
-    out.push(0); // custom section id
-    out.push(section.len() as u8); // LEB128 of a length < 128
-    out.extend_from_slice(&section);
-    out
-}
-
 async fn deploy(
     platform: &Platform,
     token: &str,
@@ -86,7 +72,14 @@ async fn load_with_swaps(
         while started.elapsed() + Duration::from_secs(2) < duration {
             tokio::time::sleep(Duration::from_secs(2)).await;
             nonce += 1;
-            match deploy(platform, &token, "product", fresh_variant(&bytes, nonce)).await {
+            match deploy(
+                platform,
+                &token,
+                "product",
+                support::component_variant(&bytes, nonce),
+            )
+            .await
+            {
                 Ok(_) => swaps += 1,
                 Err(error) => eprintln!("deploy during load failed: {error:#}"),
             }
@@ -129,7 +122,7 @@ async fn run(
         let (mut cold, mut cold_host, mut cached, mut cached_host) =
             (vec![], vec![], vec![], vec![]);
         for round in 0..rounds {
-            let variant = fresh_variant(&bytes, (index * 100 + round) as u64);
+            let variant = support::component_variant(&bytes, (index * 100 + round) as u64);
             let (client, host) = deploy(platform, &token, service, variant.clone()).await?;
             cold.push(client.as_secs_f64() * 1000.0);
             cold_host.push(host);

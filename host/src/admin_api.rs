@@ -18,6 +18,40 @@ pub struct ServiceStatus {
     /// Requests the current version answered, and 5xx among them.
     pub requests: u64,
     pub errors: u64,
+    /// Requests refused with a 503 since the host started (a full queue, no turn in time,
+    /// a saturated host resource), whichever version was serving.
+    #[serde(default)]
+    pub shed: u64,
+    /// Instances running a request or a schedule now, against `max_concurrent`.
+    #[serde(default)]
+    pub instances_in_use: usize,
+    #[serde(default)]
+    pub max_concurrent: usize,
+    /// The service's subscriptions, for their dead letters.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionStatus>,
+}
+
+/// A subscription of a service, as `platform ps --json` and the console show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscriptionStatus {
+    pub queue: String,
+    pub dead_letter_queue: String,
+}
+
+/// One of a service's last warnings and errors, from the host's own bounded ring
+/// (`platform errors`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecentError {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// `warn` or `error`.
+    pub level: String,
+    pub message: String,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// The event's other fields (`route`, `error`, `message_id`...), as text.
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
 }
 
 /// One line of `platform versions`.
@@ -82,6 +116,9 @@ pub struct DeadLetterEntry {
     pub routing_key: String,
     /// Failed deliveries before it was dead-lettered.
     pub retries: u32,
+    /// Why the platform dead-lettered it (none for what RabbitMQ dead-lettered itself).
+    #[serde(default)]
+    pub reason: Option<String>,
     /// The payload as text (invalid UTF-8 shown replaced).
     pub payload: String,
     pub headers: std::collections::BTreeMap<String, String>,

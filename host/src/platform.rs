@@ -12,6 +12,7 @@ use crate::capabilities::{Backends, Grant, GrantError, ServiceCapabilities};
 use crate::config::{Capability, PlatformConfig, ServiceConfig};
 use crate::ingress::admin::{self, AdminApi, AdminBindError, AdminSettings};
 use crate::ingress::http::{HttpSettings, ServiceHttp};
+use crate::ingress::recent_errors::RecentErrors;
 use crate::ingress::{schedules, server, subscriptions, ServiceEndpoint};
 use crate::runtime::{Registry, Runtime, Service, StartServiceError};
 use crate::state::{StateDir, StateError};
@@ -68,7 +69,11 @@ pub struct Platform {
 impl Platform {
     /// Opens the backends, brings every service up through the registry's load path,
     /// binds every listener, then starts serving.
-    pub async fn start(config: &PlatformConfig) -> Result<Platform, StartError> {
+    /// `recent_errors` is the ring the log's `tracing` layer fills, for the admin API.
+    pub async fn start(
+        config: &PlatformConfig,
+        recent_errors: Arc<RecentErrors>,
+    ) -> Result<Platform, StartError> {
         // Refuse an exposed admin API before anything is created or loaded.
         let admin_listener = admin::bind(&config.admin)
             .await
@@ -230,6 +235,7 @@ impl Platform {
                     .values()
                     .flat_map(|service| service.subscriptions.iter().cloned())
                     .collect(),
+                recent_errors,
             },
         );
         tasks.spawn(server::serve(

@@ -49,13 +49,20 @@ pub fn run(config_path: &Path, args: DlqArgs) -> CommandResult {
                 return Ok(());
             }
             println!(
-                "{:<38}  {:<24}  {:>7}  PAYLOAD",
-                "ID", "ROUTING KEY", "RETRIES"
+                "{:<38}  {:<24}  {:>7}  {:<40}  PAYLOAD",
+                "ID", "ROUTING KEY", "RETRIES", "REASON"
             );
             for entry in &dead {
                 let payload: String = entry.payload.chars().take(60).collect();
+                let reason: String = entry
+                    .reason
+                    .as_deref()
+                    .unwrap_or("-")
+                    .chars()
+                    .take(40)
+                    .collect();
                 println!(
-                    "{:<38}  {:<24}  {:>7}  {payload}",
+                    "{:<38}  {:<24}  {:>7}  {reason:<40}  {payload}",
                     entry.id, entry.routing_key, entry.retries
                 );
             }

@@ -14,6 +14,7 @@ mod build;
 mod client;
 mod deploy;
 mod dlq;
+mod errors;
 mod ps;
 mod publish;
 mod rollback;
@@ -58,6 +59,8 @@ enum Command {
     Publish(publish::PublishArgs),
     /// List or replay a subscription's dead letters.
     Dlq(dlq::DlqArgs),
+    /// Show a service's last warnings and errors, with their request ids.
+    Errors(errors::ErrorsArgs),
 }
 
 /// A failed command: the error to print and the exit code that classifies it.
@@ -106,6 +109,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Versions(args) => versions::run(&cli.config, args),
         Command::Publish(args) => publish::run(&cli.config, args),
         Command::Dlq(args) => dlq::run(&cli.config, args),
+        Command::Errors(args) => errors::run(&cli.config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,12 +23,21 @@ pub fn run(config_path: &Path, args: PsArgs) -> CommandResult {
         return Ok(());
     }
     println!(
-        "{:<14} {:>5}  {:<12}  {:<19}  {:<8}  {:<10} {:>9} {:>7}",
-        "SERVICE", "PORT", "VERSION", "DEPLOYED (UTC)", "BY", "STATE", "REQUESTS", "ERRORS"
+        "{:<14} {:>5}  {:<12}  {:<19}  {:<8}  {:<10} {:>9} {:>7} {:>7} {:>9}",
+        "SERVICE",
+        "PORT",
+        "VERSION",
+        "DEPLOYED (UTC)",
+        "BY",
+        "STATE",
+        "REQUESTS",
+        "ERRORS",
+        "SHED",
+        "IN USE"
     );
     for service in services {
         println!(
-            "{:<14} {:>5}  {:<12}  {:<19}  {:<8}  {:<10} {:>9} {:>7}",
+            "{:<14} {:>5}  {:<12}  {:<19}  {:<8}  {:<10} {:>9} {:>7} {:>7} {:>9}",
             service.name,
             service.port,
             service.version,
@@ -36,7 +45,9 @@ pub fn run(config_path: &Path, args: PsArgs) -> CommandResult {
             service.source.as_str(),
             service.state,
             service.requests,
-            service.errors
+            service.errors,
+            service.shed,
+            format!("{}/{}", service.instances_in_use, service.max_concurrent)
         );
     }
     Ok(())

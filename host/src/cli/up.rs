@@ -3,9 +3,11 @@
 
 use super::build::build_all;
 use super::{load_config, CommandResult};
+use crate::ingress::recent_errors::RecentErrors;
 use crate::platform::Platform;
 use anyhow::Context;
 use std::path::Path;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
 #[derive(clap::Args)]
@@ -20,12 +22,22 @@ pub struct UpArgs {
 
 pub fn run(config_path: &Path, args: UpArgs) -> CommandResult {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        // Colours only on a terminal: logs redirected to a file stay plain text.
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let recent_errors = RecentErrors::new();
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                // Colours only on a terminal: logs redirected to a file stay plain text.
+                .with_ansi(std::io::stdout().is_terminal())
+                .with_filter(
+                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+                ),
         )
+        // Whatever RUST_LOG keeps out of the log, the console still sees a service's
+        // warnings and errors.
+        .with(recent_errors.layer().with_filter(LevelFilter::WARN))
         .init();
     let config = load_config(config_path)?;
     if !args.no_build {
@@ -44,7 +56,7 @@ pub fn run(config_path: &Path, args: UpArgs) -> CommandResult {
         .build()
         .context("could not start the async runtime")?;
     runtime.block_on(async {
-        let platform = Platform::start(&config).await?;
+        let platform = Platform::start(&config, recent_errors).await?;
         tracing::info!(
             services = platform.registry.services().count(),
             "platform ready"

@@ -1,10 +1,12 @@
 //! The admin API that `platform deploy`, `rollback`, `ps`, `versions` and `publish` talk
-//! to, on its own listener (`[admin] bind`, loopback by default). Every call needs
-//! `authorization: Bearer <admin token>`; anything else gets 401 and changes nothing.
+//! to, on its own listener (`[admin] bind`, loopback by default), and the web console at
+//! `/console` is a client of. Every call needs `authorization: Bearer <admin token>`;
+//! anything else gets 401 and changes nothing. The console's own files need none.
 //!
 //! ```text
 //! GET  /v1/services                          every service: port, version, counters
 //! GET  /v1/services/{service}/versions       the deploy history, newest first
+//! GET  /v1/services/{service}/errors         its last warnings and errors, newest first
 //! POST /v1/services/{service}/deploy         body: the component; ?source=deploy|watch
 //! POST /v1/services/{service}/rollback       body: {"to": "<digest prefix>"} or empty
 //! POST /v1/exchanges/{exchange}/messages     body: a PublishRequest; publishes through
@@ -14,6 +16,8 @@
 //! POST /v1/queues/{queue}/dead-letters/replay  body: {"id": "..."} or empty for all
 //! ```
 
+use super::console;
+use super::recent_errors::RecentErrors;
 use super::server::{json_response, Handler, HttpResponse};
 use super::ServiceEndpoint;
 use crate::admin_api;
@@ -71,6 +75,7 @@ const MAX_ROLLBACK_BYTES: usize = 64 * 1024;
 enum Call {
     Services,
     Versions,
+    Errors,
     Deploy,
     Rollback,
     Publish,
@@ -90,6 +95,7 @@ pub struct AdminApi {
     exchanges: Vec<String>,
     /// Every service's subscriptions, for their dead letters.
     subscriptions: Vec<SubscriptionConfig>,
+    recent_errors: Arc<RecentErrors>,
     calls: matchit::Router<Call>,
 }
 
@@ -100,6 +106,7 @@ pub struct AdminSettings {
     pub broker: Option<Arc<dyn Broker>>,
     pub exchanges: Vec<String>,
     pub subscriptions: Vec<SubscriptionConfig>,
+    pub recent_errors: Arc<RecentErrors>,
 }
 
 impl AdminApi {
@@ -112,6 +119,7 @@ impl AdminApi {
         for (path, call) in [
             ("/v1/services", Call::Services),
             ("/v1/services/{service}/versions", Call::Versions),
+            ("/v1/services/{service}/errors", Call::Errors),
             ("/v1/services/{service}/deploy", Call::Deploy),
             ("/v1/services/{service}/rollback", Call::Rollback),
             ("/v1/exchanges/{exchange}/messages", Call::Publish),
@@ -133,6 +141,7 @@ impl AdminApi {
             broker: settings.broker,
             exchanges: settings.exchanges,
             subscriptions: settings.subscriptions,
+            recent_errors: settings.recent_errors,
             calls,
         }
     }
@@ -159,6 +168,9 @@ fn same_token(given: &[u8], expected: &[u8]) -> bool {
 
 impl Handler for AdminApi {
     async fn handle(&self, request: http::Request<Incoming>) -> HttpResponse {
+        if console::serves(request.uri().path()) {
+            return console::respond(request.method(), request.uri().path());
+        }
         if !self.authorised(&request) {
             // Answered before the body is read: an unauthenticated upload costs the host
             // nothing but this answer, and the connection closes behind it.
@@ -185,6 +197,12 @@ impl Handler for AdminApi {
             (Call::Services, &Method::GET) => json_response(StatusCode::OK, &self.statuses()),
             (Call::Versions, &Method::GET) => match self.versions(&param("service")) {
                 Ok(entries) => json_response(StatusCode::OK, &entries),
+                Err(refused) => deploy_error(refused),
+            },
+            (Call::Errors, &Method::GET) => match self.registry.service(&param("service")) {
+                Ok(service) => {
+                    json_response(StatusCode::OK, &self.recent_errors.of(service.name()))
+                }
                 Err(refused) => deploy_error(refused),
             },
             (Call::Deploy, &Method::POST) => self.deploy(param("service"), request).await,
@@ -377,6 +395,7 @@ impl AdminApi {
                         exchange: dead.message.exchange,
                         routing_key: dead.message.routing_key,
                         retries: dead.retries,
+                        reason: dead.reason,
                         payload: String::from_utf8_lossy(&dead.message.payload).into_owned(),
                         headers: dead.message.headers.into_iter().collect(),
                     })
@@ -454,6 +473,22 @@ impl AdminApi {
                     .to_string(),
                     requests,
                     errors,
+                    shed: endpoint.metrics.shed_total(),
+                    instances_in_use: service
+                        .service
+                        .admission
+                        .running(service.service.config.max_concurrent),
+                    max_concurrent: service.service.config.max_concurrent,
+                    subscriptions: service
+                        .service
+                        .config
+                        .subscriptions
+                        .iter()
+                        .map(|subscription| admin_api::SubscriptionStatus {
+                            queue: subscription.queue.clone(),
+                            dead_letter_queue: subscription.dead_letter_queue.clone(),
+                        })
+                        .collect(),
                 }
             })
             .collect()

@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The `reason` labels of `http_requests_shed_total`.
+const SHED_REASONS: [&str; 3] = ["queue_full", "queue_timeout", "saturated"];
+
 pub struct ServiceMetrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -178,9 +181,9 @@ impl ServiceMetrics {
     /// Counts a shed request; true at most once a second, when it is worth a log line.
     pub fn observe_shed(&self, overloaded: &Overloaded) -> bool {
         let reason = match overloaded {
-            Overloaded::QueueFull(_) => "queue_full",
-            Overloaded::QueueTimeout(_) => "queue_timeout",
-            Overloaded::Saturated(_) => "saturated",
+            Overloaded::QueueFull(_) => SHED_REASONS[0],
+            Overloaded::QueueTimeout(_) => SHED_REASONS[1],
+            Overloaded::Saturated(_) => SHED_REASONS[2],
         };
         self.shed.with_label_values(&[reason]).inc();
         let now = self.started.elapsed().as_millis() as u64 + 1000;
@@ -190,6 +193,14 @@ impl ServiceMetrics {
                 .shed_logged_ms
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
+    }
+
+    /// Requests shed since the host started, for every reason.
+    pub fn shed_total(&self) -> u64 {
+        SHED_REASONS
+            .iter()
+            .map(|reason| self.shed.with_label_values(&[reason]).get())
+            .sum()
     }
 
     /// Counts one answered request of version `digest`; `failed` for a 5xx. The counts

@@ -1,11 +1,14 @@
 //! What brings work in: one HTTP listener per service port ([`http`]), one consumer per
-//! subscription ([`subscriptions`]), one timer per schedule ([`schedules`]), the admin API ([`admin`]) and `--watch` ([`watch`]),
+//! subscription ([`subscriptions`]), one timer per schedule ([`schedules`]), the admin API
+//! ([`admin`], with the [`console`] and each service's [`recent_errors`]) and `--watch` ([`watch`]),
 //! all served by one accept loop ([`server`]). Ingress routes and converts; components run
 //! through the runtime.
 
 pub mod admin;
+pub mod console;
 pub mod http;
 pub mod metrics;
+pub mod recent_errors;
 pub mod schedules;
 pub mod server;
 pub mod subscriptions;

@@ -132,21 +132,18 @@ async fn process(
         .first_failed_at
         .and_then(|first| SystemTime::now().duration_since(first).ok())
         .unwrap_or_default();
-    let decision = decide(&outcome, delivery.retries, failing, subscription);
-    let (settle, outcome) = match (&decision, outcome) {
-        (Settle::Ack, _) => (Settle::Ack, MessageOutcome::Acked),
+    let settle = decide(&outcome, delivery.retries, failing, subscription);
+    let outcome = match (&settle, &outcome) {
+        (Settle::Ack, _) => MessageOutcome::Acked,
         (Settle::Retry { delay, .. }, Outcome::Retry(reason) | Outcome::Unavailable(reason)) => {
             tracing::warn!(service = %service.name(), message_id, attempt, %reason, ?delay, "message failed; retrying");
-            (decision, MessageOutcome::Retried)
+            MessageOutcome::Retried
         }
-        (
-            _,
-            Outcome::Retry(reason) | Outcome::Unavailable(reason) | Outcome::DeadLetter(reason),
-        ) => {
+        (Settle::DeadLetter { reason }, _) => {
             tracing::error!(service = %service.name(), message_id, attempt, %reason, ?failing, dead_letter_queue = %subscription.dead_letter_queue, "message dead-lettered");
-            (Settle::DeadLetter, MessageOutcome::DeadLettered)
+            MessageOutcome::DeadLettered
         }
-        (_, Outcome::Ack) => unreachable!("an ack is always settled as one"),
+        (Settle::Retry { .. }, _) => unreachable!("only a failure is retried"),
     };
     match delivery.settle(settle).await {
         Ok(()) => Some(outcome),
@@ -180,7 +177,11 @@ fn decide(
             delay: subscription.unavailable_delay(failing),
             counted: false,
         },
-        Outcome::Retry(_) | Outcome::Unavailable(_) | Outcome::DeadLetter(_) => Settle::DeadLetter,
+        Outcome::Retry(reason) | Outcome::Unavailable(reason) | Outcome::DeadLetter(reason) => {
+            Settle::DeadLetter {
+                reason: reason.clone(),
+            }
+        }
     }
 }
 
@@ -238,13 +239,17 @@ mod tests {
                     delay: seconds(2),
                     counted: true
                 },
-                Settle::DeadLetter,
+                Settle::DeadLetter {
+                    reason: "boom".into()
+                },
             ]
         );
         // A forged or runaway count dead-letters, never overflows.
         assert_eq!(
             decide(&failed, u32::MAX, seconds(0), &subscription),
-            Settle::DeadLetter
+            Settle::DeadLetter {
+                reason: "boom".into()
+            }
         );
     }
 
@@ -277,7 +282,9 @@ mod tests {
         );
         assert_eq!(
             decide(&unavailable, 0, seconds(60), &subscription),
-            Settle::DeadLetter
+            Settle::DeadLetter {
+                reason: "database down".into()
+            }
         );
     }
 
@@ -295,7 +302,9 @@ mod tests {
                 seconds(0),
                 &subscription
             ),
-            Settle::DeadLetter
+            Settle::DeadLetter {
+                reason: "bad".into()
+            }
         );
     }
 }

@@ -147,6 +147,20 @@ pub fn cargo_build(packages: &[&str], fixture_source: Option<&Path>) -> anyhow::
 }
 
 /// A built variant of the fixture: `v1`, `v2`, `unhealthy` or `routes-trap`.
+/// `component` with a custom section appended: a valid component that behaves the same,
+/// with a digest of its own (a "new version" without a rebuild).
+pub fn component_variant(component: &[u8], nonce: u64) -> Vec<u8> {
+    let name = b"variant-nonce";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&nonce.to_le_bytes());
+    let mut out = component.to_vec();
+    out.push(0); // custom section id
+    out.push(section.len() as u8); // LEB128 of a length < 128
+    out.extend_from_slice(&section);
+    out
+}
+
 pub fn fixture_path(variant: &str) -> PathBuf {
     workspace_root()
         .join("target/fixtures")
@@ -727,18 +741,22 @@ impl Platform {
 
     /// Takes the stored message whose payload is `body` out of the embedded broker's
     /// dead-letter queue: its failed deliveries, or `None` if it is not there.
-    pub async fn take_embedded_dead_letter(&self, body: &[u8]) -> anyhow::Result<Option<i64>> {
+    pub async fn take_embedded_dead_letter(
+        &self,
+        body: &[u8],
+    ) -> anyhow::Result<Option<(i64, Option<String>)>> {
         use sqlx::Connection;
         let mut store = self.embedded_broker_connection().await?;
-        let retries = sqlx::query_scalar(
-            "DELETE FROM messages WHERE queue = $1 AND payload = $2 RETURNING retries",
+        let taken = sqlx::query_as(
+            "DELETE FROM messages WHERE queue = $1 AND payload = $2 \
+             RETURNING retries, dead_letter_reason",
         )
         .bind(self.dead_letter_queue())
         .bind(body)
         .fetch_optional(&mut store)
         .await?;
         let _ = store.close().await;
-        Ok(retries)
+        Ok(taken)
     }
 
     /// Messages stored in the embedded broker for the run's queue (published, not yet

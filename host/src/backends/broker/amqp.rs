@@ -33,6 +33,8 @@ const RETRY_HEADER: &str = "x-retry-count";
 const FIRST_FAILED_HEADER: &str = "x-first-failed-at";
 const ORIGINAL_EXCHANGE_HEADER: &str = "x-original-exchange";
 const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
+/// Why the platform dead-lettered the message.
+const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -205,6 +207,7 @@ impl Broker for AmqpBroker {
             channel,
             deliveries,
             queue: subscription.queue.clone(),
+            dead_letter_queue: subscription.dead_letter_queue.clone(),
         }))
     }
 
@@ -321,6 +324,7 @@ async fn take_dead_letters(
         let routing_key = header(ORIGINAL_ROUTING_KEY_HEADER)
             .or(death_key)
             .unwrap_or_default();
+        let reason = header(DEAD_LETTER_REASON_HEADER);
         let id = header("event_id")
             .or_else(|| {
                 delivery
@@ -345,6 +349,7 @@ async fn take_dead_letters(
                 headers,
             },
             retries,
+            reason,
         };
         taken.push((delivery, dead));
     }
@@ -469,6 +474,7 @@ struct AmqpConsumer {
     channel: Channel,
     deliveries: lapin::Consumer,
     queue: String,
+    dead_letter_queue: String,
 }
 
 #[async_trait]
@@ -538,6 +544,7 @@ impl AmqpConsumer {
             settler: Box::new(AmqpSettler {
                 channel: self.channel.clone(),
                 queue: self.queue.clone(),
+                dead_letter_queue: self.dead_letter_queue.clone(),
                 delivery,
             }),
         }
@@ -547,6 +554,7 @@ impl AmqpConsumer {
 struct AmqpSettler {
     channel: Channel,
     queue: String,
+    dead_letter_queue: String,
     delivery: lapin::message::Delivery,
 }
 
@@ -561,74 +569,98 @@ impl Settler for AmqpSettler {
         let acker = &self.delivery.acker;
         let settled = match settle {
             Settle::Ack => acker.ack(BasicAckOptions::default()).await,
-            Settle::Retry { delay, counted } => match self
-                .republish(&message, failures.after_retry(counted), delay)
-                .await
-            {
-                Ok(()) => acker.ack(BasicAckOptions::default()).await,
-                Err(error) => {
-                    tracing::warn!(queue = %self.queue, %error, "retry copy not confirmed; requeueing the original");
-                    acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            multiple: false,
-                        })
-                        .await
+            Settle::Retry { delay, counted } => {
+                let properties = self
+                    .copy_properties(&message, Some(failures.after_retry(counted)), None)
+                    .with_expiration(ShortString::from(delay.as_millis().max(1).to_string()));
+                match self
+                    .publish_copy(&delay_queue(&self.queue), properties)
+                    .await
+                {
+                    Ok(()) => acker.ack(BasicAckOptions::default()).await,
+                    Err(error) => {
+                        tracing::warn!(queue = %self.queue, %error, "retry copy not confirmed; requeueing the original");
+                        acker
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                multiple: false,
+                            })
+                            .await
+                    }
                 }
-            },
-            // The queue's dead-letter routing moves it to the DLQ atomically.
-            Settle::DeadLetter => acker.reject(BasicRejectOptions { requeue: false }).await,
+            }
+            // A copy that carries the reason; should the broker not confirm it, the
+            // queue's own dead-letter routing moves the original there, without one.
+            Settle::DeadLetter { reason } => {
+                // Its counts stay the ones the delivery arrived with.
+                let properties = self.copy_properties(&message, None, Some(&reason));
+                match self.publish_copy(&self.dead_letter_queue, properties).await {
+                    Ok(()) => acker.ack(BasicAckOptions::default()).await,
+                    Err(error) => {
+                        tracing::warn!(queue = %self.queue, %error, "dead-letter copy not confirmed; dead-lettering the original without its reason");
+                        acker.reject(BasicRejectOptions { requeue: false }).await
+                    }
+                }
+            }
         };
         settled.map_err(|error| ConsumeError(error.to_string()))
     }
 }
 
 impl AmqpSettler {
-    /// A copy of the delivery, counted, with its original exchange and routing key (a copy
-    /// published to the default exchange loses them), into the subscription's delay queue:
-    /// it expires there after `delay` and dead-letters back into the work queue.
-    async fn republish(
+    /// The delivery's properties for a copy of it, with its original exchange and routing
+    /// key (a copy published to the default exchange loses them), a retry's new counts, and
+    /// the reason it is dead-lettered, if it is.
+    fn copy_properties(
         &self,
         message: &Message,
-        (retries, first_failed_at): (u32, std::time::SystemTime),
-        delay: Duration,
-    ) -> Result<(), lapin::Error> {
+        retry: Option<(u32, std::time::SystemTime)>,
+        dead_letter_reason: Option<&str>,
+    ) -> BasicProperties {
         let mut headers = self
             .delivery
             .properties
             .headers()
             .clone()
             .unwrap_or_default();
-        headers.insert(
-            ShortString::from(RETRY_HEADER),
-            AMQPValue::LongString(LongString::from(retries.to_string())),
-        );
-        headers.insert(
-            ShortString::from(FIRST_FAILED_HEADER),
-            AMQPValue::LongString(LongString::from(
-                super::epoch_millis(first_failed_at).to_string(),
-            )),
-        );
-        headers.insert(
-            ShortString::from(ORIGINAL_EXCHANGE_HEADER),
-            AMQPValue::LongString(LongString::from(message.exchange.as_str())),
-        );
-        headers.insert(
-            ShortString::from(ORIGINAL_ROUTING_KEY_HEADER),
-            AMQPValue::LongString(LongString::from(message.routing_key.as_str())),
-        );
-        let properties: BasicProperties = self
-            .delivery
+        let mut set = |name: &str, value: &str| {
+            headers.insert(
+                ShortString::from(name),
+                AMQPValue::LongString(LongString::from(value)),
+            )
+        };
+        if let Some((retries, first_failed_at)) = retry {
+            set(RETRY_HEADER, &retries.to_string());
+            set(
+                FIRST_FAILED_HEADER,
+                &super::epoch_millis(first_failed_at).to_string(),
+            );
+        }
+        set(ORIGINAL_EXCHANGE_HEADER, &message.exchange);
+        set(ORIGINAL_ROUTING_KEY_HEADER, &message.routing_key);
+        if let Some(reason) = dead_letter_reason {
+            set(DEAD_LETTER_REASON_HEADER, super::bounded_reason(reason));
+        }
+        self.delivery
             .properties
             .clone()
             .with_headers(headers)
             .with_delivery_mode(2)
-            .with_expiration(ShortString::from(delay.as_millis().max(1).to_string()));
+    }
+
+    /// Publishes a copy of the delivery straight into `queue` and waits for the broker's
+    /// confirmation. A retry's copy goes to the delay queue: it expires there and
+    /// dead-letters back into the work queue.
+    async fn publish_copy(
+        &self,
+        queue: &str,
+        properties: BasicProperties,
+    ) -> Result<(), lapin::Error> {
         let confirmation = self
             .channel
             .basic_publish(
                 "",
-                &delay_queue(&self.queue),
+                queue,
                 BasicPublishOptions::default(),
                 &self.delivery.data,
                 properties,

@@ -43,6 +43,8 @@ struct Envelope {
     pub retries: u32,
     /// When a delivery of it first failed, in milliseconds since the Unix epoch.
     pub first_failed_at: Option<i64>,
+    /// Why it was dead-lettered, while it is a dead letter.
+    pub dead_letter_reason: Option<String>,
 }
 
 /// A queue that has a consumer: its ready messages, oldest first.
@@ -169,6 +171,18 @@ impl EmbeddedBroker {
                 .await
                 .map_err(open_error)?;
         }
+        let has_reason: bool = sqlx::query_scalar(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'dead_letter_reason'",
+        )
+        .fetch_one(&store)
+        .await
+        .map_err(open_error)?;
+        if !has_reason {
+            sqlx::query("ALTER TABLE messages ADD COLUMN dead_letter_reason TEXT")
+                .execute(&store)
+                .await
+                .map_err(open_error)?;
+        }
         sqlx::query("CREATE INDEX IF NOT EXISTS messages_queue_id ON messages (queue, id)")
             .execute(&store)
             .await
@@ -291,10 +305,12 @@ impl EmbeddedBroker {
         &self,
         dead_letter_queue: &str,
         envelope: Envelope,
+        reason: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE messages SET queue = $1 WHERE id = $2")
+        sqlx::query("UPDATE messages SET queue = $1, dead_letter_reason = $3 WHERE id = $2")
             .bind(dead_letter_queue)
             .bind(envelope.id)
+            .bind(super::bounded_reason(reason))
             .execute(&self.store)
             .await?;
         if let Some(ready) = self.queue(dead_letter_queue) {
@@ -308,7 +324,7 @@ impl EmbeddedBroker {
 async fn stored(store: &SqlitePool, queue: &str) -> Result<Vec<Envelope>, sqlx::Error> {
     sqlx::query(
         "SELECT id, exchange, routing_key, content_type, headers, payload, retries, \
-         first_failed_at FROM messages WHERE queue = $1 ORDER BY id",
+         first_failed_at, dead_letter_reason FROM messages WHERE queue = $1 ORDER BY id",
     )
     .bind(queue)
     .fetch_all(store)
@@ -336,6 +352,7 @@ fn envelope_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Envelope, sqlx::Er
             .try_into()
             .unwrap_or(u32::MAX),
         first_failed_at: row.try_get("first_failed_at")?,
+        dead_letter_reason: row.try_get("dead_letter_reason")?,
     })
 }
 
@@ -387,6 +404,7 @@ impl Broker for EmbeddedBroker {
                     message: message.clone(),
                     retries: 0,
                     first_failed_at: None,
+                    dead_letter_reason: None,
                 });
             }
         }
@@ -425,6 +443,7 @@ impl Broker for EmbeddedBroker {
                 id: envelope.id.to_string(),
                 message: envelope.message,
                 retries: envelope.retries,
+                reason: envelope.dead_letter_reason,
             })
             .collect())
     }
@@ -452,7 +471,8 @@ impl Broker for EmbeddedBroker {
             .take(DEAD_LETTER_BATCH)
         {
             sqlx::query(
-                "UPDATE messages SET queue = $1, retries = 0, first_failed_at = NULL WHERE id = $2",
+                "UPDATE messages SET queue = $1, retries = 0, first_failed_at = NULL, \
+                 dead_letter_reason = NULL WHERE id = $2",
             )
             .bind(&subscription.queue)
             .bind(envelope.id)
@@ -461,6 +481,7 @@ impl Broker for EmbeddedBroker {
             .map_err(failed)?;
             envelope.retries = 0;
             envelope.first_failed_at = None;
+            envelope.dead_letter_reason = None;
             if let Some(ready) = self.queue(&subscription.queue) {
                 ready.push(envelope);
             }
@@ -519,6 +540,7 @@ impl Settler for EmbeddedSettler {
             message,
             retries: failures.retries,
             first_failed_at: failures.first_failed_at.map(super::epoch_millis),
+            dead_letter_reason: None,
         };
         let settled = match settle {
             Settle::Ack => self.broker.ack(&envelope).await,
@@ -527,9 +549,9 @@ impl Settler for EmbeddedSettler {
                     .retry(&self.queue, envelope, delay, counted)
                     .await
             }
-            Settle::DeadLetter => {
+            Settle::DeadLetter { reason } => {
                 self.broker
-                    .dead_letter(&self.dead_letter_queue, envelope)
+                    .dead_letter(&self.dead_letter_queue, envelope, &reason)
                     .await
             }
         };
@@ -752,13 +774,20 @@ mod tests {
             second.message.headers,
             [("event_id".to_string(), "m".to_string())]
         );
-        broker.dead_letter("exact.dlq", second).await.unwrap();
+        broker
+            .dead_letter("exact.dlq", second, "handler said no")
+            .await
+            .unwrap();
         assert!(queue.is_empty());
         assert!(stored(&broker.store, "exact").await.unwrap().is_empty());
         let dead = stored(&broker.store, "exact.dlq").await.unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].message.payload, b"m");
         assert_eq!(dead[0].retries, 1);
+        assert_eq!(
+            dead[0].dead_letter_reason.as_deref(),
+            Some("handler said no")
+        );
     }
 
     #[tokio::test]

@@ -39,7 +39,7 @@ pub enum PublishError {
 pub struct ConsumeError(pub String);
 
 /// What becomes of a delivery once its handler answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settle {
     /// Handled: gone for good.
     Ack,
@@ -50,8 +50,21 @@ pub enum Settle {
         delay: std::time::Duration,
         counted: bool,
     },
-    /// Move it to the subscription's dead-letter queue.
-    DeadLetter,
+    /// Move it to the subscription's dead-letter queue, with why (kept beside it, at most
+    /// [`MAX_DEAD_LETTER_REASON_BYTES`], for whoever lists the dead letters).
+    DeadLetter { reason: String },
+}
+
+/// Longest reason kept with a dead letter.
+pub const MAX_DEAD_LETTER_REASON_BYTES: usize = 1024;
+
+/// `reason` cut to [`MAX_DEAD_LETTER_REASON_BYTES`] on a character boundary.
+fn bounded_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_DEAD_LETTER_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// A message taken from a subscription's queue, until it is settled.
@@ -142,6 +155,9 @@ pub struct DeadLetter {
     /// With the exchange and routing key it was first published with.
     pub message: Message,
     pub retries: u32,
+    /// Why it was dead-lettered, when the platform put it there (RabbitMQ's own
+    /// dead-lettering, on an expired or refused message, records none).
+    pub reason: Option<String>,
 }
 
 /// The most dead letters a listing or a replay handles at once.
@@ -191,4 +207,19 @@ pub async fn open(
             std::sync::Arc::new(broker)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_reason_is_cut_on_a_character_boundary() {
+        assert_eq!(bounded_reason("short"), "short");
+        let long = "é".repeat(MAX_DEAD_LETTER_REASON_BYTES);
+        let cut = bounded_reason(&long);
+        assert!(cut.len() <= MAX_DEAD_LETTER_REASON_BYTES);
+        assert_eq!(cut.len(), MAX_DEAD_LETTER_REASON_BYTES, "é is two bytes");
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
 }
