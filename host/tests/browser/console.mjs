@@ -10,7 +10,7 @@
 // numbered screenshot. Steps:
 //   {"step": "login", "token": "..."}             -> {"refused", "message", "services"}
 //   {"step": "wait_version", "service", "version"} -> {"services", "navigations"}
-//   {"step": "open", "service"}                   -> {"history": [{version, serving}]}
+//   {"step": "open", "service"}                   -> {"serving", "history": [{version, serving}]}
 //   {"step": "rollback", "version"}               -> {"result", "kind"}
 //   {"step": "dead_letter", "queue", "contains"}  -> {"id", "reason", "retries"}
 //   {"step": "replay", "queue", "id"}             -> {"result", "kind"}
@@ -113,12 +113,13 @@ const steps = {
     await page.waitForSelector("#history tbody tr", WAIT);
     await page.waitForFunction((service) =>
       document.getElementById("service-title").textContent === service, service, WAIT);
+    const serving = await page.textContent("#service-serving");
     const history = await page.$$eval("#history tbody tr", (trs) =>
       trs.map((tr) => ({
         version: tr.querySelector("code").textContent,
         serving: tr.textContent.includes("serving"),
       })));
-    return { history };
+    return { serving, history };
   },
 
   async rollback({ version }) {

@@ -259,10 +259,9 @@ async fn console_steps(platform: &Platform, console: &mut Console) -> anyhow::Re
         ])
         .await?;
     ensure!(deployed.code == 0, "{deployed:?}");
-    let deployed = deployed.json()?["version"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let deployed = deployed.json()?;
+    let deployed_digest = deployed["digest"].as_str().unwrap_or_default().to_string();
+    let deployed = deployed["version"].as_str().unwrap_or_default().to_string();
     let seen = console
         .step(json!({"step": "wait_version", "service": "product", "version": deployed}))
         .await?;
@@ -278,6 +277,13 @@ async fn console_steps(platform: &Platform, console: &mut Console) -> anyhow::Re
         "{opened}"
     );
     assert_eq!(opened["history"][0]["serving"], true, "{opened}");
+    assert!(
+        opened["serving"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("digest {deployed_digest}")),
+        "the serving digest is shown: {opened}"
+    );
     let user = platform.new_user().await?;
     let product = platform.new_product(&user, "2.50", 5).await?;
     let product_url = platform.url("product", &format!("/products/{}", product["id"]));

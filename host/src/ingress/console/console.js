@@ -205,6 +205,9 @@ async function refreshService(force) {
   const service = state.services.find((candidate) => candidate.name === name);
   if (!service) return;
   // The history changes only with the serving version.
+  $("service-serving").textContent =
+    `Port ${service.port} · serving ${service.version} · digest ${service.digest} · ` +
+    `deployed ${utc(service.deployed_at)} UTC by ${service.source}`;
   if (force || state.historyOf !== service.digest) {
     renderHistory(name, await api(`/v1/services/${path(name)}/versions`));
     state.historyOf = service.digest;
