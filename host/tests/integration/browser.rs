@@ -388,7 +388,7 @@ async fn dead_letter_and_replay(
     user: &crate::support::TestUser,
 ) -> anyhow::Result<()> {
     let event_id = uuid::Uuid::new_v4().to_string();
-    let order_id = 2_000_000_000_000 + i64::from(rand_nonce() as u32);
+    let order_id = crate::notification::synthetic_order_id();
     let event = crate::notification::created_event(&event_id, order_id, user, "console");
     // With its id in the `event_id` header, as the order service publishes.
     let published = platform

@@ -501,7 +501,7 @@ async fn dead_letters_are_listed_and_replayed_through_the_consumer(
     Ok(())
 }
 
-fn synthetic_order_id() -> i64 {
+pub(crate) fn synthetic_order_id() -> i64 {
     1_000_000_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000) as i64
 }
 

@@ -158,28 +158,12 @@ impl EmbeddedBroker {
         .execute(&store)
         .await
         .map_err(open_error)?;
-        // Stores written before the column existed gain it.
-        let has_first_failed: bool = sqlx::query_scalar(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'first_failed_at'",
-        )
-        .fetch_one(&store)
-        .await
-        .map_err(open_error)?;
-        if !has_first_failed {
-            sqlx::query("ALTER TABLE messages ADD COLUMN first_failed_at INTEGER")
-                .execute(&store)
-                .await
-                .map_err(open_error)?;
-        }
-        let has_reason: bool = sqlx::query_scalar(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'dead_letter_reason'",
-        )
-        .fetch_one(&store)
-        .await
-        .map_err(open_error)?;
-        if !has_reason {
-            sqlx::query("ALTER TABLE messages ADD COLUMN dead_letter_reason TEXT")
-                .execute(&store)
+        // Stores written before a column existed gain it.
+        for (column, kind) in [
+            ("first_failed_at", "INTEGER"),
+            ("dead_letter_reason", "TEXT"),
+        ] {
+            add_missing_column(&store, column, kind)
                 .await
                 .map_err(open_error)?;
         }
@@ -318,6 +302,26 @@ impl EmbeddedBroker {
         }
         Ok(())
     }
+}
+
+/// Adds `column` to the messages table if a store written by an older host lacks it.
+async fn add_missing_column(
+    store: &SqlitePool,
+    column: &str,
+    kind: &str,
+) -> Result<(), sqlx::Error> {
+    let present: bool = sqlx::query_scalar(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = $1",
+    )
+    .bind(column)
+    .fetch_one(store)
+    .await?;
+    if !present {
+        sqlx::query(&format!("ALTER TABLE messages ADD COLUMN {column} {kind}"))
+            .execute(store)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The messages stored for `queue`, oldest first: ready, being handled, or dead letters.
