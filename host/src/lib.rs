@@ -32,3 +32,4 @@ pub mod ingress;
 pub mod platform;
 pub mod runtime;
 pub mod state;
+pub mod telemetry;

@@ -16,6 +16,7 @@ use crate::ingress::recent_errors::RecentErrors;
 use crate::ingress::{schedules, server, subscriptions, ServiceEndpoint};
 use crate::runtime::{Registry, Runtime, Service, StartServiceError};
 use crate::state::{StateDir, StateError};
+use crate::telemetry::{Telemetry, TelemetryError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub enum StartError {
     State(StateError),
     #[error(transparent)]
     Admin(AdminBindError),
+    #[error(transparent)]
+    Telemetry(TelemetryError),
     #[error("service `{service}`: cannot listen on {address}: {cause}")]
     Bind {
         service: String,
@@ -64,6 +67,7 @@ pub struct Platform {
     pub admin_address: SocketAddr,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    telemetry: Telemetry,
 }
 
 impl Platform {
@@ -78,6 +82,8 @@ impl Platform {
         let admin_listener = admin::bind(&config.admin)
             .await
             .map_err(StartError::Admin)?;
+        let telemetry = Telemetry::new(&config.tracing, |name| std::env::var(name).ok())
+            .map_err(StartError::Telemetry)?;
         let state = Arc::new(
             StateDir::open(
                 &config.resolve(&config.state.dir),
@@ -144,7 +150,9 @@ impl Platform {
                     address: address.clone(),
                     cause,
                 })?;
-            listeners.push((ServiceEndpoint::new(service.clone()), listener));
+            let endpoint =
+                ServiceEndpoint::new(service.clone(), &telemetry).map_err(StartError::Telemetry)?;
+            listeners.push((endpoint, listener));
         }
 
         let settings = HttpSettings {
@@ -253,6 +261,7 @@ impl Platform {
             admin_address,
             shutdown,
             tasks,
+            telemetry,
         })
     }
 
@@ -265,6 +274,8 @@ impl Platform {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tasks.wait().await;
+        // The spans of the last requests, if the collector takes them in time.
+        self.telemetry.flush(Duration::from_secs(5)).await;
     }
 }
 

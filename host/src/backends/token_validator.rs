@@ -3,6 +3,7 @@
 //! `auth` capability and by the HTTP ingress for routes that require authentication.
 
 use super::http_client::HttpClient;
+use crate::telemetry::{Attribute, Kind, Trace};
 use bytes::Bytes;
 use http_body_util::Full;
 use serde::Deserialize;
@@ -58,11 +59,39 @@ impl TokenValidator {
     }
 
     /// Asks the identity service about `token`, for the request `request_id` (sent along,
-    /// so the identity service logs the same id).
+    /// so the identity service logs the same id), as a child span of `trace`.
     pub async fn validate(
         &self,
         token: &str,
         request_id: &str,
+        trace: Option<&Trace>,
+    ) -> Result<Caller, ValidateTokenError> {
+        let span = trace.map(|trace| {
+            trace.child(
+                "token validation",
+                Kind::Client,
+                vec![
+                    Attribute::new("http.request.method", "POST"),
+                    Attribute::new("url.full", self.validate_url.to_string()),
+                ],
+            )
+        });
+        let validated = self.ask(token, request_id, span.as_ref()).await;
+        if let Some(span) = span {
+            if let Err(ValidateTokenError::Unavailable(cause)) = &validated {
+                span.fail(cause.clone());
+            }
+            span.set(Attribute::new("platform.token.valid", validated.is_ok()));
+            span.end();
+        }
+        validated
+    }
+
+    async fn ask(
+        &self,
+        token: &str,
+        request_id: &str,
+        span: Option<&Trace>,
     ) -> Result<Caller, ValidateTokenError> {
         let body =
             serde_json::to_vec(&serde_json::json!({ "token": token })).expect("JSON of a string");
@@ -71,9 +100,12 @@ impl TokenValidator {
         if let Ok(id) = http::HeaderValue::from_str(request_id) {
             request = request.header("x-request-id", id);
         }
-        let request = request
+        let mut request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|error| ValidateTokenError::Unavailable(error.to_string()))?;
+        if let Some(span) = span {
+            span.inject_http(request.headers_mut());
+        }
         let response = self
             .client
             .send(request, self.timeout, MAX_ANSWER_BYTES)

@@ -29,7 +29,9 @@ impl From<ValidateTokenError> for AuthFailure {
 impl Host for CallState {
     async fn validate_token(&mut self, token: String) -> Result<Identity, AuthFailure> {
         let validator = granted(&self.capabilities.auth, INTERFACE, self)?;
-        let caller = validator.validate(&token, &self.request_id).await?;
+        let caller = validator
+            .validate(&token, &self.request_id, self.trace.as_ref())
+            .await?;
         Ok(Identity {
             user_id: caller.user_id,
             username: caller.username,

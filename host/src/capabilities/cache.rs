@@ -6,9 +6,10 @@
 //! `get` of that key as a miss, so the service reads its database instead of the stale
 //! entry. (A restart forgets the retries; hosts of a fleet do not share them.)
 
-use super::{granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
+use super::{ended, granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
 use crate::backends::cache::{self as backend, Cache};
 use crate::bindings::cache::{CacheError, Host};
+use crate::telemetry::{Attribute, Kind, Trace};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -135,6 +136,22 @@ impl From<backend::CacheError> for CacheFailure {
     }
 }
 
+impl CallState {
+    /// The span of one cache operation (the key is left out: it can name a user).
+    fn cache_span(&self, operation: &'static str) -> Option<Trace> {
+        self.span(
+            || format!("cache {operation}"),
+            Kind::Client,
+            || {
+                vec![
+                    Attribute::new("db.system.name", "redis"),
+                    Attribute::new("db.operation.name", operation),
+                ]
+            },
+        )
+    }
+}
+
 impl Host for CallState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, CacheFailure> {
         let cache = granted(&self.capabilities.cache, INTERFACE, self)?;
@@ -142,7 +159,12 @@ impl Host for CallState {
         if cache.unconfirmed.contains(&key) {
             return Ok(None); // what the backend holds may be stale
         }
-        Ok(cache.backend.get(&key).await?)
+        let span = self.cache_span("get");
+        let value = cache.backend.get(&key).await;
+        if let (Some(span), Ok(value)) = (&span, &value) {
+            span.set(Attribute::new("platform.cache.hit", value.is_some()));
+        }
+        Ok(ended(span, value)?)
     }
 
     async fn set(
@@ -167,7 +189,8 @@ impl Host for CallState {
             None => cache.default_ttl,
         };
         let key = cache.key(&key)?;
-        cache.backend.set(&key, &value, ttl).await?;
+        let span = self.cache_span("set");
+        ended(span, cache.backend.set(&key, &value, ttl).await)?;
         // A fresh value replaced whatever a lost invalidation left behind.
         cache.unconfirmed.remove(&key);
         Ok(())
@@ -176,7 +199,8 @@ impl Host for CallState {
     async fn delete(&mut self, key: String) -> Result<bool, CacheFailure> {
         let cache = granted(&self.capabilities.cache, INTERFACE, self)?;
         let key = cache.key(&key)?;
-        match cache.backend.delete(&key).await {
+        let span = self.cache_span("delete");
+        match ended(span, cache.backend.delete(&key).await) {
             Ok(existed) => Ok(existed),
             Err(error) => {
                 cache.retry_delete(key);

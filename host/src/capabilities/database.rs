@@ -2,10 +2,12 @@
 //! service's own database (PostgreSQL or SQLite, see `backends::database`).
 
 use super::{
-    granted, CallState, Failure, Grant, GrantError, ServiceCapabilities, OPEN_TRANSACTIONS_PER_CALL,
+    ended, granted, CallState, Failure, Grant, GrantError, ServiceCapabilities,
+    OPEN_TRANSACTIONS_PER_CALL,
 };
 use crate::backends::database::{self as backend, Transaction};
 use crate::bindings::database::{DatabaseError, Host, HostTransaction, Rows, Value};
+use crate::telemetry::{statement_summary, Attribute, Kind, Trace};
 use wasmtime::component::Resource;
 
 const INTERFACE: &str = "database";
@@ -104,12 +106,16 @@ fn rows(rows: backend::Rows) -> Rows {
 impl Host for CallState {
     async fn query(&mut self, sql: String, values: Vec<Value>) -> Result<Rows, DatabaseFailure> {
         let database = granted(&self.capabilities.database, INTERFACE, self)?;
-        Ok(rows(database.query(&sql, params(values)).await?))
+        let span = self.database_span(Some(&sql));
+        let result = database.query(&sql, params(values)).await;
+        Ok(rows(ended(span, result)?))
     }
 
     async fn execute(&mut self, sql: String, values: Vec<Value>) -> Result<u64, DatabaseFailure> {
         let database = granted(&self.capabilities.database, INTERFACE, self)?;
-        Ok(database.execute(&sql, params(values)).await?)
+        let span = self.database_span(Some(&sql));
+        let result = database.execute(&sql, params(values)).await;
+        Ok(ended(span, result)?)
     }
 
     async fn begin(&mut self) -> Result<Resource<TransactionHandle>, DatabaseFailure> {
@@ -119,7 +125,8 @@ impl Host for CallState {
                 "a call may hold at most {OPEN_TRANSACTIONS_PER_CALL} transactions open"
             ))));
         }
-        let transaction = database.begin().await?;
+        let span = self.database_span(None);
+        let transaction = ended(span, database.begin().await)?;
         let handle = self.table.push(TransactionHandle(Some(transaction)))?;
         self.open_transactions += 1;
         Ok(handle)
@@ -134,6 +141,23 @@ impl Host for CallState {
 }
 
 impl CallState {
+    /// The span of one statement (`None`: a `BEGIN`): its summary, never its values.
+    fn database_span(&self, sql: Option<&str>) -> Option<Trace> {
+        let summary = || sql.map_or_else(|| "BEGIN".to_string(), statement_summary);
+        self.span(summary, Kind::Client, || {
+            let system = self
+                .capabilities
+                .database
+                .as_ref()
+                .map_or("unknown", |database| database.system());
+            vec![
+                Attribute::new("db.system.name", system),
+                Attribute::new("db.query.summary", summary()),
+                Attribute::new("db.namespace", self.capabilities.service.clone()),
+            ]
+        })
+    }
+
     /// Takes the open transaction out of its handle to commit or roll it back: from now on
     /// it no longer counts against the call's open transactions.
     fn finish(
@@ -158,9 +182,11 @@ impl HostTransaction for CallState {
         sql: String,
         values: Vec<Value>,
     ) -> Result<Rows, DatabaseFailure> {
+        let span = self.database_span(Some(&sql));
         let open = self.table.get_mut(&transaction)?.0.as_mut();
         let open = open.ok_or_else(finished)?;
-        Ok(rows(open.query(&sql, params(values)).await?))
+        let result = open.query(&sql, params(values)).await;
+        Ok(rows(ended(span, result)?))
     }
 
     async fn execute(
@@ -169,23 +195,29 @@ impl HostTransaction for CallState {
         sql: String,
         values: Vec<Value>,
     ) -> Result<u64, DatabaseFailure> {
+        let span = self.database_span(Some(&sql));
         let open = self.table.get_mut(&transaction)?.0.as_mut();
         let open = open.ok_or_else(finished)?;
-        Ok(open.execute(&sql, params(values)).await?)
+        let result = open.execute(&sql, params(values)).await;
+        Ok(ended(span, result)?)
     }
 
     async fn commit(
         &mut self,
         transaction: Resource<TransactionHandle>,
     ) -> Result<(), DatabaseFailure> {
-        Ok(self.finish(&transaction)?.commit().await?)
+        let span = self.database_span(Some("COMMIT"));
+        let open = self.finish(&transaction)?;
+        Ok(ended(span, open.commit().await)?)
     }
 
     async fn rollback(
         &mut self,
         transaction: Resource<TransactionHandle>,
     ) -> Result<(), DatabaseFailure> {
-        Ok(self.finish(&transaction)?.rollback().await?)
+        let span = self.database_span(Some("ROLLBACK"));
+        let open = self.finish(&transaction)?;
+        Ok(ended(span, open.rollback().await)?)
     }
 
     async fn drop(&mut self, transaction: Resource<TransactionHandle>) -> wasmtime::Result<()> {

@@ -1,9 +1,12 @@
 //! The `identity-provider` interface (the user service only): bcrypt password hashing and
 //! HS256 tokens signed with a secret only the host holds (see `backends::identity`).
 
-use super::{granted, CallState, Failure, Grant, GrantError, Saturated, ServiceCapabilities};
+use super::{
+    ended, granted, CallState, Failure, Grant, GrantError, Saturated, ServiceCapabilities,
+};
 use crate::backends::identity as backend;
 use crate::bindings::identity_provider::{Claims, Host, TokenError};
+use crate::telemetry::Kind;
 
 const INTERFACE: &str = "identity-provider";
 
@@ -38,18 +41,18 @@ fn lowered(error: backend::IdentityError) -> wasmtime::Error {
 impl Host for CallState {
     async fn hash_password(&mut self, password: String) -> wasmtime::Result<String> {
         let identity = granted(&self.capabilities.identity, INTERFACE, self)?;
-        identity
-            .hash_password(password, self.deadline)
-            .await
-            .map_err(lowered)
+        let span = self.span(|| "bcrypt hash".into(), Kind::Internal, Vec::new);
+        let hashed = identity.hash_password(password, self.deadline).await;
+        ended(span, hashed).map_err(lowered)
     }
 
     async fn verify_password(&mut self, password: String, hash: String) -> wasmtime::Result<bool> {
         let identity = granted(&self.capabilities.identity, INTERFACE, self)?;
-        identity
+        let span = self.span(|| "bcrypt verify".into(), Kind::Internal, Vec::new);
+        let verified = identity
             .verify_password(password, hash, self.deadline)
-            .await
-            .map_err(lowered)
+            .await;
+        ended(span, verified).map_err(lowered)
     }
 
     async fn issue_token(&mut self, subject: String, user_id: i64) -> wasmtime::Result<String> {

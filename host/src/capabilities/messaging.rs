@@ -1,10 +1,11 @@
 //! The `messaging` interface: confirmed, persistent publishing through the platform's
 //! broker, limited to the exchanges a service was granted (`publish_exchanges`).
 
-use super::{granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
+use super::{ended, granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
 use crate::backends::broker::{self as backend, Broker};
 use crate::bindings::messaging::{Host, PublishError};
 use crate::bindings::messaging_types::Message;
+use crate::telemetry::{Attribute, Kind};
 use std::sync::Arc;
 
 const INTERFACE: &str = "messaging";
@@ -56,16 +57,38 @@ impl Host for CallState {
                 message.exchange
             ))));
         }
-        Ok(messaging
+        let span = self.span(
+            || format!("publish {}", message.exchange),
+            Kind::Producer,
+            || {
+                vec![
+                    Attribute::new("messaging.system", "rabbitmq"),
+                    Attribute::new("messaging.operation.type", "send"),
+                    Attribute::new("messaging.destination.name", message.exchange.clone()),
+                    Attribute::new(
+                        "messaging.rabbitmq.destination.routing_key",
+                        message.routing_key.clone(),
+                    ),
+                ]
+            },
+        );
+        let mut headers = message.headers;
+        // The consumer's span continues this one (on either broker, the header travels
+        // with the message).
+        if let Some(span) = &span {
+            span.inject_message(&mut headers);
+        }
+        let published = messaging
             .broker
             .publish(backend::Message {
                 exchange: message.exchange,
                 routing_key: message.routing_key,
                 payload: message.payload,
                 content_type: message.content_type,
-                headers: message.headers,
+                headers,
             })
-            .await?)
+            .await;
+        Ok(ended(span, published)?)
     }
 
     fn convert_publish_error(&mut self, failure: PublishFailure) -> wasmtime::Result<PublishError> {

@@ -26,6 +26,7 @@ use crate::backends::http_client::HttpClient;
 use crate::backends::identity::IdentityProvider;
 use crate::backends::token_validator::TokenValidator;
 use crate::config::{Capability, PlatformConfig, ServiceConfig};
+use crate::telemetry::{Attribute, Kind, Trace};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
@@ -204,6 +205,18 @@ impl<E> From<wasmtime::component::ResourceTableError> for Failure<E> {
 #[error("{0} is saturated")]
 pub struct Saturated(pub &'static str);
 
+/// Ends `span`, if there is one, marked failed when `result` is an error (with no detail: a
+/// database's message can quote the values of a row).
+pub(crate) fn ended<T, E>(span: Option<Trace>, result: Result<T, E>) -> Result<T, E> {
+    if let Some(span) = span {
+        if result.is_err() {
+            span.fail("failed");
+        }
+        span.end();
+    }
+    result
+}
+
 /// The service's share of a capability, or a trap naming it.
 fn granted<'a, T>(
     share: &'a Option<T>,
@@ -235,6 +248,8 @@ pub struct CallState {
     pub(crate) log_budget: u32,
     /// Transactions this call holds open.
     pub(crate) open_transactions: u32,
+    /// The span the call runs in, when tracing is on: each capability call is a child.
+    pub trace: Option<Trace>,
 }
 
 /// Log records one call may write; the rest are dropped, with one warning.
@@ -267,7 +282,20 @@ impl CallState {
             deadline,
             log_budget: LOG_RECORDS_PER_CALL,
             open_transactions: 0,
+            trace: None,
         }
+    }
+
+    /// A child span of the call's, for one capability call; `None` when tracing is off, so
+    /// `attributes` is never built then.
+    pub(crate) fn span(
+        &self,
+        name: impl FnOnce() -> String,
+        kind: Kind,
+        attributes: impl FnOnce() -> Vec<Attribute>,
+    ) -> Option<Trace> {
+        let trace = self.trace.as_ref()?;
+        Some(trace.child(name(), kind, attributes()))
     }
 
     /// Readies a reused instance's state for its next call.

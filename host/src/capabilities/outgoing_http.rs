@@ -1,10 +1,11 @@
 //! The `outgoing-http` interface: buffered HTTP calls to the hosts a service was allowed
 //! (`allowed_hosts`).
 
-use super::{granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
+use super::{ended, granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
 use crate::backends::http_client::{HttpClient, HttpClientError};
 use crate::bindings::http_types::Method;
 use crate::bindings::outgoing_http::{Host, IncomingResponse, OutgoingRequest, RequestError};
+use crate::telemetry::{Attribute, Kind};
 use bytes::Bytes;
 use http_body_util::Full;
 use std::time::Duration;
@@ -113,13 +114,37 @@ impl Host for CallState {
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.into()))
             .unwrap_or(DEFAULT_TIMEOUT);
-        let checked = outgoing
+        let mut checked = outgoing
             .checked(request, &self.request_id)
             .map_err(Failure::Error)?;
+        let span = self.span(
+            || checked.method().to_string(),
+            Kind::Client,
+            || {
+                let uri = checked.uri();
+                vec![
+                    Attribute::new("http.request.method", checked.method().to_string()),
+                    Attribute::new("server.address", uri.host().unwrap_or_default().to_string()),
+                    Attribute::new("server.port", i64::from(uri.port_u16().unwrap_or(80))),
+                    Attribute::new("url.path", uri.path().to_string()),
+                ]
+            },
+        );
+        // The callee continues this trace, in process or over the network.
+        if let Some(span) = &span {
+            span.inject_http(checked.headers_mut());
+        }
         let response = outgoing
             .client
             .send(checked, timeout, MAX_RESPONSE_BYTES)
-            .await?;
+            .await;
+        if let (Some(span), Ok(response)) = (&span, &response) {
+            span.set(Attribute::new(
+                "http.response.status_code",
+                i64::from(response.status.as_u16()),
+            ));
+        }
+        let response = ended(span, response)?;
         Ok(IncomingResponse {
             status: response.status.as_u16(),
             headers: response

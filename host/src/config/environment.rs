@@ -33,6 +33,30 @@ impl PlatformConfig {
                 ))
             })?;
         }
+        let tracing = &mut self.tracing;
+        let set = |value: Option<String>, into: &mut Option<String>| {
+            if let Some(value) = value.map(|value| value.trim().to_string()) {
+                *into = Some(value).filter(|value| !value.is_empty());
+            }
+        };
+        set(env("OTEL_EXPORTER_OTLP_ENDPOINT"), &mut tracing.endpoint);
+        set(
+            env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            &mut tracing.traces_endpoint,
+        );
+        set(
+            env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL")),
+            &mut tracing.protocol,
+        );
+        set(env("OTEL_TRACES_SAMPLER"), &mut tracing.sampler);
+        if let Some(ratio) = env("OTEL_TRACES_SAMPLER_ARG") {
+            tracing.sampler_arg = Some(ratio.trim().parse().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1, got `{ratio}`"
+                ))
+            })?);
+        }
         let max_retry = env("MAX_RETRY_ATTEMPTS")
             .map(|value| {
                 value.parse::<u32>().map_err(|_| {

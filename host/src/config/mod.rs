@@ -135,10 +135,33 @@ pub struct PlatformConfig {
     pub state: StateConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub tracing: TracingConfig,
     pub services: BTreeMap<String, ServiceConfig>,
     /// Directory the relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// `[tracing]`: OpenTelemetry traces by OTLP. Off unless an endpoint is set here or by
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`; the standard
+/// `OTEL_*` variables override these values.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// The collector's base URL (`/v1/traces` is appended), e.g. `http://127.0.0.1:4318`.
+    pub endpoint: Option<String>,
+    /// The full traces URL, used as it is.
+    pub traces_endpoint: Option<String>,
+    /// `http/protobuf` (the default) or `http/json`.
+    pub protocol: Option<String>,
+    /// `parentbased_always_on` (the default), `always_on`, `always_off`, `traceidratio`,
+    /// `parentbased_always_off`, `parentbased_traceidratio`.
+    pub sampler: Option<String>,
+    /// The ratio of the `*traceidratio` samplers, 0.0 to 1.0.
+    pub sampler_arg: Option<f64>,
+    /// Put before each service's name in `service.name` (e.g. `shop-`).
+    pub service_name_prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -24,6 +24,8 @@ pub struct ServiceMetrics {
     schedules: IntCounterVec,
     shed: IntCounterVec,
     in_process: IntCounter,
+    /// Spans the tracer could not export (a full queue, a collector that failed).
+    pub spans_dropped: IntCounter,
     /// When load shedding was last logged (milliseconds since `started`).
     shed_logged_ms: AtomicU64,
     started: std::time::Instant,
@@ -141,6 +143,17 @@ impl ServiceMetrics {
             .const_label("service", service),
         )
         .expect("valid metric definition");
+        let spans_dropped = IntCounter::with_opts(
+            Opts::new(
+                "tracing_spans_dropped_total",
+                "Spans dropped instead of exported: the export queue was full or the collector failed.",
+            )
+            .const_label("service", service),
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(spans_dropped.clone()))
+            .expect("registered once");
         registry
             .register(Box::new(in_process.clone()))
             .expect("registered once");
@@ -167,6 +180,7 @@ impl ServiceMetrics {
             schedules,
             shed,
             in_process,
+            spans_dropped,
             shed_logged_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),
             version: ArcSwap::default(),

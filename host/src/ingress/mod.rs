@@ -15,6 +15,7 @@ pub mod subscriptions;
 pub mod watch;
 
 use crate::runtime::DeployedService;
+use crate::telemetry::{ServiceTracer, Telemetry, TelemetryError};
 use metrics::ServiceMetrics;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,16 +26,24 @@ pub struct ServiceEndpoint {
     pub service: Arc<DeployedService>,
     pub metrics: ServiceMetrics,
     pub consumers: ConsumerStatus,
+    /// Starts the spans of its requests and deliveries (empty when tracing is off).
+    pub tracer: ServiceTracer,
 }
 
 impl ServiceEndpoint {
-    pub fn new(service: Arc<DeployedService>) -> ServiceEndpoint {
+    pub fn new(
+        service: Arc<DeployedService>,
+        telemetry: &Telemetry,
+    ) -> Result<ServiceEndpoint, TelemetryError> {
         let subscriptions = service.service.config.subscriptions.len();
-        ServiceEndpoint {
-            metrics: ServiceMetrics::new(service.name()),
+        let metrics = ServiceMetrics::new(service.name());
+        let tracer = telemetry.tracer(service.name(), metrics.spans_dropped.clone())?;
+        Ok(ServiceEndpoint {
+            metrics,
             consumers: ConsumerStatus::new(subscriptions),
+            tracer,
             service,
-        }
+        })
     }
 }
 

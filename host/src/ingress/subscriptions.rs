@@ -10,6 +10,7 @@ use crate::backends::broker::{Broker, Consumer, Delivery, Settle};
 use crate::bindings::messaging_types::{Delivery as GuestDelivery, Message, Outcome};
 use crate::config::SubscriptionConfig;
 use crate::runtime::CallError;
+use crate::telemetry::Attribute;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
@@ -116,8 +117,26 @@ async fn process(
         attempt,
     };
     let version = service.current.load_full();
+    let trace = endpoint.tracer.consumer(
+        &delivery.message.headers,
+        || format!("process {}", subscription.queue),
+        || {
+            vec![
+                Attribute::new("messaging.system", "rabbitmq"),
+                Attribute::new("messaging.operation.type", "process"),
+                Attribute::new("messaging.destination.name", subscription.queue.clone()),
+                Attribute::new("messaging.message.id", message_id.clone()),
+                Attribute::new(
+                    "messaging.rabbitmq.destination.routing_key",
+                    delivery.message.routing_key.clone(),
+                ),
+                Attribute::new("platform.delivery.attempt", i64::from(attempt)),
+                Attribute::new("service.version", version.short_digest().to_string()),
+            ]
+        },
+    );
     let outcome = match version
-        .handle_message(&service.service, &message_id, guest_delivery)
+        .handle_message(&service.service, &message_id, guest_delivery, trace.clone())
         .await
     {
         Ok(outcome) => outcome,
@@ -133,7 +152,7 @@ async fn process(
         .and_then(|first| SystemTime::now().duration_since(first).ok())
         .unwrap_or_default();
     let settle = decide(&outcome, delivery.retries, failing, subscription);
-    let outcome = match (&settle, &outcome) {
+    let settled_as = match (&settle, &outcome) {
         (Settle::Ack, _) => MessageOutcome::Acked,
         (Settle::Retry { delay, .. }, Outcome::Retry(reason) | Outcome::Unavailable(reason)) => {
             tracing::warn!(service = %service.name(), message_id, attempt, %reason, ?delay, "message failed; retrying");
@@ -145,8 +164,33 @@ async fn process(
         }
         (Settle::Retry { .. }, _) => unreachable!("only a failure is retried"),
     };
-    match delivery.settle(settle).await {
-        Ok(()) => Some(outcome),
+    if let Some(trace) = &trace {
+        let (event, reason) = match &settle {
+            Settle::Ack => ("ack", None),
+            Settle::Retry { .. } => match &outcome {
+                Outcome::Retry(reason) | Outcome::Unavailable(reason) => {
+                    ("retry", Some(reason.clone()))
+                }
+                _ => ("retry", None),
+            },
+            Settle::DeadLetter { reason } => ("dead_letter", Some(reason.clone())),
+        };
+        let mut attributes = vec![Attribute::new(
+            "platform.delivery.attempt",
+            i64::from(attempt),
+        )];
+        if let Some(reason) = reason {
+            trace.fail(reason.clone());
+            attributes.push(Attribute::new("platform.reason", reason));
+        }
+        trace.event(event, attributes);
+    }
+    let settled = delivery.settle(settle).await;
+    if let Some(trace) = trace {
+        trace.end();
+    }
+    match settled {
+        Ok(()) => Some(settled_as),
         Err(error) => {
             tracing::warn!(service = %service.name(), message_id, %error, "could not settle a delivery; the broker keeps it");
             None

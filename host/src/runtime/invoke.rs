@@ -10,6 +10,7 @@ use crate::bindings::http_types::{Request, Response, Route};
 use crate::bindings::messaging_types::{Delivery, Outcome};
 use crate::capabilities::{CallState, Saturated};
 use crate::config::ServiceConfig;
+use crate::telemetry::Trace;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use wasmtime::{ResourceLimiter, Store};
@@ -138,6 +139,7 @@ impl ComponentVersion {
         &self,
         service: &Service,
         call_id: &str,
+        trace: Option<Trace>,
         call: F,
     ) -> Result<T, CallError>
     where
@@ -146,6 +148,7 @@ impl ComponentVersion {
     {
         let timeout = service.limits.timeout;
         let mut store = self.new_store(service, call_id);
+        store.data_mut().trace = trace;
         let work = async {
             let instance = self
                 .pre
@@ -160,10 +163,12 @@ impl ComponentVersion {
         }
     }
 
+    /// Serves `request`; the capability calls it makes are spans under `trace`.
     pub async fn handle_request(
         &self,
         service: &Service,
         request: Request,
+        trace: Option<Trace>,
     ) -> Result<Response, CallError> {
         let _turn = service
             .admission
@@ -183,6 +188,7 @@ impl ComponentVersion {
             }
             None => (self.new_store(service, &request.request_id), None, 0),
         };
+        store.data_mut().trace = trace;
         let work = async {
             let instance = match reused {
                 Some(instance) => instance,
@@ -204,6 +210,7 @@ impl ComponentVersion {
             Ok(result) => result?,
             Err(_) => return Err(CallError::Timeout(timeout)),
         };
+        store.data_mut().trace = None;
         if let (Some(reuse), 0) = (&self.reuse, store.data().open_transactions()) {
             reuse.give_back(store, instance, served + 1);
         }
@@ -215,13 +222,19 @@ impl ComponentVersion {
         service: &Service,
         message_id: &str,
         delivery: Delivery,
+        trace: Option<Trace>,
     ) -> Result<Outcome, CallError> {
-        self.with_instance(service, message_id, |instance, mut store| async move {
-            instance
-                .platform_service_message_handler()
-                .call_handle_message(&mut store, &delivery)
-                .await
-        })
+        self.with_instance(
+            service,
+            message_id,
+            trace,
+            |instance, mut store| async move {
+                instance
+                    .platform_service_message_handler()
+                    .call_handle_message(&mut store, &delivery)
+                    .await
+            },
+        )
         .await
     }
 
@@ -238,7 +251,7 @@ impl ComponentVersion {
             .await
             .map_err(CallError::Overloaded)?;
         let call_id = format!("schedule:{name}");
-        self.with_instance(service, &call_id, |instance, mut store| async move {
+        self.with_instance(service, &call_id, None, |instance, mut store| async move {
             instance
                 .platform_service_scheduled_handler()
                 .call_run(&mut store, name)
@@ -250,7 +263,7 @@ impl ComponentVersion {
     /// Calls the `health` export on a fresh instance: `Ok(Err(reason))` when the component
     /// says it cannot serve.
     pub async fn health(&self, service: &Service) -> Result<Result<(), String>, CallError> {
-        self.with_instance(service, "health", |instance, mut store| async move {
+        self.with_instance(service, "health", None, |instance, mut store| async move {
             instance
                 .platform_service_http_handler()
                 .call_health(&mut store)
@@ -260,7 +273,7 @@ impl ComponentVersion {
     }
 
     pub(super) async fn declared_routes(&self, service: &Service) -> Result<Vec<Route>, CallError> {
-        self.with_instance(service, "load", |instance, mut store| async move {
+        self.with_instance(service, "load", None, |instance, mut store| async move {
             instance
                 .platform_service_http_handler()
                 .call_routes(&mut store)

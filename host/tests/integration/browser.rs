@@ -72,6 +72,7 @@ async fn docs_render_offline_in_a_browser(platform: &'static Platform) -> anyhow
     let Some(scripts) = scripts()? else {
         return Ok(());
     };
+    let _alone = crate::support::cpu_heavy().await;
     let document: Value = platform
         .http()
         .get(platform.url("product", "/openapi.json"))
@@ -180,6 +181,7 @@ async fn the_console_deploys_rolls_back_and_replays(_: &'static Platform) -> any
         .context("the notification subscription")?;
     subscription.insert("max_retry_attempts".into(), 1.into());
     subscription.insert("max_retry_age_seconds".into(), 1.into());
+    let _alone = crate::support::cpu_heavy().await;
     with_platform(names, config, async |platform| {
         let screenshots = workspace_root().join("target/browser-screenshots/console");
         let _ = std::fs::remove_dir_all(&screenshots);

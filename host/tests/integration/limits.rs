@@ -40,6 +40,7 @@ async fn a_login_storm_gets_503s_and_never_slows_another_service(
 }
 
 async fn storm(platform: &Platform) -> anyhow::Result<()> {
+    let _alone = crate::support::cpu_heavy().await;
     let user = platform.new_user().await?;
     let product = crate::support::id_of(&platform.new_product(&user, "1.00", 5).await?)?;
     let product_url = platform.url("product", &format!("/products/{product}"));

@@ -27,6 +27,7 @@
 //! - `schedules`: scheduled triggers, their outcomes, one host of several running each.
 //! - `openapi`: schemathesis against every service's OpenAPI document.
 //! - `mixed`: real servers beside embedded backends.
+//! - `tracing`: OpenTelemetry traces into an OTLP receiver of the test's own.
 //! - `swap`: deploy, rollback and `--watch` under load; refused versions; the admin token;
 //!   restarts from the state directory.
 
@@ -46,6 +47,7 @@ mod schedules;
 mod stock;
 mod support;
 mod swap;
+mod tracing;
 mod user;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         schedules::tests(),
         openapi::tests(),
         swap::tests(),
+        tracing::tests(),
     ]
     .into_iter()
     .flatten()

@@ -66,6 +66,8 @@ pub trait Database: Send + Sync {
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError>;
     async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError>;
     async fn begin(&self) -> Result<Box<dyn Transaction>, DatabaseError>;
+    /// OpenTelemetry's `db.system.name` of this backend.
+    fn system(&self) -> &'static str;
 }
 
 /// An open transaction; dropping it without `commit` rolls it back.

@@ -295,6 +295,10 @@ impl Database for PostgresDatabase {
             .rows_affected())
     }
 
+    fn system(&self) -> &'static str {
+        "postgresql"
+    }
+
     async fn begin(&self) -> Result<Box<dyn Transaction>, DatabaseError> {
         let transaction = self.pool.begin().await.map_err(classify)?;
         Ok(Box::new(PostgresTransaction(transaction, self.limits)))

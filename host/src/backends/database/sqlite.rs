@@ -329,6 +329,10 @@ impl Database for SqliteDatabase {
         }
     }
 
+    fn system(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn begin(&self) -> Result<Box<dyn Transaction>, DatabaseError> {
         match self.pool.begin_with("BEGIN IMMEDIATE").await {
             Ok(transaction) => Ok(Box::new(SqliteTransaction {

@@ -17,6 +17,7 @@ use crate::backends::token_validator::{TokenValidator, ValidateTokenError};
 use crate::bindings::http_types::Identity;
 use crate::runtime::routes::{method_name, RouteMatch};
 use crate::runtime::CallError;
+use crate::telemetry::{Attribute, Trace};
 use bytes::Bytes;
 use convert::RequestBody;
 use http::header::{HeaderName, HeaderValue};
@@ -87,7 +88,44 @@ impl ServiceHttp {
         let request_id = convert::request_id(request.headers());
         let origin = request.headers().get(http::header::ORIGIN).cloned();
         let method = request.method().clone();
-        let (mut response, handler) = self.route(request, &request_id).await;
+        let trace = self.endpoint.tracer.server(
+            request.headers(),
+            || method.to_string(),
+            || {
+                vec![
+                    Attribute::new("http.request.method", method.to_string()),
+                    Attribute::new("url.path", request.uri().path().to_string()),
+                    Attribute::new(
+                        "server.port",
+                        i64::from(self.endpoint.service.service.config.port),
+                    ),
+                    Attribute::new("platform.request_id", request_id.clone()),
+                    Attribute::new(
+                        "service.version",
+                        self.endpoint
+                            .service
+                            .current
+                            .load()
+                            .short_digest()
+                            .to_string(),
+                    ),
+                ]
+            },
+        );
+        let (mut response, handler) = self.route(request, &request_id, trace.as_ref()).await;
+        if let Some(trace) = trace {
+            let status = response.status();
+            trace.rename(format!("{method} {handler}"));
+            trace.set(Attribute::new("http.route", handler.to_string()));
+            trace.set(Attribute::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            ));
+            if status.is_server_error() {
+                trace.fail(status.to_string());
+            }
+            trace.end();
+        }
 
         let headers = response.headers_mut();
         headers.insert(
@@ -141,6 +179,7 @@ impl ServiceHttp {
         &self,
         request: http::Request<B>,
         request_id: &str,
+        trace: Option<&Trace>,
     ) -> (HttpResponse, Arc<str>) {
         let deployed = &self.endpoint.service;
         let method = request.method().clone();
@@ -193,7 +232,7 @@ impl ServiceHttp {
             };
 
         let caller = if route.requires_auth {
-            match self.authenticate(&parts.headers, request_id).await {
+            match self.authenticate(&parts.headers, request_id, trace).await {
                 Ok(caller) => Some(caller),
                 Err(response) => return (response, template),
             }
@@ -209,7 +248,7 @@ impl ServiceHttp {
         };
         let guest_request = convert::guest_request(&parts, body, matched, request_id);
         let response = match version
-            .handle_request(&deployed.service, guest_request)
+            .handle_request(&deployed.service, guest_request, trace.cloned())
             .await
         {
             Ok(response) => convert::guest_response(response),
@@ -238,11 +277,12 @@ impl ServiceHttp {
         &self,
         headers: &http::HeaderMap,
         request_id: &str,
+        trace: Option<&Trace>,
     ) -> Result<Identity, HttpResponse> {
         let Some(token) = convert::bearer_token(headers) else {
             return Err(unauthorized("Not authenticated"));
         };
-        match self.tokens.validate(token, request_id).await {
+        match self.tokens.validate(token, request_id, trace).await {
             Ok(caller) => Ok(Identity {
                 user_id: caller.user_id,
                 username: caller.username,
