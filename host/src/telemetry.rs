@@ -323,15 +323,12 @@ impl ServiceTracer {
         name: impl FnOnce() -> String,
         attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Option<Trace> {
-        let tracer = self.0.as_ref()?;
-        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-        Some(Trace::start(
-            tracer,
-            &parent,
-            name(),
+        self.continuing(
+            &HeaderExtractor(headers),
             SpanKind::Server,
-            attributes(),
-        ))
+            name,
+            attributes,
+        )
     }
 
     /// The span of one delivery the service consumes, continuing the publisher's trace
@@ -342,15 +339,24 @@ impl ServiceTracer {
         name: impl FnOnce() -> String,
         attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Option<Trace> {
-        let tracer = self.0.as_ref()?;
-        let parent = TraceContextPropagator::new().extract(&PairExtractor(headers));
-        Some(Trace::start(
-            tracer,
-            &parent,
-            name(),
+        self.continuing(
+            &PairExtractor(headers),
             SpanKind::Consumer,
-            attributes(),
-        ))
+            name,
+            attributes,
+        )
+    }
+
+    fn continuing(
+        &self,
+        carrier: &dyn Extractor,
+        kind: SpanKind,
+        name: impl FnOnce() -> String,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Option<Trace> {
+        let tracer = self.0.as_ref()?;
+        let parent = TraceContextPropagator::new().extract(carrier);
+        Some(Trace::start(tracer, &parent, name(), kind, attributes()))
     }
 }
 

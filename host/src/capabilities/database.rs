@@ -143,19 +143,19 @@ impl Host for CallState {
 impl CallState {
     /// The span of one statement (`None`: a `BEGIN`): its summary, never its values.
     fn database_span(&self, sql: Option<&str>) -> Option<Trace> {
-        let summary = || sql.map_or_else(|| "BEGIN".to_string(), statement_summary);
-        self.span(summary, Kind::Client, || {
-            let system = self
-                .capabilities
-                .database
-                .as_ref()
-                .map_or("unknown", |database| database.system());
-            vec![
-                Attribute::new("db.system.name", system),
-                Attribute::new("db.query.summary", summary()),
-                Attribute::new("db.namespace", self.capabilities.service.clone()),
-            ]
-        })
+        let trace = self.trace.as_ref()?;
+        let summary = sql.map_or_else(|| "BEGIN".to_string(), statement_summary);
+        let system = self
+            .capabilities
+            .database
+            .as_ref()
+            .map_or("unknown", |database| database.system());
+        let attributes = vec![
+            Attribute::new("db.system.name", system),
+            Attribute::new("db.query.summary", summary.clone()),
+            Attribute::new("db.namespace", self.capabilities.service.clone()),
+        ];
+        Some(trace.child(summary, Kind::Client, attributes))
     }
 
     /// Takes the open transaction out of its handle to commit or roll it back: from now on

@@ -152,29 +152,19 @@ async fn process(
         .and_then(|first| SystemTime::now().duration_since(first).ok())
         .unwrap_or_default();
     let settle = decide(&outcome, delivery.retries, failing, subscription);
-    let settled_as = match (&settle, &outcome) {
-        (Settle::Ack, _) => MessageOutcome::Acked,
+    let (settled_as, reason) = match (&settle, &outcome) {
+        (Settle::Ack, _) => (MessageOutcome::Acked, None),
         (Settle::Retry { delay, .. }, Outcome::Retry(reason) | Outcome::Unavailable(reason)) => {
             tracing::warn!(service = %service.name(), message_id, attempt, %reason, ?delay, "message failed; retrying");
-            MessageOutcome::Retried
+            (MessageOutcome::Retried, Some(reason.clone()))
         }
         (Settle::DeadLetter { reason }, _) => {
             tracing::error!(service = %service.name(), message_id, attempt, %reason, ?failing, dead_letter_queue = %subscription.dead_letter_queue, "message dead-lettered");
-            MessageOutcome::DeadLettered
+            (MessageOutcome::DeadLettered, Some(reason.clone()))
         }
         (Settle::Retry { .. }, _) => unreachable!("only a failure is retried"),
     };
     if let Some(trace) = &trace {
-        let (event, reason) = match &settle {
-            Settle::Ack => ("ack", None),
-            Settle::Retry { .. } => match &outcome {
-                Outcome::Retry(reason) | Outcome::Unavailable(reason) => {
-                    ("retry", Some(reason.clone()))
-                }
-                _ => ("retry", None),
-            },
-            Settle::DeadLetter { reason } => ("dead_letter", Some(reason.clone())),
-        };
         let mut attributes = vec![Attribute::new(
             "platform.delivery.attempt",
             i64::from(attempt),
@@ -183,7 +173,7 @@ async fn process(
             trace.fail(reason.clone());
             attributes.push(Attribute::new("platform.reason", reason));
         }
-        trace.event(event, attributes);
+        trace.event(settled_as.label(), attributes);
     }
     let settled = delivery.settle(settle).await;
     if let Some(trace) = trace {

@@ -392,18 +392,9 @@ async fn dead_letter_and_replay(
     let event_id = uuid::Uuid::new_v4().to_string();
     let order_id = crate::notification::synthetic_order_id();
     let event = crate::notification::created_event(&event_id, order_id, user, "console");
-    // With its id in the `event_id` header, as the order service publishes.
-    let published = platform
-        .cli(&[
-            "publish",
-            &platform.exchange(),
-            "order.created",
-            &event.to_string(),
-            "--header",
-            &format!("event_id={event_id}"),
-        ])
+    platform
+        .publish_event(&event.to_string(), &event_id)
         .await?;
-    ensure!(published.code == 0, "{published:?}");
     let queue = platform.queue();
     let dead = console
         .step(json!({"step": "dead_letter", "queue": queue, "contains": event_id}))

@@ -435,17 +435,7 @@ async fn dead_letters_are_listed_and_replayed_through_the_consumer(
     let event_id = uuid::Uuid::new_v4().to_string();
     // Valid JSON without the order it is about: dead-lettered at once, every time.
     let payload = json!({ "event": "order.created", "event_id": event_id, "data": {} }).to_string();
-    let published = platform
-        .cli(&[
-            "publish",
-            &platform.exchange(),
-            "order.created",
-            &payload,
-            "--header",
-            &format!("event_id={event_id}"),
-        ])
-        .await?;
-    ensure!(published.code == 0, "{published:?}");
+    platform.publish_event(&payload, &event_id).await?;
     let find = || async {
         let listed = platform
             .cli(&["dlq", "list", &platform.queue(), "--json"])

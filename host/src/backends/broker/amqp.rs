@@ -1,11 +1,13 @@
 //! RabbitMQ through lapin: confirmed, persistent publishing on one lazily opened channel,
 //! and one connection per consumed subscription.
 //!
-//! A subscription's queue is declared durable with `x-dead-letter-routing-key` = its
-//! dead-letter queue, so a rejected delivery moves there atomically. Retries travel as a
-//! republished copy carrying `x-retry-count` (the broker's own redelivery counter does not
-//! survive a requeue), confirmed before the original is acknowledged, so a message is
-//! never lost between the two.
+//! Retries and dead letters travel as a republished copy, confirmed before the original
+//! is acknowledged, so a message is never lost between the two (a crash between them can
+//! repeat it): a retry's copy carries `x-retry-count` (the broker's own redelivery counter
+//! does not survive a requeue), a dead letter's `x-dead-letter-reason`. A subscription's
+//! queue is also declared durable with `x-dead-letter-routing-key` = its dead-letter queue:
+//! should a dead letter's copy not be confirmed, the rejected original moves there
+//! atomically, without its reason.
 
 use super::{
     Broker, ConsumeError, Consumer, DeadLetter, Delivery, Message, PublishError, Settle, Settler,

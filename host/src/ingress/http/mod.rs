@@ -115,8 +115,11 @@ impl ServiceHttp {
         let (mut response, handler) = self.route(request, &request_id, trace.as_ref()).await;
         if let Some(trace) = trace {
             let status = response.status();
-            trace.rename(format!("{method} {handler}"));
-            trace.set(Attribute::new("http.route", handler.to_string()));
+            // An unmatched path has no route: the span keeps the method as its name.
+            if &*handler != "none" {
+                trace.rename(format!("{method} {handler}"));
+                trace.set(Attribute::new("http.route", handler.to_string()));
+            }
             trace.set(Attribute::new(
                 "http.response.status_code",
                 i64::from(status.as_u16()),
