@@ -161,8 +161,9 @@ pub fn component_variant(component: &[u8], nonce: u64) -> Vec<u8> {
     out
 }
 
-/// Held by the tests that load the CPU hard (a browser, a login storm): on two cores one of
-/// them beside another's latency check would measure the other test, not the platform.
+/// Held by the tests that load the CPU hard (a browser, a login storm, endless loops or
+/// statements), most of which also check latencies: on two cores one of them beside
+/// another's latency check would measure the other test, not the platform.
 pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
     static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     HEAVY.lock().await
