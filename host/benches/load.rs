@@ -28,6 +28,10 @@ mod load_generator;
 #[path = "common/wrk.rs"]
 mod wrk;
 
+#[allow(dead_code)]
+#[path = "../tests/integration/otlp_receiver.rs"]
+mod otlp_receiver;
+
 use anyhow::{ensure, Context};
 use load_generator::rss_mib;
 use serde_json::{json, Value};
@@ -52,8 +56,10 @@ fn main() -> anyhow::Result<()> {
     } else {
         Backends::Real
     };
+    // Quick runs are CI's smoke run, in a debug build where a 64-connection `POST /orders`
+    // row answers in about a second: a shorter window could end before any answer.
     let duration = if quick {
-        Duration::from_secs(1)
+        Duration::from_secs(3)
     } else {
         Duration::from_secs(10)
     };
@@ -219,6 +225,7 @@ async fn measure(
         let _ = child.wait();
     }
     let mut report = report?;
+    report.push_str(&tracing_rows(platform, product_id, duration).await?);
 
     report.push_str(&format!(
         "\n| host | figure |\n|---|---|\n\
@@ -240,6 +247,64 @@ async fn measure(
     };
     std::fs::write(results.join(file), report)?;
     Ok(())
+}
+
+/// The cache-hit row at 16 connections with tracing off, then exporting every trace, then
+/// one trace in ten: each on the host restarted with that `[tracing]`, exporting to a
+/// collector in this process that answers at once (the harness sets a 100 ms batch delay).
+async fn tracing_rows(
+    platform: &Platform,
+    product_id: i64,
+    duration: Duration,
+) -> anyhow::Result<String> {
+    let collector = otlp_receiver::Receiver::counting().await?;
+    let url = platform.url("product", &format!("/products/{product_id}"));
+    let mut report = String::from(
+        "\n| scenario | connections | req/s (x tracing off) | p50 | p99 (x tracing off) | errors | server CPU | wrk CPU |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    // (label, `[tracing] sampler`, `sampler_arg`); no sampler: tracing off.
+    let settings = [
+        ("tracing off", None, None),
+        ("tracing on, every trace sampled", Some("always_on"), None),
+        (
+            "tracing on, 1 trace in 10 sampled",
+            Some("traceidratio"),
+            Some(0.1),
+        ),
+    ];
+    let mut off = None;
+    for (label, sampler, ratio) in settings {
+        let mut config = platform.config.clone();
+        if let Some(sampler) = sampler {
+            set(
+                &mut config,
+                &["tracing", "endpoint"],
+                collector.address.clone().into(),
+            );
+            set(&mut config, &["tracing", "sampler"], sampler.into());
+            if let Some(ratio) = ratio {
+                set(&mut config, &["tracing", "sampler_arg"], ratio.into());
+            }
+        }
+        platform.restart_with_config(&config).await?;
+        let pid = platform.pid().context("the host runs")?;
+        pin(pid, "0")?;
+        // Fills the cache again (the embedded one did not survive the restart).
+        ensure!(platform.http().get(&url).send().await?.status() == 200);
+        let before = collector.received();
+        let measured = wrk::run(get(&url, 16, duration, Some(pid))).await?;
+        // The last batch goes out within the batch delay.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let spans = collector.received() - before;
+        report.push_str(&measured.row(
+            &format!("GET /products/{{id}}, cache hit, {label} ({spans} spans exported)"),
+            16,
+            off.as_ref(),
+        ));
+        off.get_or_insert(measured);
+    }
+    platform.restart_with_config(&platform.config).await?;
+    Ok(report)
 }
 
 /// Logins the storm keeps in flight.

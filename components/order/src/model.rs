@@ -257,6 +257,10 @@ pub struct OutboxEvent {
     pub event_id: String,
     /// The JSON body, serialised once when the event is written.
     pub payload: String,
+    /// The W3C `traceparent` of the request that wrote the event (none when the host does
+    /// not trace): its message continues that request's trace, whichever request or
+    /// scheduled run publishes it.
+    pub traceparent: Option<String>,
 }
 
 /// Builds the event `kind` about `order`, done by `username`.
@@ -295,14 +299,24 @@ pub fn build_event(
         routing_key: kind.name().to_string(),
         event_id: event_id.to_string(),
         payload: body.to_string(),
+        traceparent: None,
     }
 }
 
 /// [`build_event`] with a fresh UUID v4 and the current time (RFC 3339, UTC, `Z`).
-pub fn new_event(kind: EventKind, order: &Order, username: &str, exchange: &str) -> OutboxEvent {
+pub fn new_event(
+    kind: EventKind,
+    order: &Order,
+    username: &str,
+    exchange: &str,
+    traceparent: Option<String>,
+) -> OutboxEvent {
     let event_id = uuid::Uuid::new_v4().to_string();
     let occurred_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    build_event(kind, order, username, exchange, &event_id, &occurred_at)
+    OutboxEvent {
+        traceparent,
+        ..build_event(kind, order, username, exchange, &event_id, &occurred_at)
+    }
 }
 
 #[cfg(test)]
@@ -524,6 +538,7 @@ pub(crate) mod tests {
             &order(1, 1, OrderStatus::Pending),
             "a",
             "ex",
+            None,
         );
         let id = uuid::Uuid::parse_str(&event.event_id).unwrap();
         assert_eq!(id.get_version_num(), 4);
@@ -537,6 +552,7 @@ pub(crate) mod tests {
             &order(1, 1, OrderStatus::Pending),
             "a",
             "ex",
+            None,
         );
         assert_ne!(other.event_id, event.event_id);
     }

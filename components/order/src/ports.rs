@@ -115,4 +115,6 @@ impl ProductServiceError {
 pub trait EventBus {
     /// Publishes and waits for the broker's confirmation; the error is a log message.
     fn publish(&self, event: &OutboxEvent) -> Result<(), String>;
+    /// The `traceparent` of the request in progress, kept with each event it writes.
+    fn traceparent(&self) -> Option<String>;
 }

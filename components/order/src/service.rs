@@ -290,6 +290,7 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
             &order,
             &caller.username,
             &self.exchange,
+            self.bus.traceparent(),
         ))?;
         Ok((order, event))
     }
@@ -345,6 +346,7 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
                 &updated,
                 &caller.username,
                 &self.exchange,
+                self.bus.traceparent(),
             );
             let written = tx.insert_event(&event).and_then(|row| {
                 event_row = Some(row);
@@ -818,6 +820,37 @@ mod tests {
         assert_eq!(w.store.orders(), vec![order]);
         assert_eq!(w.products.stock(7), 3 + 4);
         assert_eq!(w.products.releases(), 0);
+    }
+
+    #[test]
+    fn an_event_left_behind_keeps_the_trace_of_the_request_that_wrote_it() {
+        let w = world();
+        let first_request = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let later_request = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        *w.bus.0.traceparent.borrow_mut() = Some(first_request.into());
+        w.bus.0.down.set(true);
+        let left_behind = w.service.place_order(&alice(), three_widgets()).unwrap();
+        w.bus.0.down.set(false);
+        *w.bus.0.traceparent.borrow_mut() = Some(later_request.into());
+        let placed = w.service.place_order(&alice(), three_widgets()).unwrap();
+        let traces: Vec<(Value, Option<String>)> = w
+            .bus
+            .published()
+            .iter()
+            .map(|event| {
+                (
+                    payload(event)["data"]["order_id"].clone(),
+                    event.traceparent.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            traces,
+            vec![
+                (Value::from(placed.id), Some(later_request.into())),
+                (Value::from(left_behind.id), Some(first_request.into())),
+            ]
+        );
     }
 
     #[test]

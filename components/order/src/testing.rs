@@ -378,6 +378,8 @@ impl ProductService for FakeProducts {
 pub struct BusInner {
     published: RefCell<Vec<OutboxEvent>>,
     pub down: Cell<bool>,
+    /// The `traceparent` of the request in progress.
+    pub traceparent: RefCell<Option<String>>,
 }
 
 #[derive(Clone, Default)]
@@ -396,6 +398,10 @@ impl EventBus for FakeBus {
         }
         self.0.published.borrow_mut().push(event.clone());
         Ok(())
+    }
+
+    fn traceparent(&self) -> Option<String> {
+        self.0.traceparent.borrow().clone()
     }
 }
 

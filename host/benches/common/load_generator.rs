@@ -39,7 +39,12 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 
 #[derive(Default)]
 pub struct Measured {
+    /// Requests answered, with any status.
     pub requests: usize,
+    /// Requests answered with a 2xx status.
+    pub succeeded: usize,
+    /// Requests answered with another status, and requests that never got an answer
+    /// (refused, reset, timed out).
     pub errors: usize,
     pub elapsed: Duration,
     pub p50: Duration,
@@ -53,7 +58,7 @@ pub struct Measured {
 
 impl Measured {
     pub fn rate(&self) -> f64 {
-        (self.requests - self.errors) as f64 / self.elapsed.as_secs_f64()
+        self.succeeded as f64 / self.elapsed.as_secs_f64()
     }
 
     pub fn row(&self, scenario: &str, connections: usize, baseline: Option<&Measured>) -> String {
@@ -143,6 +148,7 @@ where
     for worker in workers {
         let (latencies, errors) = worker.await.expect("a load worker");
         measured.requests += latencies.len() + errors;
+        measured.succeeded += latencies.len();
         measured.errors += errors;
         all.extend(latencies);
     }

@@ -97,6 +97,7 @@ fn lua_string(text: &str) -> String {
 /// The figures of a `wrk --latency` report.
 fn parse(report: &str) -> anyhow::Result<Measured> {
     let mut measured = Measured::default();
+    let mut failed_responses = 0;
     for line in report.lines().map(str::trim) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
@@ -106,9 +107,7 @@ fn parse(report: &str) -> anyhow::Result<Measured> {
                 measured.requests = requests.parse()?;
                 measured.elapsed = duration(elapsed.trim_end_matches(','))?;
             }
-            ["Non-2xx", "or", "3xx", "responses:", count] => {
-                measured.errors += count.parse::<usize>()?
-            }
+            ["Non-2xx", "or", "3xx", "responses:", count] => failed_responses = count.parse()?,
             ["Socket", "errors:", rest @ ..] => {
                 for count in rest.iter().skip(1).step_by(2) {
                     measured.errors += count.trim_end_matches(',').parse::<usize>()?;
@@ -118,8 +117,12 @@ fn parse(report: &str) -> anyhow::Result<Measured> {
         }
     }
     if measured.requests == 0 {
-        bail!("no requests in the report");
+        bail!("no request was answered within the run");
     }
+    // wrk counts a request that got an answer, whatever its status; one that timed out or
+    // lost its connection is a socket error only.
+    measured.succeeded = measured.requests.saturating_sub(failed_responses);
+    measured.errors += failed_responses;
     Ok(measured)
 }
 

@@ -1,8 +1,10 @@
 //! The `logging` interface: component log records into the host's `tracing`, tagged with
-//! the service and the request id.
+//! the service and the request id (and, inside a traced call, the trace and span ids of the
+//! `tracing` span the call runs in); and the call's trace context for the component.
 
 use super::{granted, CallState, Grant, GrantError, ServiceCapabilities};
-use crate::bindings::logging::{Host, Level};
+use crate::bindings::logging::{Host, Level, TraceContext};
+use crate::telemetry::Attribute;
 
 const INTERFACE: &str = "logging";
 
@@ -16,6 +18,38 @@ pub(super) fn grant(_: &Grant<'_>, into: &mut ServiceCapabilities) -> Result<(),
 
 /// Longest log message kept; a component cannot flood the host's log with one call.
 const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+/// Longest span attribute key and value a component may set.
+const MAX_ATTRIBUTE_KEY_BYTES: usize = 128;
+const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
+/// Attribute namespaces the platform's own spans use: a component cannot overwrite what
+/// the host recorded (a route, a status, a version).
+const RESERVED_PREFIXES: &[&str] = &[
+    "http.",
+    "url.",
+    "server.",
+    "client.",
+    "network.",
+    "db.",
+    "messaging.",
+    "rpc.",
+    "service.",
+    "error.",
+    "otel.",
+    "platform.",
+];
+
+/// `text` cut to at most `limit` bytes, on a character boundary, marked when cut.
+fn truncated(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
 
 impl Host for CallState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
@@ -29,15 +63,7 @@ impl Host for CallState {
             }
             _ => self.log_budget -= 1,
         }
-        let mut message = message;
-        if message.len() > MAX_MESSAGE_BYTES {
-            let mut end = MAX_MESSAGE_BYTES;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
-        }
+        let message = truncated(message, MAX_MESSAGE_BYTES);
         let service = self.capabilities.service.as_str();
         let request_id = self.request_id.as_str();
         match level {
@@ -47,6 +73,43 @@ impl Host for CallState {
             Level::Warn => tracing::warn!(target: "component", service, request_id, "{message}"),
             Level::Error => tracing::error!(target: "component", service, request_id, "{message}"),
         }
+        Ok(())
+    }
+
+    async fn current_trace(&mut self) -> wasmtime::Result<Option<TraceContext>> {
+        granted(&self.capabilities.logging, INTERFACE, self)?;
+        Ok(self.trace.as_ref().map(|trace| {
+            let context = trace.w3c();
+            TraceContext {
+                trace_id: context.trace_id,
+                span_id: context.span_id,
+                traceparent: context.traceparent,
+                tracestate: context.tracestate,
+                sampled: context.sampled,
+            }
+        }))
+    }
+
+    async fn set_span_attribute(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        granted(&self.capabilities.logging, INTERFACE, self)?;
+        let Some(trace) = &self.trace else {
+            return Ok(());
+        };
+        let reserved = RESERVED_PREFIXES
+            .iter()
+            .any(|prefix| key.to_ascii_lowercase().starts_with(prefix));
+        if self.span_attribute_budget == 0
+            || reserved
+            || key.is_empty()
+            || key.len() > MAX_ATTRIBUTE_KEY_BYTES
+        {
+            return Ok(());
+        }
+        self.span_attribute_budget -= 1;
+        trace.set(Attribute::new(
+            key,
+            truncated(value, MAX_ATTRIBUTE_VALUE_BYTES),
+        ));
         Ok(())
     }
 }

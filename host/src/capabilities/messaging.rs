@@ -57,10 +57,14 @@ impl Host for CallState {
                 message.exchange
             ))));
         }
-        let span = self.span(
-            || format!("publish {}", message.exchange),
-            Kind::Producer,
-            || {
+        let mut headers = message.headers;
+        // A `traceparent` the component sets (one kept with an outbox row) is the trace
+        // the message continues; else the call's.
+        let span = self.trace.as_ref().map(|trace| {
+            trace.child_for_message(
+                &headers,
+                format!("publish {}", message.exchange),
+                Kind::Producer,
                 vec![
                     Attribute::new("messaging.system", "rabbitmq"),
                     Attribute::new("messaging.operation.type", "send"),
@@ -69,10 +73,9 @@ impl Host for CallState {
                         "messaging.rabbitmq.destination.routing_key",
                         message.routing_key.clone(),
                     ),
-                ]
-            },
-        );
-        let mut headers = message.headers;
+                ],
+            )
+        });
         // The consumer's span continues this one (on either broker, the header travels
         // with the message).
         if let Some(span) = &span {

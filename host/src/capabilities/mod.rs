@@ -250,10 +250,14 @@ pub struct CallState {
     pub(crate) open_transactions: u32,
     /// The span the call runs in, when tracing is on: each capability call is a child.
     pub trace: Option<Trace>,
+    /// Attributes the component may still add to that span.
+    pub(crate) span_attribute_budget: u32,
 }
 
 /// Log records one call may write; the rest are dropped, with one warning.
 pub const LOG_RECORDS_PER_CALL: u32 = 256;
+/// Attributes one call may add to its span.
+pub const SPAN_ATTRIBUTES_PER_CALL: u32 = 32;
 /// Transactions one call may hold open at once.
 pub const OPEN_TRANSACTIONS_PER_CALL: u32 = 8;
 
@@ -283,6 +287,7 @@ impl CallState {
             log_budget: LOG_RECORDS_PER_CALL,
             open_transactions: 0,
             trace: None,
+            span_attribute_budget: SPAN_ATTRIBUTES_PER_CALL,
         }
     }
 
@@ -303,6 +308,7 @@ impl CallState {
         request_id.clone_into(&mut self.request_id);
         self.deadline = deadline;
         self.log_budget = LOG_RECORDS_PER_CALL;
+        self.span_attribute_budget = SPAN_ATTRIBUTES_PER_CALL;
     }
 
     /// Transactions the call left open: an instance holding one is not reused.

@@ -5,6 +5,7 @@ use super::build::build_all;
 use super::{load_config, CommandResult};
 use crate::ingress::recent_errors::RecentErrors;
 use crate::platform::Platform;
+use crate::telemetry::logs::{JsonLayer, TraceIdsLayer};
 use anyhow::Context;
 use std::path::Path;
 use tracing_subscriber::filter::LevelFilter;
@@ -18,6 +19,16 @@ pub struct UpArgs {
     /// Rebuild and hot-swap a service when a file under its `watch` paths changes.
     #[arg(long)]
     watch: bool,
+    /// `text` for people, `json` (one object per line, with `trace_id` and `span_id` inside
+    /// a traced request) for log shippers.
+    #[arg(long, value_enum, env = "PLATFORM_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 pub fn run(config_path: &Path, args: UpArgs) -> CommandResult {
@@ -26,15 +37,26 @@ pub fn run(config_path: &Path, args: UpArgs) -> CommandResult {
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
     let recent_errors = RecentErrors::new();
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (text, json) = match args.log_format {
+        LogFormat::Text => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    // Colours only on a terminal: logs redirected to a file stay plain text.
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_filter(filter()),
+            ),
+            None,
+        ),
+        LogFormat::Json => (
+            None,
+            Some(JsonLayer::new(std::io::stdout).with_filter(filter())),
+        ),
+    };
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                // Colours only on a terminal: logs redirected to a file stay plain text.
-                .with_ansi(std::io::stdout().is_terminal())
-                .with_filter(
-                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-                ),
-        )
+        .with(TraceIdsLayer)
+        .with(text)
+        .with(json)
         // Whatever RUST_LOG keeps out of the log, the console still sees a service's
         // warnings and errors.
         .with(recent_errors.layer().with_filter(LevelFilter::WARN))

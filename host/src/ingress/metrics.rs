@@ -2,16 +2,24 @@
 //!
 //! The HTTP names are the ones the FastAPI design's instrumentation exported, so existing
 //! dashboards keep working. `handler` is always a route template (or `none` for unmatched
-//! paths), never a raw path, so cardinality stays bounded.
+//! paths), never a raw path, so cardinality stays bounded. `version` (the serving
+//! component's short digest) is the one label they add: a canary or a bad deploy shows up
+//! as its own series. Only the [`VERSIONS_KEPT`] newest versions keep their series, so a
+//! day of `--watch` rebuilds does not grow the exposition without bound.
 
 use crate::runtime::Overloaded;
 use arc_swap::ArcSwap;
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Versions whose request series are kept; an older one's are removed.
+pub const VERSIONS_KEPT: usize = 5;
 
 /// The `reason` labels of `http_requests_shed_total`.
 const SHED_REASONS: [&str; 3] = ["queue_full", "queue_timeout", "saturated"];
@@ -24,6 +32,10 @@ pub struct ServiceMetrics {
     schedules: IntCounterVec,
     shed: IntCounterVec,
     in_process: IntCounter,
+    instances_in_use: IntGauge,
+    instances_max: IntGauge,
+    /// The versions that have request series, newest last.
+    labelled_versions: ArcSwap<Vec<String>>,
     /// Spans the tracer could not export (a full queue, a collector that failed).
     pub spans_dropped: IntCounter,
     /// When load shedding was last logged (milliseconds since `started`).
@@ -94,7 +106,7 @@ impl ServiceMetrics {
                 "Total number of requests by method, status and handler.",
             )
             .const_label("service", service),
-            &["handler", "method", "status"],
+            &["handler", "method", "status", "version"],
         )
         .expect("valid metric definition");
         let duration = HistogramVec::new(
@@ -106,7 +118,7 @@ impl ServiceMetrics {
             .buckets(vec![
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
-            &["handler", "method"],
+            &["handler", "method", "version"],
         )
         .expect("valid metric definition");
         let messages = IntCounterVec::new(
@@ -152,6 +164,28 @@ impl ServiceMetrics {
             .const_label("service", service),
         )
         .expect("valid metric definition");
+        let instances_in_use = IntGauge::with_opts(
+            Opts::new(
+                "platform_instances_in_use",
+                "Component instances serving a request, message or scheduled run right now.",
+            )
+            .const_label("service", service),
+        )
+        .expect("valid metric definition");
+        let instances_max = IntGauge::with_opts(
+            Opts::new(
+                "platform_instances_max",
+                "The service's limit on instances at once (max_concurrent).",
+            )
+            .const_label("service", service),
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(instances_in_use.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(instances_max.clone()))
+            .expect("registered once");
         registry
             .register(Box::new(spans_dropped.clone()))
             .expect("registered once");
@@ -181,6 +215,9 @@ impl ServiceMetrics {
             schedules,
             shed,
             in_process,
+            instances_in_use,
+            instances_max,
+            labelled_versions: ArcSwap::default(),
             spans_dropped,
             shed_logged_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),
@@ -269,8 +306,16 @@ impl ServiceMetrics {
 
     /// Counts one answered request. Methods outside HTTP's own set count as `other`, so
     /// made-up methods cannot grow the series without bound.
-    pub fn observe(&self, handler: &str, method: &http::Method, status: u16, elapsed: Duration) {
+    pub fn observe(
+        &self,
+        handler: &str,
+        method: &http::Method,
+        version: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let method = method_label(method);
+        self.note_version(version);
         // FastAPI's instrumentator groups statuses as 2xx, 4xx...: dashboards filter on that.
         let status_group = match status {
             100..=199 => "1xx",
@@ -280,20 +325,83 @@ impl ServiceMetrics {
             _ => "5xx",
         };
         self.requests
-            .with_label_values(&[handler, method, status_group])
+            .with_label_values(&[handler, method, status_group, version])
             .inc();
         self.duration
-            .with_label_values(&[handler, method])
+            .with_label_values(&[handler, method, version])
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> Vec<u8> {
+    /// Makes `version` the newest with series; removes the series of a version that falls
+    /// out of the [`VERSIONS_KEPT`] newest. One atomic load when nothing changed.
+    fn note_version(&self, version: &str) {
+        if self
+            .labelled_versions
+            .load()
+            .last()
+            .is_some_and(|newest| newest == version)
+        {
+            return;
+        }
+        let mut retired = Vec::new();
+        self.labelled_versions.rcu(|versions| {
+            let mut versions: Vec<String> = versions
+                .iter()
+                .filter(|kept| *kept != version)
+                .cloned()
+                .collect();
+            versions.push(version.to_string());
+            retired = versions
+                .drain(..versions.len().saturating_sub(VERSIONS_KEPT))
+                .collect();
+            versions
+        });
+        for old in retired {
+            remove_series(
+                &self.requests,
+                &["handler", "method", "status", "version"],
+                &old,
+            );
+            remove_series(&self.duration, &["handler", "method", "version"], &old);
+        }
+    }
+
+    /// The Prometheus text exposition, with the instances in use out of `max_concurrent`.
+    pub fn render(&self, instances_in_use: usize, max_concurrent: usize) -> Vec<u8> {
+        self.instances_in_use.set(instances_in_use as i64);
+        self.instances_max.set(max_concurrent as i64);
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)
             .expect("encoding into a Vec cannot fail");
         buffer
+    }
+}
+
+/// Removes every series of `metric` whose `version` label is `version`; `labels` are the
+/// metric's variable labels in their declared order.
+fn remove_series<M>(metric: &prometheus::core::MetricVec<M>, labels: &[&str], version: &str)
+where
+    M: prometheus::core::MetricVecBuilder,
+{
+    for family in metric.collect() {
+        for series in family.get_metric() {
+            let value_of = |name: &str| {
+                series
+                    .get_label()
+                    .iter()
+                    .find(|pair| pair.name() == name)
+                    .map(|pair| pair.value().to_string())
+            };
+            if value_of("version").as_deref() != Some(version) {
+                continue;
+            }
+            let values: Option<Vec<String>> = labels.iter().map(|name| value_of(name)).collect();
+            if let Some(values) = values {
+                let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                let _ = metric.remove_label_values(&values);
+            }
+        }
     }
 }
 
@@ -323,14 +431,17 @@ mod tests {
         metrics.observe(
             "/products/{product_id}",
             &http::Method::GET,
+            "abc",
             200,
             Duration::from_millis(3),
         );
-        let text = String::from_utf8(metrics.render()).unwrap();
+        let text = String::from_utf8(metrics.render(1, 4)).unwrap();
         assert!(text.contains(
-            r#"http_requests_total{handler="/products/{product_id}",method="GET",service="product",status="2xx"} 1"#
+            r#"http_requests_total{handler="/products/{product_id}",method="GET",service="product",status="2xx",version="abc"} 1"#
         ));
         assert!(text.contains("http_request_duration_seconds_bucket"));
+        assert!(text.contains(r#"platform_instances_in_use{service="product"} 1"#));
+        assert!(text.contains(r#"platform_instances_max{service="product"} 4"#));
     }
 
     #[test]
@@ -338,9 +449,9 @@ mod tests {
         let metrics = ServiceMetrics::new("product");
         for index in 0..100 {
             let method = http::Method::from_bytes(format!("M{index}").as_bytes()).unwrap();
-            metrics.observe("none", &method, 405, Duration::from_millis(1));
+            metrics.observe("none", &method, "abc", 405, Duration::from_millis(1));
         }
-        let text = String::from_utf8(metrics.render()).unwrap();
+        let text = String::from_utf8(metrics.render(0, 1)).unwrap();
         assert!(text.contains(r#"method="other""#));
         assert!(!text.contains("M42"));
     }
@@ -357,12 +468,89 @@ mod tests {
     }
 
     #[test]
+    fn only_the_newest_versions_keep_their_series() {
+        let metrics = ServiceMetrics::new("product");
+        let get = http::Method::GET;
+        let versions: Vec<String> = (0..VERSIONS_KEPT + 2).map(|n| format!("v{n}")).collect();
+        for version in &versions {
+            metrics.observe("/a", &get, version, 200, Duration::from_millis(1));
+            metrics.observe("/a", &get, version, 500, Duration::from_millis(1));
+        }
+        // A rollback to a kept version keeps every kept one.
+        metrics.observe("/a", &get, "v3", 200, Duration::from_millis(1));
+        let text = String::from_utf8(metrics.render(0, 1)).unwrap();
+        for (index, version) in versions.iter().enumerate() {
+            let label = format!(r#"version="{version}""#);
+            assert_eq!(
+                text.contains(&label),
+                index >= 2,
+                "{version} kept only if among the {VERSIONS_KEPT} newest:\n{text}"
+            );
+        }
+        assert!(text.contains(
+            r#"http_requests_total{handler="/a",method="GET",service="product",status="2xx",version="v3"} 2"#
+        ));
+    }
+
+    /// Every metric the shipped Grafana dashboard queries is one the host exports.
+    #[test]
+    fn the_grafana_dashboard_queries_only_exported_metrics() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/grafana/dashboards/platform.json"
+        );
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let metrics = ServiceMetrics::new("product");
+        metrics.observe(
+            "/a",
+            &http::Method::GET,
+            "v1",
+            200,
+            Duration::from_millis(1),
+        );
+        metrics.observe_message("q", MessageOutcome::Acked);
+        metrics.observe_schedule("s", ScheduleOutcome::Ok);
+        metrics.observe_shed(&Overloaded::QueueFull(1));
+        metrics.count_in_process();
+        let exported = String::from_utf8(metrics.render(0, 1)).unwrap();
+        let mut queried = Vec::new();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().unwrap();
+                // A metric name is the identifier right before a `{` selector.
+                for (at, _) in expr.match_indices('{') {
+                    let name: String = expr[..at]
+                        .chars()
+                        .rev()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    if !name.is_empty() {
+                        queried.push(name);
+                    }
+                }
+            }
+        }
+        assert!(queried.len() > 10, "{queried:?}");
+        for name in queried {
+            let family = name.trim_end_matches("_bucket");
+            assert!(
+                exported.contains(&format!("# TYPE {family} ")),
+                "the dashboard queries {name}, which the host does not export"
+            );
+        }
+    }
+
+    #[test]
     fn counts_messages_by_queue_and_outcome() {
         let metrics = ServiceMetrics::new("notification");
         metrics.observe_message("q", MessageOutcome::Acked);
         metrics.observe_message("q", MessageOutcome::Acked);
         metrics.observe_message("q", MessageOutcome::DeadLettered);
-        let text = String::from_utf8(metrics.render()).unwrap();
+        let text = String::from_utf8(metrics.render(0, 1)).unwrap();
         assert!(text.contains(
             r#"messages_consumed_total{outcome="ack",queue="q",service="notification"} 2"#
         ));

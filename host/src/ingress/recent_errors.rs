@@ -4,12 +4,14 @@
 //! the log itself. Memory stays bounded: entries per service, services, and bytes per field.
 
 use crate::admin_api::RecentError;
+use crate::telemetry::logs::trace_ids;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
 
 /// Entries kept per service.
 pub const PER_SERVICE: usize = 100;
@@ -61,8 +63,11 @@ impl RecentErrors {
 
 pub struct RecentErrorsLayer(Arc<RecentErrors>);
 
-impl<S: Subscriber> Layer<S> for RecentErrorsLayer {
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+impl<S> Layer<S> for RecentErrorsLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let level = *event.metadata().level();
         // More severe levels compare lower.
         if level > Level::WARN {
@@ -73,6 +78,9 @@ impl<S: Subscriber> Layer<S> for RecentErrorsLayer {
         let Some(service) = fields.service else {
             return;
         };
+        if let Some(ids) = trace_ids(&ctx, event) {
+            fields.other.insert("trace_id".into(), ids.trace_id);
+        }
         self.0.keep(
             service,
             RecentError {

@@ -10,8 +10,10 @@ use super::ServiceEndpoint;
 use crate::backends::lease::Leases;
 use crate::config::ScheduleConfig;
 use crate::runtime::CallError;
+use crate::telemetry::{Attribute, Trace};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Runs `schedule` for the endpoint's service until `shutdown`; a run in progress finishes.
 pub async fn run(
@@ -60,7 +62,20 @@ pub async fn run(
 async fn tick(endpoint: &ServiceEndpoint, name: &str) -> ScheduleOutcome {
     let service = endpoint.service.name();
     let version = endpoint.service.current.load_full();
-    match version.run_schedule(&endpoint.service.service, name).await {
+    let trace = endpoint.tracer.scheduled(name, || {
+        vec![Attribute::new(
+            "service.version",
+            version.short_digest().to_string(),
+        )]
+    });
+    let log_span = trace
+        .as_ref()
+        .map_or_else(tracing::Span::none, Trace::log_span);
+    let ran = version
+        .run_schedule(&endpoint.service.service, name, trace.clone())
+        .instrument(log_span.clone())
+        .await;
+    let outcome = log_span.in_scope(|| match &ran {
         Ok(Ok(())) => {
             tracing::debug!(service, schedule = name, "schedule ran");
             ScheduleOutcome::Ok
@@ -81,7 +96,16 @@ async fn tick(endpoint: &ServiceEndpoint, name: &str) -> ScheduleOutcome {
             tracing::warn!(service, schedule = name, %error, "schedule failed");
             ScheduleOutcome::Error
         }
+    });
+    if let Some(trace) = trace {
+        match ran {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => trace.fail(reason),
+            Err(error) => trace.fail(error.to_string()),
+        }
+        trace.end();
     }
+    outcome
 }
 
 /// The lease of a schedule: named after the service's database, which is what the hosts

@@ -10,12 +10,13 @@ use crate::backends::broker::{Broker, Consumer, Delivery, Settle};
 use crate::bindings::messaging_types::{Delivery as GuestDelivery, Message, Outcome};
 use crate::config::SubscriptionConfig;
 use crate::runtime::CallError;
-use crate::telemetry::Attribute;
+use crate::telemetry::{Attribute, Trace};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 const FIRST_RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(10);
@@ -135,8 +136,12 @@ async fn process(
             ]
         },
     );
+    let log_span = trace
+        .as_ref()
+        .map_or_else(tracing::Span::none, Trace::log_span);
     let outcome = match version
         .handle_message(&service.service, &message_id, guest_delivery, trace.clone())
+        .instrument(log_span.clone())
         .await
     {
         Ok(outcome) => outcome,
@@ -152,7 +157,7 @@ async fn process(
         .and_then(|first| SystemTime::now().duration_since(first).ok())
         .unwrap_or_default();
     let settle = decide(&outcome, delivery.retries, failing, subscription);
-    let (settled_as, reason) = match (&settle, &outcome) {
+    let (settled_as, reason) = log_span.in_scope(|| match (&settle, &outcome) {
         (Settle::Ack, _) => (MessageOutcome::Acked, None),
         (Settle::Retry { delay, .. }, Outcome::Retry(reason) | Outcome::Unavailable(reason)) => {
             tracing::warn!(service = %service.name(), message_id, attempt, %reason, ?delay, "message failed; retrying");
@@ -163,7 +168,7 @@ async fn process(
             (MessageOutcome::DeadLettered, Some(reason.clone()))
         }
         (Settle::Retry { .. }, _) => unreachable!("only a failure is retried"),
-    };
+    });
     if let Some(trace) = &trace {
         let mut attributes = vec![Attribute::new(
             "platform.delivery.attempt",
@@ -175,7 +180,7 @@ async fn process(
         }
         trace.event(settled_as.label(), attributes);
     }
-    let settled = delivery.settle(settle).await;
+    let settled = delivery.settle(settle).instrument(log_span).await;
     if let Some(trace) = trace {
         trace.end();
     }

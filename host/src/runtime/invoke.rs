@@ -10,7 +10,7 @@ use crate::bindings::http_types::{Request, Response, Route};
 use crate::bindings::messaging_types::{Delivery, Outcome};
 use crate::capabilities::{CallState, Saturated};
 use crate::config::ServiceConfig;
-use crate::telemetry::Trace;
+use crate::telemetry::{Attribute, Trace};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use wasmtime::{ResourceLimiter, Store};
@@ -134,6 +134,26 @@ impl ComponentVersion {
         store
     }
 
+    /// A fresh instance in `store`; a traced call records how long it took to make.
+    async fn instantiate(
+        &self,
+        store: &mut Store<CallState>,
+    ) -> Result<crate::bindings::Service, CallError> {
+        let started = store.data().trace.is_some().then(Instant::now);
+        let instance = self
+            .pre
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(CallError::Instantiate)?;
+        if let (Some(trace), Some(started)) = (&store.data().trace, started) {
+            trace.set(Attribute::new(
+                "platform.instantiation.duration_us",
+                started.elapsed().as_micros() as i64,
+            ));
+        }
+        Ok(instance)
+    }
+
     /// Runs `call` on a fresh instance under the limits, ending it at the deadline.
     async fn with_instance<T, F, Fut>(
         &self,
@@ -150,11 +170,7 @@ impl ComponentVersion {
         let mut store = self.new_store(service, call_id);
         store.data_mut().trace = trace;
         let work = async {
-            let instance = self
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(CallError::Instantiate)?;
+            let instance = self.instantiate(&mut store).await?;
             call(instance, store).await.map_err(trap_or_overload)
         };
         match tokio::time::timeout(timeout, work).await {
@@ -191,12 +207,13 @@ impl ComponentVersion {
         store.data_mut().trace = trace;
         let work = async {
             let instance = match reused {
-                Some(instance) => instance,
-                None => self
-                    .pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(CallError::Instantiate)?,
+                Some(instance) => {
+                    if let Some(trace) = &store.data().trace {
+                        trace.set(Attribute::new("platform.instance.reused", true));
+                    }
+                    instance
+                }
+                None => self.instantiate(&mut store).await?,
             };
             let response = instance
                 .platform_service_http_handler()
@@ -244,6 +261,7 @@ impl ComponentVersion {
         &self,
         service: &Service,
         name: &str,
+        trace: Option<Trace>,
     ) -> Result<Result<(), String>, CallError> {
         let _turn = service
             .admission
@@ -251,7 +269,7 @@ impl ComponentVersion {
             .await
             .map_err(CallError::Overloaded)?;
         let call_id = format!("schedule:{name}");
-        self.with_instance(service, &call_id, None, |instance, mut store| async move {
+        self.with_instance(service, &call_id, trace, |instance, mut store| async move {
             instance
                 .platform_service_scheduled_handler()
                 .call_run(&mut store, name)

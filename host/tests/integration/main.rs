@@ -41,6 +41,7 @@ mod mixed;
 mod notification;
 mod openapi;
 mod order;
+mod otlp_receiver;
 mod product;
 mod reuse;
 mod schedules;

@@ -49,7 +49,7 @@ async fn place_order(
 }
 
 /// The order service settles every second, a change once it is 6 s old.
-fn settle_quickly(config: &mut toml::Table) {
+pub(crate) fn settle_quickly(config: &mut toml::Table) {
     let order = ["services", "order"];
     set(
         config,

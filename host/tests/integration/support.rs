@@ -496,6 +496,16 @@ impl Platform {
         }
     }
 
+    /// Stops the host and starts it again on `config` (same state). `self.config` stays the
+    /// one the host started with: change only what no test helper reads (the bench turns
+    /// tracing on and off).
+    #[allow(dead_code)] // the load bench's
+    pub async fn restart_with_config(&self, config: &toml::Table) -> anyhow::Result<()> {
+        self.terminate().await;
+        std::fs::write(self.config_path(), toml::to_string(config)?)?;
+        self.spawn().await
+    }
+
     /// Stops the host gracefully and starts it again on the same configuration and state.
     pub async fn restart(&self) -> anyhow::Result<()> {
         self.terminate().await;

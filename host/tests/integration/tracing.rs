@@ -3,148 +3,23 @@
 //! must come out as one trace across the four services, continuing the client's
 //! `traceparent`, through the in-process calls and the broker.
 
+use crate::fault_proxy::FaultProxy;
+use crate::otlp_receiver::{ReceivedSpan, Receiver};
 use crate::support::{
     eventually, free_ports, shop_config_on, with_platform, Backends, Platform, RunNames, Test,
 };
 use anyhow::{ensure, Context};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value;
-use prost::Message;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub fn tests() -> Vec<Test> {
     crate::real_backend_tests![
         one_order_is_one_trace_across_the_four_services,
+        an_event_published_later_continues_the_trace_of_the_order_that_wrote_it,
+        a_retried_then_dead_lettered_message_shows_every_attempt,
         a_collector_that_is_down_costs_requests_nothing,
     ]
-}
-
-/// A span as the receiver got it.
-#[derive(Debug, Clone)]
-struct ReceivedSpan {
-    service: String,
-    trace_id: String,
-    span_id: String,
-    parent: String,
-    name: String,
-    /// OTLP's numbering: 2 server, 3 client, 4 producer, 5 consumer.
-    kind: i32,
-    attributes: BTreeMap<String, String>,
-    events: Vec<String>,
-}
-
-/// An OTLP/HTTP traces endpoint on a free port, keeping every span it is sent.
-struct Receiver {
-    address: String,
-    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start() -> anyhow::Result<Receiver> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let address = format!("http://{}", listener.local_addr()?);
-        let spans = Arc::new(Mutex::new(Vec::new()));
-        let kept = spans.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let kept = kept.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |request: http::Request<hyper::body::Incoming>| {
-                            let kept = kept.clone();
-                            async move {
-                                let path = request.uri().path().to_string();
-                                let body = request.into_body().collect().await?.to_bytes();
-                                if path == "/v1/traces" {
-                                    if let Ok(export) = ExportTraceServiceRequest::decode(body) {
-                                        kept.lock().unwrap().extend(spans_of(export));
-                                    }
-                                }
-                                let mut response = http::Response::new(Full::new(Bytes::new()));
-                                response.headers_mut().insert(
-                                    http::header::CONTENT_TYPE,
-                                    http::HeaderValue::from_static("application/x-protobuf"),
-                                );
-                                Ok::<_, hyper::Error>(response)
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(Receiver {
-            address,
-            spans,
-            task,
-        })
-    }
-
-    fn of_trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
-        self.spans
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|span| span.trace_id == trace_id)
-            .cloned()
-            .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn text(value: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
-    match value.as_ref().and_then(|value| value.value.as_ref()) {
-        Some(any_value::Value::StringValue(text)) => text.clone(),
-        Some(any_value::Value::IntValue(n)) => n.to_string(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn spans_of(export: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
-    let mut spans = Vec::new();
-    for resource_spans in export.resource_spans {
-        let service = resource_spans
-            .resource
-            .iter()
-            .flat_map(|resource| &resource.attributes)
-            .find(|attribute| attribute.key == "service.name")
-            .map(|attribute| text(&attribute.value))
-            .unwrap_or_default();
-        for scope in resource_spans.scope_spans {
-            for span in scope.spans {
-                spans.push(ReceivedSpan {
-                    service: service.clone(),
-                    trace_id: hex::encode(&span.trace_id),
-                    span_id: hex::encode(&span.span_id),
-                    parent: hex::encode(&span.parent_span_id),
-                    name: span.name,
-                    kind: span.kind,
-                    attributes: span
-                        .attributes
-                        .iter()
-                        .map(|attribute| (attribute.key.clone(), text(&attribute.value)))
-                        .collect(),
-                    events: span.events.into_iter().map(|event| event.name).collect(),
-                });
-            }
-        }
-    }
-    spans
 }
 
 /// A shop exporting its traces to `endpoint`.
@@ -283,6 +158,223 @@ async fn one_order_is_one_trace_across_the_four_services(
         Ok(())
     })
     .await
+}
+
+/// A client's `traceparent` for a new trace: its trace id, and the client's span id.
+fn client_trace() -> (String, String) {
+    let trace_id = hex::encode(uuid::Uuid::new_v4().as_bytes());
+    let client_span = trace_id[..16].to_string();
+    (trace_id, client_span)
+}
+
+/// RabbitMQ is down while an order is placed (logs in JSON): its event waits in the outbox
+/// and goes out later, from the maintenance schedule or another request; the message still
+/// continues the order's trace (linked to the call that sent it), and the warning the order
+/// service logged names the trace.
+async fn an_event_published_later_continues_the_trace_of_the_order_that_wrote_it(
+    _: &'static Platform,
+) -> anyhow::Result<()> {
+    let receiver = Receiver::start().await?;
+    let proxy = FaultProxy::start("127.0.0.1:5672").await?;
+    let names = RunNames::new();
+    let mut config = traced_shop(&names, &receiver.address);
+    crate::support::set(
+        &mut config,
+        &["messaging", "url"],
+        format!("amqp://guest:guest@{}/%2f", proxy.address).into(),
+    );
+    crate::stock::settle_quickly(&mut config);
+    let platform = Platform::start_with(names, config, &["--log-format", "json"]).await?;
+    let result = async {
+        let user = platform.new_user().await?;
+        let product = platform.new_product(&user, "2.50", 5).await?;
+        let (trace_id, client_span) = client_trace();
+        proxy.down();
+        let response = platform
+            .http()
+            .post(platform.url("order", "/orders"))
+            .header("authorization", user.bearer())
+            .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
+            .json(&json!({ "product_id": product["id"], "quantity": 1 }))
+            .send()
+            .await?;
+        ensure!(response.status() == 201, "{}", response.status());
+        proxy.up();
+
+        let spans = eventually(
+            "the late event's consumer span in the order's trace",
+            Duration::from_secs(60),
+            || async {
+                let spans = receiver.of_trace(&trace_id);
+                Ok(spans
+                    .iter()
+                    .any(|span| span.kind == 5)
+                    .then_some(spans.clone()))
+            },
+        )
+        .await?;
+        let span = |id: &str| spans.iter().find(|span| span.span_id == id);
+        let order = spans
+            .iter()
+            .find(|span| span.service == "order" && span.kind == 2)
+            .context("the order's server span")?;
+        assert_eq!(order.parent, client_span);
+        let consumed = spans.iter().find(|span| span.kind == 5).unwrap();
+        assert_eq!(consumed.service, "notification");
+        let publish = span(&consumed.parent).context("the publish the consumer continues")?;
+        assert_eq!((publish.service.as_str(), publish.kind), ("order", 4));
+        assert_eq!(
+            publish.parent, order.span_id,
+            "the late publish continues the request that wrote the event"
+        );
+        ensure!(
+            !publish.links.is_empty(),
+            "the late publish links the call that sent it: {publish:?}"
+        );
+
+        // Every line of the log is one JSON object; the order service's warning about the
+        // unpublished event names the order's trace and span.
+        let log = platform.log();
+        let records: Vec<serde_json::Value> = log
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).with_context(|| format!("a log line not JSON: {line}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let warning = records
+            .iter()
+            .find(|record| {
+                record["target"] == "component"
+                    && record["service"] == "order"
+                    && record["message"]
+                        .as_str()
+                        .is_some_and(|message| message.contains("stays in the outbox"))
+            })
+            .with_context(|| format!("no outbox warning in the log:\n{log}"))?;
+        assert_eq!(warning["level"], "WARN");
+        assert_eq!(warning["trace_id"], trace_id.as_str());
+        assert_eq!(warning["span_id"], order.span_id.as_str());
+        assert!(warning["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()));
+        Ok(())
+    }
+    .await;
+    platform.stop().await;
+    proxy.up();
+    result
+}
+
+/// The notification service's database is down: a traced event is retried (each delivery
+/// a consumer span continuing the publisher's, with a `retry` event) until it is too old,
+/// then dead-lettered (the last span's event). A database that is down is waited out, not
+/// counted against the message: each delivery stays its first attempt.
+async fn a_retried_then_dead_lettered_message_shows_every_attempt(
+    _: &'static Platform,
+) -> anyhow::Result<()> {
+    let receiver = Receiver::start().await?;
+    let proxy = FaultProxy::start("127.0.0.1:5432").await?;
+    let names = RunNames::new();
+    let mut config = traced_shop(&names, &receiver.address);
+    crate::support::set(
+        &mut config,
+        &["database", "url"],
+        format!("postgres://postgres@{}/postgres", proxy.address).into(),
+    );
+    if let Some(subscription) =
+        config["services"]["notification"]["subscriptions"][0].as_table_mut()
+    {
+        subscription.insert("retry_delay_ms".into(), 200.into());
+        subscription.insert("max_retry_age_seconds".into(), 2.into());
+    }
+    let result = with_platform(names, config, async |platform| {
+        let user = platform.new_user().await?;
+        let event = crate::notification::created_event(
+            &uuid::Uuid::new_v4().to_string(),
+            crate::notification::synthetic_order_id(),
+            &user,
+            "never stored",
+        );
+        let (trace_id, producer_span) = client_trace();
+        proxy.down();
+        publish_traced(
+            platform,
+            &serde_json::to_vec(&event)?,
+            &format!("00-{trace_id}-{producer_span}-01"),
+        )
+        .await?;
+        let mut deliveries = eventually(
+            "the event's dead-lettered delivery",
+            Duration::from_secs(30),
+            || async {
+                let deliveries: Vec<ReceivedSpan> = receiver
+                    .of_trace(&trace_id)
+                    .into_iter()
+                    .filter(|span| span.kind == 5)
+                    .collect();
+                let dead = deliveries
+                    .iter()
+                    .any(|span| span.events.contains(&"dead_letter".to_string()));
+                Ok(dead.then_some(deliveries))
+            },
+        )
+        .await?;
+        proxy.up();
+        deliveries.sort_by_key(|span| span.start);
+        ensure!(
+            deliveries.len() >= 2,
+            "retried before it was dead-lettered: {deliveries:#?}"
+        );
+        for (index, delivery) in deliveries.iter().enumerate() {
+            assert_eq!(delivery.service, "notification");
+            assert_eq!(
+                delivery.parent, producer_span,
+                "each attempt continues the publisher's span"
+            );
+            assert_eq!(delivery.attributes["platform.delivery.attempt"], "1");
+            let last = index == deliveries.len() - 1;
+            let expected = if last { "dead_letter" } else { "retry" };
+            assert_eq!(delivery.events, vec![expected.to_string()], "{delivery:?}");
+        }
+        Ok(())
+    })
+    .await;
+    proxy.up();
+    result
+}
+
+/// Publishes `body` as an `order.created` event to the run's exchange on RabbitMQ, with a
+/// `traceparent` header.
+async fn publish_traced(platform: &Platform, body: &[u8], traceparent: &str) -> anyhow::Result<()> {
+    use lapin::types::{AMQPValue, FieldTable, ShortString};
+    let connection = crate::support::amqp_connection().await?;
+    let channel = connection.create_channel().await?;
+    channel.confirm_select(Default::default()).await?;
+    let mut headers = FieldTable::default();
+    headers.insert(
+        ShortString::from("traceparent"),
+        AMQPValue::LongString(traceparent.into()),
+    );
+    let properties = lapin::BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_headers(headers);
+    let confirmation = channel
+        .basic_publish(
+            &platform.exchange(),
+            "order.created",
+            Default::default(),
+            body,
+            properties,
+        )
+        .await?
+        .await?;
+    ensure!(
+        confirmation.is_ack(),
+        "RabbitMQ did not confirm: {confirmation:?}"
+    );
+    connection.close(200, "done").await?;
+    Ok(())
 }
 
 async fn a_collector_that_is_down_costs_requests_nothing(

@@ -222,13 +222,14 @@ impl StoreTx for DbTx {
 
     fn insert_event(&mut self, event: &OutboxEvent) -> Result<i64, StoreError> {
         let result = self.0.query(
-            "INSERT INTO outbox (exchange, routing_key, event_id, payload) VALUES ($1, $2, $3, $4) \
-             RETURNING id",
+            "INSERT INTO outbox (exchange, routing_key, event_id, payload, traceparent) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
             &[
                 Value::Text(event.exchange.clone()),
                 Value::Text(event.routing_key.clone()),
                 Value::Text(event.event_id.clone()),
                 Value::Text(event.payload.clone()),
+                event.traceparent.clone().map_or(Value::Null, Value::Text),
             ],
         )?;
         let row = first(&result)
@@ -238,7 +239,8 @@ impl StoreTx for DbTx {
 
     fn take_event(&mut self, id: i64) -> Result<Option<OutboxEvent>, StoreError> {
         let result = self.0.query(
-            "DELETE FROM outbox WHERE id = $1 RETURNING exchange, routing_key, event_id, payload",
+            "DELETE FROM outbox WHERE id = $1 \
+             RETURNING exchange, routing_key, event_id, payload, traceparent",
             &[Value::Int(id)],
         )?;
         let Some(row) = first(&result) else {
@@ -249,6 +251,7 @@ impl StoreTx for DbTx {
             routing_key: row.text("routing_key")?,
             event_id: row.text("event_id")?,
             payload: row.text("payload")?,
+            traceparent: row.optional_text("traceparent")?,
         }))
     }
 

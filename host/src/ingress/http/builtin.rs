@@ -114,7 +114,16 @@ pub fn answer(listener: &ServiceHttp, method: &Method, path: &str) -> Option<Htt
             response
         }
         "/metrics" => with_content_type(
-            Bytes::from(endpoint.metrics.render()),
+            Bytes::from(
+                endpoint.metrics.render(
+                    endpoint
+                        .service
+                        .service
+                        .admission
+                        .running(endpoint.service.service.config.max_concurrent),
+                    endpoint.service.service.config.max_concurrent,
+                ),
+            ),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         _ => unreachable!("checked against RESERVED_PATHS"),

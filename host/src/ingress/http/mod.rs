@@ -16,7 +16,7 @@ use crate::backends::http_client::LocalService;
 use crate::backends::token_validator::{TokenValidator, ValidateTokenError};
 use crate::bindings::http_types::Identity;
 use crate::runtime::routes::{method_name, RouteMatch};
-use crate::runtime::CallError;
+use crate::runtime::{CallError, ComponentVersion};
 use crate::telemetry::{Attribute, Trace};
 use bytes::Bytes;
 use convert::RequestBody;
@@ -29,6 +29,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Host-wide HTTP settings.
 #[derive(Clone)]
@@ -88,6 +89,9 @@ impl ServiceHttp {
         let request_id = convert::request_id(request.headers());
         let origin = request.headers().get(http::header::ORIGIN).cloned();
         let method = request.method().clone();
+        // One atomic load: this request runs to its end on the version it saw here, and its
+        // metrics and span name that version.
+        let version = self.endpoint.service.current.load_full();
         let trace = self.endpoint.tracer.server(
             request.headers(),
             || method.to_string(),
@@ -100,19 +104,17 @@ impl ServiceHttp {
                         i64::from(self.endpoint.service.service.config.port),
                     ),
                     Attribute::new("platform.request_id", request_id.clone()),
-                    Attribute::new(
-                        "service.version",
-                        self.endpoint
-                            .service
-                            .current
-                            .load()
-                            .short_digest()
-                            .to_string(),
-                    ),
+                    Attribute::new("service.version", version.short_digest().to_string()),
                 ]
             },
         );
-        let (mut response, handler) = self.route(request, &request_id, trace.as_ref()).await;
+        let log_span = trace
+            .as_ref()
+            .map_or_else(tracing::Span::none, Trace::log_span);
+        let (mut response, handler) = self
+            .route(request, &request_id, &version, trace.as_ref())
+            .instrument(log_span)
+            .await;
         if let Some(trace) = trace {
             let status = response.status();
             // An unmatched path has no route: the span keeps the method as its name.
@@ -139,6 +141,7 @@ impl ServiceHttp {
         self.endpoint.metrics.observe(
             &handler,
             &method,
+            version.short_digest(),
             response.status().as_u16(),
             started.elapsed(),
         );
@@ -182,6 +185,7 @@ impl ServiceHttp {
         &self,
         request: http::Request<B>,
         request_id: &str,
+        version: &Arc<ComponentVersion>,
         trace: Option<&Trace>,
     ) -> (HttpResponse, Arc<str>) {
         let deployed = &self.endpoint.service;
@@ -195,8 +199,6 @@ impl ServiceHttp {
             return (response, Arc::from(request.uri().path()));
         }
 
-        // One atomic load: this request runs to its end on the version it saw here.
-        let version = deployed.current.load_full();
         let (route_index, template, params) =
             match version.route_table.lookup(&method, request.uri().path()) {
                 RouteMatch::Found {

@@ -10,9 +10,13 @@
 //! collector: a full queue or a failed export drops spans and counts them in the service's
 //! `tracing_spans_dropped_total`.
 
+pub mod logs;
+
 use crate::config::TracingConfig;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{
+    Link, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -347,6 +351,22 @@ impl ServiceTracer {
         )
     }
 
+    /// The span of one run of a scheduled task: a trace of its own.
+    pub fn scheduled(
+        &self,
+        name: &str,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Option<Trace> {
+        let tracer = self.0.as_ref()?;
+        Some(Trace::start(
+            tracer,
+            &Context::new(),
+            format!("schedule {name}"),
+            SpanKind::Internal,
+            attributes(),
+        ))
+    }
+
     fn continuing(
         &self,
         carrier: &dyn Extractor,
@@ -431,6 +451,78 @@ impl Trace {
     pub fn trace_id(&self) -> String {
         self.context.span().span_context().trace_id().to_string()
     }
+
+    /// This span's W3C context, as a component reads it.
+    pub fn w3c(&self) -> W3cContext {
+        let mut headers = Vec::new();
+        self.inject_message(&mut headers);
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_default()
+        };
+        let span = self.context.span();
+        let span_context = span.span_context();
+        W3cContext {
+            trace_id: span_context.trace_id().to_string(),
+            span_id: span_context.span_id().to_string(),
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+            sampled: span_context.is_sampled(),
+        }
+    }
+
+    /// The span of publishing a message. A message that carries a `traceparent` of another
+    /// trace (an outbox row's, kept from the request that wrote it) continues that trace,
+    /// linked to this one; any other is a child of this span.
+    pub fn child_for_message(
+        &self,
+        headers: &[(String, String)],
+        name: String,
+        kind: SpanKind,
+        attributes: Vec<KeyValue>,
+    ) -> Trace {
+        let carried = TraceContextPropagator::new().extract(&PairExtractor(headers));
+        let carried_span = carried.span().span_context().clone();
+        let own = self.context.span().span_context().clone();
+        if !carried_span.is_valid() || carried_span.trace_id() == own.trace_id() {
+            return self.child(name, kind, attributes);
+        }
+        let span = self
+            .tracer
+            .span_builder(name)
+            .with_kind(kind)
+            .with_attributes(attributes)
+            .with_links(vec![Link::with_context(own)])
+            .start_with_context(&self.tracer, &carried);
+        Trace {
+            tracer: self.tracer.clone(),
+            context: carried.with_span(span),
+        }
+    }
+
+    /// A `tracing` span carrying this span's trace and span ids: the host's log records
+    /// inside it, a component's included, name the trace they belong to.
+    pub fn log_span(&self) -> tracing::Span {
+        let span = self.context.span();
+        let span_context = span.span_context();
+        tracing::info_span!(
+            logs::SPAN_NAME,
+            trace_id = %span_context.trace_id(),
+            span_id = %span_context.span_id()
+        )
+    }
+}
+
+/// Where a call stands in its trace, in W3C Trace Context terms.
+pub struct W3cContext {
+    pub trace_id: String,
+    pub span_id: String,
+    pub traceparent: String,
+    pub tracestate: String,
+    pub sampled: bool,
 }
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
