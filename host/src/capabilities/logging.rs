@@ -4,6 +4,7 @@
 
 use super::{granted, CallState, Grant, GrantError, ServiceCapabilities};
 use crate::bindings::logging::{Host, Level, TraceContext};
+use crate::telemetry::logs::cut_to;
 use crate::telemetry::Attribute;
 
 const INTERFACE: &str = "logging";
@@ -38,19 +39,6 @@ const RESERVED_PREFIXES: &[&str] = &[
     "platform.",
 ];
 
-/// `text` cut to at most `limit` bytes, on a character boundary, marked when cut.
-fn truncated(mut text: String, limit: usize) -> String {
-    if text.len() > limit {
-        let mut end = limit;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
-}
-
 impl Host for CallState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         granted(&self.capabilities.logging, INTERFACE, self)?;
@@ -63,7 +51,7 @@ impl Host for CallState {
             }
             _ => self.log_budget -= 1,
         }
-        let message = truncated(message, MAX_MESSAGE_BYTES);
+        let message = cut_to(message, MAX_MESSAGE_BYTES);
         let service = self.capabilities.service.as_str();
         let request_id = self.request_id.as_str();
         match level {
@@ -108,7 +96,7 @@ impl Host for CallState {
         self.span_attribute_budget -= 1;
         trace.set(Attribute::new(
             key,
-            truncated(value, MAX_ATTRIBUTE_VALUE_BYTES),
+            cut_to(value, MAX_ATTRIBUTE_VALUE_BYTES),
         ));
         Ok(())
     }

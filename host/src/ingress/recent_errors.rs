@@ -4,7 +4,7 @@
 //! the log itself. Memory stays bounded: entries per service, services, and bytes per field.
 
 use crate::admin_api::RecentError;
-use crate::telemetry::logs::trace_ids;
+use crate::telemetry::logs::{cut_to, trace_ids};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
@@ -115,15 +115,8 @@ impl Visit for Fields {
 }
 
 impl Fields {
-    fn keep(&mut self, field: &Field, mut value: String) {
-        if value.len() > MAX_FIELD_BYTES {
-            let mut end = MAX_FIELD_BYTES;
-            while !value.is_char_boundary(end) {
-                end -= 1;
-            }
-            value.truncate(end);
-            value.push('…');
-        }
+    fn keep(&mut self, field: &Field, value: String) {
+        let value = cut_to(value, MAX_FIELD_BYTES);
         match field.name() {
             "message" => self.message = value,
             "service" => self.service = Some(value),

@@ -13,6 +13,20 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+/// `text` cut to at most `limit` bytes on a character boundary, marked with `…` when cut:
+/// what a component or a field puts into the log stays bounded.
+pub fn cut_to(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// The name of the span [`super::Trace::log_span`] makes.
 pub(super) const SPAN_NAME: &str = "trace";
 

@@ -1080,7 +1080,7 @@ async fn published_events_survive_a_crash_of_the_embedded_broker(
                 .collect();
             stream::iter(events.iter().map(Ok::<_, anyhow::Error>))
                 .try_for_each_concurrent(8, |(_, event)| {
-                    platform.admin_publish("order.created", event)
+                    platform.admin_publish("order.created", event, &[])
                 })
                 .await?;
             order_ids.extend(events.iter().map(|(id, _)| *id));

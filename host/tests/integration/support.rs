@@ -725,12 +725,28 @@ impl Platform {
     /// service would (persistent, JSON), each confirmed by the broker: straight to RabbitMQ,
     /// or through the host's admin API (`platform publish`) to the embedded broker.
     pub async fn publish(&self, messages: &[(&str, &[u8])]) -> anyhow::Result<()> {
+        self.publish_with_headers(messages, &[]).await
+    }
+
+    /// [`Platform::publish`], each message with `headers`.
+    pub async fn publish_with_headers(
+        &self,
+        messages: &[(&str, &[u8])],
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         if !self.on_server("messaging") {
             for (routing_key, body) in messages {
                 let payload = std::str::from_utf8(body).context("test payloads are text")?;
-                self.admin_publish(routing_key, payload).await?;
+                self.admin_publish(routing_key, payload, headers).await?;
             }
             return Ok(());
+        }
+        let mut table = lapin::types::FieldTable::default();
+        for (name, value) in headers {
+            table.insert(
+                lapin::types::ShortString::from(*name),
+                lapin::types::AMQPValue::LongString((*value).into()),
+            );
         }
         let connection = amqp_connection().await?;
         let channel = connection.create_channel().await?;
@@ -738,7 +754,8 @@ impl Platform {
         for (routing_key, body) in messages {
             let properties = lapin::BasicProperties::default()
                 .with_delivery_mode(2)
-                .with_content_type("application/json".into());
+                .with_content_type("application/json".into())
+                .with_headers(table.clone());
             let confirmation = channel
                 .basic_publish(
                     &self.exchange(),
@@ -760,7 +777,16 @@ impl Platform {
 
     /// Publishes `payload` (JSON) to the run's exchange through the admin API, as
     /// `platform publish` does.
-    pub async fn admin_publish(&self, routing_key: &str, payload: &str) -> anyhow::Result<()> {
+    pub async fn admin_publish(
+        &self,
+        routing_key: &str,
+        payload: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let headers: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), Value::from(*value)))
+            .collect();
         let response = self
             .http
             .post(self.admin_url(&format!("/v1/exchanges/{}/messages", self.exchange())))
@@ -769,6 +795,7 @@ impl Platform {
                 "routing_key": routing_key,
                 "payload": payload,
                 "content_type": "application/json",
+                "headers": headers,
             }))
             .send()
             .await?;

@@ -297,12 +297,13 @@ async fn a_retried_then_dead_lettered_message_shows_every_attempt(
         );
         let (trace_id, producer_span) = client_trace();
         proxy.down();
-        publish_traced(
-            platform,
-            &serde_json::to_vec(&event)?,
-            &format!("00-{trace_id}-{producer_span}-01"),
-        )
-        .await?;
+        let traceparent = format!("00-{trace_id}-{producer_span}-01");
+        platform
+            .publish_with_headers(
+                &[("order.created", &serde_json::to_vec(&event)?)],
+                &[("traceparent", &traceparent)],
+            )
+            .await?;
         let mut deliveries = eventually(
             "the event's dead-lettered delivery",
             Duration::from_secs(30),
@@ -341,40 +342,6 @@ async fn a_retried_then_dead_lettered_message_shows_every_attempt(
     .await;
     proxy.up();
     result
-}
-
-/// Publishes `body` as an `order.created` event to the run's exchange on RabbitMQ, with a
-/// `traceparent` header.
-async fn publish_traced(platform: &Platform, body: &[u8], traceparent: &str) -> anyhow::Result<()> {
-    use lapin::types::{AMQPValue, FieldTable, ShortString};
-    let connection = crate::support::amqp_connection().await?;
-    let channel = connection.create_channel().await?;
-    channel.confirm_select(Default::default()).await?;
-    let mut headers = FieldTable::default();
-    headers.insert(
-        ShortString::from("traceparent"),
-        AMQPValue::LongString(traceparent.into()),
-    );
-    let properties = lapin::BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_headers(headers);
-    let confirmation = channel
-        .basic_publish(
-            &platform.exchange(),
-            "order.created",
-            Default::default(),
-            body,
-            properties,
-        )
-        .await?
-        .await?;
-    ensure!(
-        confirmation.is_ack(),
-        "RabbitMQ did not confirm: {confirmation:?}"
-    );
-    connection.close(200, "done").await?;
-    Ok(())
 }
 
 async fn a_collector_that_is_down_costs_requests_nothing(
