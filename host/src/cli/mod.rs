@@ -15,6 +15,7 @@ mod client;
 mod deploy;
 mod dlq;
 mod errors;
+mod new;
 mod ps;
 mod publish;
 mod rollback;
@@ -43,6 +44,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a service from a template, with its entry in the configuration.
+    New(new::NewArgs),
     /// Run the host: every service of the configuration on its port.
     Up(up::UpArgs),
     /// Build service components with the build commands of the configuration.
@@ -101,6 +104,7 @@ pub type CommandResult = Result<(), CommandError>;
 /// Runs a parsed command line; errors are printed with their causes.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::New(args) => new::run(&cli.config, args),
         Command::Up(args) => up::run(&cli.config, args),
         Command::Build(args) => build::run(&cli.config, args),
         Command::Deploy(args) => deploy::run(&cli.config, args),

@@ -48,6 +48,7 @@ mod schedules;
 mod stock;
 mod support;
 mod swap;
+mod templates;
 mod tracing;
 mod user;
 
@@ -74,6 +75,7 @@ fn main() -> ExitCode {
         openapi::tests(),
         swap::tests(),
         tracing::tests(),
+        templates::tests(),
     ]
     .into_iter()
     .flatten()

@@ -1,0 +1,302 @@
+//! `platform new <service> --lang python [--port N]`: a working service from a template
+//! (`templates/` in the repository, built into the binary so an installed `platform` needs
+//! no checkout): a route table, a database table with its migration for both backends, the
+//! cache and config, an authenticated route that reads the caller, a message handler stub,
+//! unit tests in the language's own runner, the platform's WIT, and the service's entry in
+//! platform.toml. The file is edited in place: its comments and layout stay.
+
+use super::{load_config, CommandError, CommandResult};
+use anyhow::{anyhow, Context};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct NewArgs {
+    /// The service's name: lowercase letters, digits and `_`, starting with a letter.
+    name: String,
+    /// The language of its component.
+    #[arg(long, value_enum)]
+    lang: Language,
+    /// Its port; by default the one after the highest port the configuration uses.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Where its sources go, relative to the configuration file (default `services/<name>`).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Language {
+    /// componentize-py (`python3 -m pip install componentize-py==0.25.1`).
+    Python,
+}
+
+/// One file of a template, `{{name}}` standing for the service's name.
+struct TemplateFile {
+    path: &'static str,
+    text: &'static str,
+}
+
+macro_rules! template_files {
+    ($folder:literal: $($path:literal),* $(,)?) => {
+        &[$(TemplateFile {
+            path: $path,
+            text: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/", $folder, "/", $path)),
+        }),*]
+    };
+}
+
+const PYTHON: &[TemplateFile] = template_files!("python":
+    "app.py", "service.py", "test_service.py", "README.md", ".gitignore", "wit/world.wit",
+);
+
+/// The schema every template's service starts with, one file per backend.
+const MIGRATIONS: &[TemplateFile] = template_files!("migrations":
+    "postgres/0001_init.sql", "sqlite/0001_init.sql",
+);
+
+macro_rules! wit_files {
+    ($($file:literal),* $(,)?) => {
+        &[$(TemplateFile {
+            path: $file,
+            text: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/", $file)),
+        }),*]
+    };
+}
+
+/// The platform's WIT package, which a template's world imports from `wit/deps/platform`.
+const WIT: &[TemplateFile] = wit_files!(
+    "auth.wit",
+    "cache.wit",
+    "config.wit",
+    "database.wit",
+    "http.wit",
+    "messaging.wit",
+    "outgoing-http.wit",
+    "schedule.wit",
+    "world.wit",
+);
+
+pub fn run(config_path: &Path, args: NewArgs) -> CommandResult {
+    let config = load_config(config_path)?;
+    check_name(&args.name).map_err(CommandError::usage)?;
+    if config.services.contains_key(&args.name) {
+        return Err(CommandError::usage(anyhow!(
+            "a service named `{}` is already in {}",
+            args.name,
+            config_path.display()
+        )));
+    }
+    let taken: Vec<u16> = config
+        .services
+        .values()
+        .map(|service| service.port)
+        .collect();
+    let port = match args.port {
+        Some(port) => {
+            if let Some((other, _)) = config
+                .services
+                .iter()
+                .find(|(_, service)| service.port == port)
+            {
+                return Err(CommandError::usage(anyhow!(
+                    "port {port} is taken by the service `{other}`; choose another with --port"
+                )));
+            }
+            port
+        }
+        None => taken.iter().max().map_or(8001, |highest| highest + 1),
+    };
+    let dir = args
+        .dir
+        .unwrap_or_else(|| Path::new("services").join(&args.name));
+    let sources = config.resolve(&dir);
+    if sources.exists()
+        && sources
+            .read_dir()
+            .map_or(true, |mut entries| entries.next().is_some())
+    {
+        return Err(CommandError::usage(anyhow!(
+            "{} already exists and is not empty",
+            sources.display()
+        )));
+    }
+    let migrations = config.resolve(&config.database.migrations).join(&args.name);
+    if migrations.exists() {
+        return Err(CommandError::usage(anyhow!(
+            "{} already exists: another service's migrations?",
+            migrations.display()
+        )));
+    }
+
+    let (files, entry) = match args.lang {
+        Language::Python => (PYTHON, python_entry(&args.name, port, &dir)),
+    };
+    // The entry first: a file that does not parse is refused before anything is written.
+    let edited = with_entry(config_path, &args.name, entry)?;
+    write_files(&sources, files, &args.name)?;
+    write_files(&sources.join("wit/deps/platform"), WIT, &args.name)?;
+    write_files(&migrations, MIGRATIONS, &args.name)?;
+    std::fs::write(config_path, edited)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    println!(
+        "created the {} service in {} (port {port}), its migrations in {}, and its entry in {}",
+        args.name,
+        sources.display(),
+        migrations.display(),
+        config_path.display()
+    );
+    println!(
+        "next: `platform build {}`, then `platform up` (or `platform up --watch`)",
+        args.name
+    );
+    Ok(())
+}
+
+/// A name that is a valid WIT package and world name, a database name and a Python module.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let mut chars = name.chars();
+    let starts_well = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    if !starts_well
+        || name.len() > 40
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        anyhow::bail!(
+            "`{name}` is not a service name: use lowercase letters, digits and `_`, starting with a letter (at most 40)"
+        );
+    }
+    Ok(())
+}
+
+/// The service's table for platform.toml.
+fn python_entry(name: &str, port: u16, dir: &Path) -> toml_edit::Table {
+    let dir = dir.display().to_string();
+    let mut table = toml_edit::Table::new();
+    table.decor_mut().set_prefix(format!(
+        "\n# Created by `platform new {name} --lang python`: sources in {dir}, schema in migrations/{name}.\n"
+    ));
+    table["port"] = toml_edit::value(i64::from(port));
+    table["component"] = toml_edit::value(format!("{dir}/target/{name}.wasm"));
+    table["build"] = toml_edit::value(format!(
+        "cd {dir} && mkdir -p target && componentize-py -d wit -w {name} componentize app -o target/{name}.wasm"
+    ));
+    // The sources, not the folder: the build writes into its target/.
+    let watch: toml_edit::Array = [
+        format!("{dir}/app.py"),
+        format!("{dir}/service.py"),
+        format!("{dir}/wit"),
+    ]
+    .into_iter()
+    .collect();
+    table["watch"] = toml_edit::value(watch);
+    table["database"] = toml_edit::value(name);
+    let grants: toml_edit::Array = ["database", "cache", "config", "logging"]
+        .into_iter()
+        .collect();
+    table["grants"] = toml_edit::value(grants);
+    // The interpreter is in the component: more memory than a Rust service needs.
+    table["memory_limit_mb"] = toml_edit::value(128);
+    table["request_timeout_ms"] = toml_edit::value(10000);
+    let mut config = toml_edit::Table::new();
+    config["greeting"] = toml_edit::value("Hello");
+    config["cache_ttl_seconds"] = toml_edit::value("30");
+    table["config"] = toml_edit::Item::Table(config);
+    table
+}
+
+/// platform.toml with `[services.<name>]` added at its end, the rest as it was.
+fn with_entry(
+    config_path: &Path,
+    name: &str,
+    entry: toml_edit::Table,
+) -> Result<String, CommandError> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("reading {}", config_path.display()))
+        .map_err(CommandError::usage)?;
+    let mut document: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", config_path.display()))
+        .map_err(CommandError::usage)?;
+    let services = document
+        .entry("services")
+        .or_insert_with(|| {
+            let mut services = toml_edit::Table::new();
+            services.set_implicit(true);
+            toml_edit::Item::Table(services)
+        })
+        .as_table_mut()
+        .context("`services` in the configuration is not a table")
+        .map_err(CommandError::usage)?;
+    services.insert(name, toml_edit::Item::Table(entry));
+    Ok(document.to_string())
+}
+
+fn write_files(root: &Path, files: &[TemplateFile], name: &str) -> anyhow::Result<()> {
+    for file in files {
+        let path = root.join(file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, file.text.replace("{{name}}", name))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WIT file added to the package must reach the templates too.
+    #[test]
+    fn templates_carry_every_wit_file_of_the_package() {
+        let mut shipped: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".wit"))
+                .collect();
+        shipped.sort();
+        let embedded: Vec<&str> = WIT.iter().map(|file| file.path).collect();
+        assert_eq!(shipped, embedded);
+    }
+
+    #[test]
+    fn names_must_fit_wit_python_and_databases() {
+        for good in ["reviews", "stock_report", "a1"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Reviews",
+            "1st",
+            "stock-report",
+            "a b",
+            "x".repeat(41).as_str(),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_entry_is_added_and_every_comment_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("platform.toml");
+        let original = "# the platform\n[host]\n# where\nbind = \"127.0.0.1\" # inline\n\n[services.user]\nport = 8001 # the user service\n";
+        std::fs::write(&path, original).unwrap();
+        let edited = with_entry(
+            &path,
+            "reviews",
+            python_entry("reviews", 8002, Path::new("services/reviews")),
+        )
+        .unwrap();
+        assert!(edited.starts_with(original), "{edited}");
+        let parsed: toml::Table = edited.parse().unwrap();
+        let reviews = &parsed["services"]["reviews"];
+        assert_eq!(reviews["port"].as_integer(), Some(8002));
+        assert_eq!(reviews["config"]["greeting"].as_str(), Some("Hello"));
+        assert_eq!(parsed["services"]["user"]["port"].as_integer(), Some(8001));
+    }
+}
