@@ -144,6 +144,9 @@ impl CallState {
     /// The span of one statement (`None`: a `BEGIN`): its summary, never its values.
     fn database_span(&self, sql: Option<&str>) -> Option<Trace> {
         let trace = self.trace.as_ref()?;
+        if !trace.is_recording() {
+            return Some(trace.clone());
+        }
         let summary = sql.map_or_else(|| "BEGIN".to_string(), statement_summary);
         let system = self
             .capabilities

@@ -300,6 +300,9 @@ impl CallState {
         attributes: impl FnOnce() -> Vec<Attribute>,
     ) -> Option<Trace> {
         let trace = self.trace.as_ref()?;
+        if !trace.is_recording() {
+            return Some(trace.clone());
+        }
         Some(trace.child(name(), kind, attributes()))
     }
 

@@ -1,4 +1,4 @@
-//! `platform new <service> --lang python [--port N]`: a working service from a template
+//! `platform new <service> --lang python|javascript [--port N]`: a working service from a template
 //! (`templates/` in the repository, built into the binary so an installed `platform` needs
 //! no checkout): a route table, a database table with its migration for both backends, the
 //! cache and config, an authenticated route that reads the caller, a message handler stub,
@@ -28,6 +28,51 @@ pub struct NewArgs {
 enum Language {
     /// componentize-py (`python3 -m pip install componentize-py==0.25.1`).
     Python,
+    /// componentize-js (`npm ci` in the service's folder installs the pinned version).
+    Javascript,
+}
+
+impl Language {
+    fn files(self) -> &'static [TemplateFile] {
+        match self {
+            Language::Python => PYTHON,
+            Language::Javascript => JAVASCRIPT,
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::Javascript => "javascript",
+        }
+    }
+
+    /// The build command, run in the configuration's folder.
+    fn build_command(self, name: &str, dir: &str) -> String {
+        match self {
+            Language::Python => format!(
+                "cd {dir} && mkdir -p target && componentize-py -d wit -w {name} componentize app -o target/{name}.wasm"
+            ),
+            Language::Javascript => format!("cd {dir} && node build.mjs"),
+        }
+    }
+
+    /// What `--watch` rebuilds on: the sources, not the folder, whose target/ the build
+    /// writes.
+    fn sources(self) -> &'static [&'static str] {
+        match self {
+            Language::Python => &["app.py", "service.py", "wit"],
+            Language::Javascript => &["app.js", "service.js", "wit"],
+        }
+    }
+
+    /// What to run once before the first build.
+    fn setup(self, dir: &Path) -> String {
+        match self {
+            Language::Python => "python3 -m pip install componentize-py==0.25.1".to_string(),
+            Language::Javascript => format!("npm ci --prefix {}", dir.display()),
+        }
+    }
 }
 
 /// One file of a template, `{{name}}` standing for the service's name.
@@ -47,6 +92,11 @@ macro_rules! template_files {
 
 const PYTHON: &[TemplateFile] = template_files!("python":
     "app.py", "service.py", "test_service.py", "README.md", ".gitignore", "wit/world.wit",
+);
+
+const JAVASCRIPT: &[TemplateFile] = template_files!("javascript":
+    "app.js", "service.js", "service.test.js", "build.mjs", "package.json", "package-lock.json",
+    "README.md", ".gitignore", "wit/world.wit",
 );
 
 /// The schema every template's service starts with, one file per backend.
@@ -128,12 +178,10 @@ pub fn run(config_path: &Path, args: NewArgs) -> CommandResult {
         )));
     }
 
-    let (files, entry) = match args.lang {
-        Language::Python => (PYTHON, python_entry(&args.name, port, &dir)),
-    };
+    let entry = service_entry(args.lang, &args.name, port, &dir);
     // The entry first: a file that does not parse is refused before anything is written.
     let edited = with_entry(config_path, &args.name, entry)?;
-    write_files(&sources, files, &args.name)?;
+    write_files(&sources, args.lang.files(), &args.name)?;
     write_files(&sources.join("wit/deps/platform"), WIT, &args.name)?;
     write_files(&migrations, MIGRATIONS, &args.name)?;
     std::fs::write(config_path, edited)
@@ -146,7 +194,8 @@ pub fn run(config_path: &Path, args: NewArgs) -> CommandResult {
         config_path.display()
     );
     println!(
-        "next: `platform build {}`, then `platform up` (or `platform up --watch`)",
+        "next: `{}` once, `platform build {}`, then `platform up` (or `platform up --watch`)",
+        args.lang.setup(&sources),
         args.name
     );
     Ok(())
@@ -170,32 +219,29 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 /// The service's table for platform.toml.
-fn python_entry(name: &str, port: u16, dir: &Path) -> toml_edit::Table {
+fn service_entry(language: Language, name: &str, port: u16, dir: &Path) -> toml_edit::Table {
     let dir = dir.display().to_string();
     let mut table = toml_edit::Table::new();
     table.decor_mut().set_prefix(format!(
-        "\n# Created by `platform new {name} --lang python`: sources in {dir}, schema in migrations/{name}.\n"
+        "\n# Created by `platform new {name} --lang {}`: sources in {dir}, schema in migrations/{name}.\n",
+        language.flag()
     ));
     table["port"] = toml_edit::value(i64::from(port));
     table["component"] = toml_edit::value(format!("{dir}/target/{name}.wasm"));
-    table["build"] = toml_edit::value(format!(
-        "cd {dir} && mkdir -p target && componentize-py -d wit -w {name} componentize app -o target/{name}.wasm"
-    ));
-    // The sources, not the folder: the build writes into its target/.
-    let watch: toml_edit::Array = [
-        format!("{dir}/app.py"),
-        format!("{dir}/service.py"),
-        format!("{dir}/wit"),
-    ]
-    .into_iter()
-    .collect();
+    table["build"] = toml_edit::value(language.build_command(name, &dir));
+    let watch: toml_edit::Array = language
+        .sources()
+        .iter()
+        .map(|source| format!("{dir}/{source}"))
+        .collect();
     table["watch"] = toml_edit::value(watch);
     table["database"] = toml_edit::value(name);
     let grants: toml_edit::Array = ["database", "cache", "config", "logging"]
         .into_iter()
         .collect();
     table["grants"] = toml_edit::value(grants);
-    // The interpreter is in the component: more memory than a Rust service needs.
+    // The interpreter (CPython, SpiderMonkey) is in the component: more memory than a
+    // Rust service needs.
     table["memory_limit_mb"] = toml_edit::value(128);
     table["request_timeout_ms"] = toml_edit::value(10000);
     let mut config = toml_edit::Table::new();
@@ -286,12 +332,13 @@ mod tests {
         let path = dir.path().join("platform.toml");
         let original = "# the platform\n[host]\n# where\nbind = \"127.0.0.1\" # inline\n\n[services.user]\nport = 8001 # the user service\n";
         std::fs::write(&path, original).unwrap();
-        let edited = with_entry(
-            &path,
+        let entry = service_entry(
+            Language::Python,
             "reviews",
-            python_entry("reviews", 8002, Path::new("services/reviews")),
-        )
-        .unwrap();
+            8002,
+            Path::new("services/reviews"),
+        );
+        let edited = with_entry(&path, "reviews", entry).unwrap();
         assert!(edited.starts_with(original), "{edited}");
         let parsed: toml::Table = edited.parse().unwrap();
         let reviews = &parsed["services"]["reviews"];

@@ -406,14 +406,25 @@ impl Trace {
         }
     }
 
-    /// A child span of this one, to be ended by [`Trace::end`].
+    /// A child span of this one, to be ended by [`Trace::end`]. A span that is not sampled
+    /// has none: the "child" shares its context (which still travels, unsampled), and ending
+    /// it does nothing, so a trace the sampler dropped costs no span per capability call.
     pub fn child(
         &self,
         name: impl Into<String>,
         kind: SpanKind,
         attributes: Vec<KeyValue>,
     ) -> Trace {
+        if !self.is_recording() {
+            return self.clone();
+        }
         Trace::start(&self.tracer, &self.context, name.into(), kind, attributes)
+    }
+
+    /// Whether the span is sampled: what is set on one that is not goes nowhere, so callers
+    /// can skip building it.
+    pub fn is_recording(&self) -> bool {
+        self.context.span().is_recording()
     }
 
     pub fn rename(&self, name: String) {
@@ -639,6 +650,32 @@ mod tests {
         ));
         assert!(sampler(Some("traceidratio"), Some(1.5)).is_err());
         assert!(sampler(Some("sometimes"), None).is_err());
+    }
+
+    /// A trace the sampler dropped still carries its context to outgoing calls, but makes
+    /// no span per capability call: the "child" is the same unsampled span.
+    #[tokio::test]
+    async fn an_unsampled_trace_has_no_child_spans() {
+        let config = TracingConfig {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            sampler: Some("always_off".into()),
+            ..TracingConfig::default()
+        };
+        let telemetry = Telemetry::new(&config, |_| None).unwrap();
+        let tracer = telemetry
+            .tracer("a", prometheus::IntCounter::new("d", "d").unwrap())
+            .unwrap();
+        let server = tracer
+            .server(&http::HeaderMap::new(), || "GET /".into(), Vec::new)
+            .expect("tracing is on");
+        assert!(!server.is_recording());
+        let child = server.child("SELECT", Kind::Client, Vec::new());
+        assert_eq!(child.w3c().span_id, server.w3c().span_id);
+        let mut headers = http::HeaderMap::new();
+        child.inject_http(&mut headers);
+        let traceparent = headers["traceparent"].to_str().unwrap();
+        assert!(traceparent.ends_with("-00"), "unsampled: {traceparent}");
+        assert!(traceparent.contains(&server.trace_id()));
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! `platform new`: a service made from a template is added to a configuration without
-//! losing its comments, refuses a taken name or port, passes its own unit tests, builds
-//! with `platform build`, and serves beside the shop: a write then a read through the
-//! database, a cached read, an authenticated route through the platform's token check, a 422
-//! for a bad body, and the host's own 401 / 404 / 405.
+//! `platform new`: a service made from the Python or the JavaScript template is added to a
+//! configuration without losing its comments, refuses a taken name or port, passes its own
+//! unit tests, builds with `platform build`, and serves beside the shop: a write then a read
+//! through the database, a cached read, an authenticated route through the platform's token
+//! check, a 422 for a bad body, and the host's own 401 / 404 / 405.
 
 use crate::support::{free_ports, set, shop_config, with_platform, workspace_root};
 use crate::support::{Platform, RunNames, Test};
@@ -12,10 +12,72 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub fn tests() -> Vec<Test> {
-    crate::real_backend_tests![a_python_service_from_platform_new_builds_tests_and_serves]
+    crate::real_backend_tests![
+        a_python_service_from_platform_new_builds_tests_and_serves,
+        a_javascript_service_from_platform_new_builds_tests_and_serves,
+    ]
 }
 
 const SERVICE: &str = "jots";
+
+/// A language's template, and the commands its own tooling runs in the service's folder.
+struct Language {
+    flag: &'static str,
+    /// Run once before the first build (installs the pinned build tool).
+    setup: &'static [&'static str],
+    unit_tests: &'static [&'static str],
+    sources: &'static [&'static str],
+}
+
+const PYTHON: Language = Language {
+    flag: "python",
+    setup: &[],
+    unit_tests: &["python3", "-m", "unittest", "-v"],
+    sources: &["app.py", "service.py", "test_service.py", "wit/world.wit"],
+};
+
+const JAVASCRIPT: Language = Language {
+    flag: "javascript",
+    setup: &["npm", "ci", "--no-audit", "--no-fund"],
+    unit_tests: &["node", "--test"],
+    sources: &[
+        "app.js",
+        "service.js",
+        "service.test.js",
+        "build.mjs",
+        "wit/world.wit",
+    ],
+};
+
+async fn a_python_service_from_platform_new_builds_tests_and_serves(
+    _: &'static Platform,
+) -> anyhow::Result<()> {
+    from_platform_new(&PYTHON).await
+}
+
+async fn a_javascript_service_from_platform_new_builds_tests_and_serves(
+    _: &'static Platform,
+) -> anyhow::Result<()> {
+    from_platform_new(&JAVASCRIPT).await
+}
+
+/// `command` in `dir`; fails with what it printed.
+async fn run_in(dir: &Path, command: &[&str]) -> anyhow::Result<()> {
+    let output = tokio::process::Command::new(command[0])
+        .args(&command[1..])
+        .current_dir(dir)
+        .output()
+        .await
+        .with_context(|| format!("running {command:?}"))?;
+    ensure!(
+        output.status.success(),
+        "{command:?}: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
 
 /// `platform --config <config> <args>`: its exit code, stdout and stderr.
 async fn platform_cli(config: &Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
@@ -32,9 +94,10 @@ async fn platform_cli(config: &Path, args: &[&str]) -> anyhow::Result<(i32, Stri
     ))
 }
 
-async fn a_python_service_from_platform_new_builds_tests_and_serves(
-    _: &'static Platform,
-) -> anyhow::Result<()> {
+async fn from_platform_new(language: &Language) -> anyhow::Result<()> {
+    // Compiling a component with an interpreter inside takes both cores for a while: one
+    // at a time, and not beside a test that checks latencies.
+    let _alone = crate::support::cpu_heavy().await;
     let project = tempfile::tempdir()?;
     let root = project.path();
     // The shop's migrations, linked, so that the new service's go into this project only.
@@ -68,14 +131,21 @@ async fn a_python_service_from_platform_new_builds_tests_and_serves(
     let port_text = port.to_string();
     let (code, stdout, stderr) = platform_cli(
         &config_path,
-        &["new", SERVICE, "--lang", "python", "--port", &port_text],
+        &[
+            "new",
+            SERVICE,
+            "--lang",
+            language.flag,
+            "--port",
+            &port_text,
+        ],
     )
     .await?;
     ensure!(code == 0, "platform new: {code}\n{stdout}{stderr}");
     let edited = std::fs::read_to_string(&config_path)?;
     ensure!(edited.starts_with(comment), "the comment went:\n{edited}");
     let sources = root.join("services").join(SERVICE);
-    for file in ["app.py", "service.py", "test_service.py", "wit/world.wit"] {
+    for file in language.sources {
         ensure!(sources.join(file).is_file(), "no {file} in {sources:?}");
     }
     ensure!(sources.join("wit/deps/platform/database.wit").is_file());
@@ -85,14 +155,21 @@ async fn a_python_service_from_platform_new_builds_tests_and_serves(
         .is_file());
 
     // A name or a port already taken is refused, and nothing changes.
-    let again = platform_cli(&config_path, &["new", SERVICE, "--lang", "python"]).await?;
+    let again = platform_cli(&config_path, &["new", SERVICE, "--lang", language.flag]).await?;
     ensure!(
         again.0 == 2 && again.2.contains("already"),
         "the same name again: {again:?}"
     );
     let same_port = platform_cli(
         &config_path,
-        &["new", "other", "--lang", "python", "--port", &port_text],
+        &[
+            "new",
+            "other",
+            "--lang",
+            language.flag,
+            "--port",
+            &port_text,
+        ],
     )
     .await?;
     ensure!(
@@ -104,18 +181,11 @@ async fn a_python_service_from_platform_new_builds_tests_and_serves(
     );
     ensure!(std::fs::read_to_string(&config_path)? == edited);
 
-    // The template's own tests, in Python's own runner.
-    let unit = tokio::process::Command::new("python3")
-        .args(["-m", "unittest", "-v"])
-        .current_dir(&sources)
-        .output()
-        .await
-        .context("running python3")?;
-    ensure!(
-        unit.status.success(),
-        "the template's unit tests: {}",
-        String::from_utf8_lossy(&unit.stderr)
-    );
+    // The template's own tests, in the language's own runner.
+    if !language.setup.is_empty() {
+        run_in(&sources, language.setup).await?;
+    }
+    run_in(&sources, language.unit_tests).await?;
 
     let (code, stdout, stderr) = platform_cli(&config_path, &["build", SERVICE]).await?;
     ensure!(code == 0, "platform build: {code}\n{stdout}{stderr}");
@@ -150,12 +220,12 @@ async fn a_python_service_from_platform_new_builds_tests_and_serves(
         let written = http
             .post(url("/notes"))
             .header("authorization", user.bearer())
-            .json(&json!({ "text": "  hello from python  " }))
+            .json(&json!({ "text": "  hello from a template  " }))
             .send()
             .await?;
         assert_eq!(written.status(), 201);
         let note: Value = written.json().await?;
-        assert_eq!(note["text"], "hello from python");
+        assert_eq!(note["text"], "hello from a template");
         assert_eq!(note["username"], user.username.as_str());
         assert_eq!(note["user_id"], user.id);
         let one: Value = http

@@ -115,7 +115,7 @@ impl ServiceHttp {
             .route(request, &request_id, &version, trace.as_ref())
             .instrument(log_span)
             .await;
-        if let Some(trace) = trace {
+        if let Some(trace) = trace.filter(Trace::is_recording) {
             let status = response.status();
             // An unmatched path has no route: the span keeps the method as its name.
             if &*handler != "none" {
