@@ -83,9 +83,10 @@ impl Host for CallState {
         let Some(trace) = &self.trace else {
             return Ok(());
         };
+        let lowercase = key.to_ascii_lowercase();
         let reserved = RESERVED_PREFIXES
             .iter()
-            .any(|prefix| key.to_ascii_lowercase().starts_with(prefix));
+            .any(|prefix| lowercase.starts_with(prefix));
         if self.span_attribute_budget == 0
             || reserved
             || key.is_empty()

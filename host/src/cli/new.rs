@@ -136,11 +136,6 @@ pub fn run(config_path: &Path, args: NewArgs) -> CommandResult {
             config_path.display()
         )));
     }
-    let taken: Vec<u16> = config
-        .services
-        .values()
-        .map(|service| service.port)
-        .collect();
     let port = match args.port {
         Some(port) => {
             if let Some((other, _)) = config
@@ -154,7 +149,12 @@ pub fn run(config_path: &Path, args: NewArgs) -> CommandResult {
             }
             port
         }
-        None => taken.iter().max().map_or(8001, |highest| highest + 1),
+        None => config
+            .services
+            .values()
+            .map(|service| service.port)
+            .max()
+            .map_or(8001, |highest| highest + 1),
     };
     let dir = args
         .dir
@@ -203,8 +203,7 @@ pub fn run(config_path: &Path, args: NewArgs) -> CommandResult {
 
 /// A name that is a valid WIT package and world name, a database name and a Python module.
 fn check_name(name: &str) -> anyhow::Result<()> {
-    let mut chars = name.chars();
-    let starts_well = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    let starts_well = name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
     if !starts_well
         || name.len() > 40
         || !name

@@ -63,11 +63,19 @@ async fn one_order_is_one_trace_across_the_four_services(
             "the order's trace from all four services",
             Duration::from_secs(30),
             || async {
+                // Each service exports on its own, in batches: wait for the server span of
+                // each of the three, and for the consumer span with the publish it continues.
                 let spans = receiver.of_trace(&trace_id);
-                let services: std::collections::BTreeSet<&str> =
-                    spans.iter().map(|span| span.service.as_str()).collect();
-                let consumed = spans.iter().any(|span| span.kind == 5);
-                Ok((services.len() == 4 && consumed).then_some(spans.clone()))
+                let served = |service: &str| {
+                    spans
+                        .iter()
+                        .any(|span| span.service == service && span.kind == 2)
+                };
+                let consumed = spans.iter().any(|consumer| {
+                    consumer.kind == 5 && spans.iter().any(|span| span.span_id == consumer.parent)
+                });
+                let complete = served("user") && served("product") && served("order") && consumed;
+                Ok(complete.then_some(spans.clone()))
             },
         )
         .await?;
@@ -202,14 +210,16 @@ async fn an_event_published_later_continues_the_trace_of_the_order_that_wrote_it
         proxy.up();
 
         let spans = eventually(
-            "the late event's consumer span in the order's trace",
+            "the late event's consumer span and the span it continues, in the order's trace",
             Duration::from_secs(60),
             || async {
+                // Each service exports on its own: the order service's publish span can
+                // arrive after the notification service's consumer span.
                 let spans = receiver.of_trace(&trace_id);
-                Ok(spans
-                    .iter()
-                    .any(|span| span.kind == 5)
-                    .then_some(spans.clone()))
+                let continued = spans.iter().any(|consumer| {
+                    consumer.kind == 5 && spans.iter().any(|span| span.span_id == consumer.parent)
+                });
+                Ok(continued.then_some(spans.clone()))
             },
         )
         .await?;

@@ -44,18 +44,23 @@ impl EventBus for Broker {
 #[cfg(test)]
 mod tests {
     use crate::model::tests::order;
-    use crate::model::{build_event, EventKind, OrderStatus};
+    use crate::model::{build_event, EventKind, OrderStatus, OutboxEvent};
 
-    #[test]
-    fn message_carries_json_content_type_and_event_id_header() {
-        let event = build_event(
+    /// An `order.created` event with the id `id-9`, as the service writes it.
+    fn created() -> OutboxEvent {
+        build_event(
             EventKind::Created,
             &order(1, 1, OrderStatus::Pending),
             "a",
             "order_events",
             "id-9",
             "t",
-        );
+        )
+    }
+
+    #[test]
+    fn message_carries_json_content_type_and_event_id_header() {
+        let event = created();
         let message = event.to_message();
         assert_eq!(message.exchange, "order_events");
         assert_eq!(message.routing_key, "order.created");
@@ -67,14 +72,7 @@ mod tests {
     #[test]
     fn an_event_written_in_a_traced_request_carries_its_traceparent() {
         let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let mut event = build_event(
-            EventKind::Created,
-            &order(1, 1, OrderStatus::Pending),
-            "a",
-            "order_events",
-            "id-9",
-            "t",
-        );
+        let mut event = created();
         event.traceparent = Some(traceparent.to_string());
         assert_eq!(
             event.to_message().headers,
