@@ -5,9 +5,10 @@ use super::build::build_all;
 use super::{load_config, CommandResult};
 use crate::ingress::recent_errors::RecentErrors;
 use crate::platform::Platform;
-use crate::telemetry::logs::{JsonLayer, TraceIdsLayer};
+use crate::telemetry::logs::{trace_ids_layer, JsonLayer};
 use anyhow::Context;
 use std::path::Path;
+use std::sync::Arc;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
@@ -31,14 +32,17 @@ enum LogFormat {
     Json,
 }
 
-pub fn run(config_path: &Path, args: UpArgs) -> CommandResult {
+/// Where the host's records go: `format` on stdout as far as `filter` lets them, and every
+/// warning and error to the console's ring whatever the filter says.
+fn log_subscriber(
+    format: LogFormat,
+    filter: impl Fn() -> EnvFilter,
+    recent_errors: &Arc<RecentErrors>,
+) -> impl tracing::Subscriber + Send + Sync {
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
-    let recent_errors = RecentErrors::new();
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (text, json) = match args.log_format {
+    let (text, json) = match format {
         LogFormat::Text => (
             Some(
                 tracing_subscriber::fmt::layer()
@@ -54,13 +58,17 @@ pub fn run(config_path: &Path, args: UpArgs) -> CommandResult {
         ),
     };
     tracing_subscriber::registry()
-        .with(TraceIdsLayer)
+        .with(trace_ids_layer())
         .with(text)
         .with(json)
-        // Whatever RUST_LOG keeps out of the log, the console still sees a service's
-        // warnings and errors.
         .with(recent_errors.layer().with_filter(LevelFilter::WARN))
-        .init();
+}
+
+pub fn run(config_path: &Path, args: UpArgs) -> CommandResult {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let recent_errors = RecentErrors::new();
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    log_subscriber(args.log_format, filter, &recent_errors).init();
     let config = load_config(config_path)?;
     if !args.no_build {
         let missing: Vec<String> = config
@@ -108,5 +116,36 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::{Level, Subscriber};
+
+    /// What the filter leaves out must cost a callsite next to nothing: the subscriber's
+    /// level hint is what every callsite's interest and the `log` crate's maximum level
+    /// (Cranelift logs through it) are set from.
+    #[test]
+    fn records_the_filter_leaves_out_are_not_dispatched_in_either_format() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            for (directive, hint) in [
+                ("info", LevelFilter::INFO),
+                ("debug", LevelFilter::DEBUG),
+                // Trace spans are made at INFO whatever the filter, so that a warning
+                // inside one still names its trace.
+                ("error", LevelFilter::INFO),
+            ] {
+                let subscriber =
+                    log_subscriber(format, || EnvFilter::new(directive), &RecentErrors::new());
+                assert_eq!(subscriber.max_level_hint(), Some(hint), "{directive}");
+                tracing::subscriber::with_default(subscriber, || {
+                    assert!(!tracing::enabled!(target: "cranelift_codegen", Level::TRACE));
+                    assert!(tracing::enabled!(target: "platform", Level::WARN));
+                    assert!(tracing::span_enabled!(Level::INFO, "trace"));
+                });
+            }
+        }
     }
 }

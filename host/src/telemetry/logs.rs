@@ -9,6 +9,7 @@ use std::io::Write;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{filter_fn, LevelFilter};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
@@ -37,8 +38,24 @@ pub struct TraceIds {
     pub span_id: String,
 }
 
-/// Keeps each trace span's ids in the span's extensions.
+/// Keeps each trace span's ids in the span's extensions; installed through
+/// [`trace_ids_layer`].
 pub struct TraceIdsLayer;
+
+/// [`TraceIdsLayer`], filtered to the trace spans alone. Unfiltered, the layer would be
+/// interested in every callsite of every crate: each `debug!` in hyper and each
+/// `log::trace!` in Cranelift would then pay a full dispatch (compiling a 12 MB component
+/// took minutes), and the `log` crate's maximum level would be lifted to `TRACE`.
+pub fn trace_ids_layer<S>() -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    TraceIdsLayer.with_filter(
+        filter_fn(|metadata| metadata.is_span() && metadata.name() == SPAN_NAME)
+            // `Trace::log_span` makes them at INFO.
+            .with_max_level_hint(LevelFilter::INFO),
+    )
+}
 
 impl<S> Layer<S> for TraceIdsLayer
 where
@@ -189,7 +206,7 @@ mod tests {
     fn a_record_inside_a_trace_span_names_its_trace_at_the_top_level() {
         let lines = Lines::default();
         let subscriber = tracing_subscriber::registry()
-            .with(TraceIdsLayer)
+            .with(trace_ids_layer())
             .with(JsonLayer::new(lines.clone()));
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(service = "order", attempt = 2, "outside \"quoted\"");
