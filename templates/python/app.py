@@ -134,7 +134,8 @@ class HttpHandler(exports.HttpHandler):
             return notes.write(caller, req.body)
         if req.route_index == 2:
             note_id = dict(req.params)["note_id"]
-            if not note_id.isdigit():
+            # isascii too: `isdigit` alone accepts digits like "²" that `int` refuses.
+            if not (note_id.isascii() and note_id.isdigit()):
                 return service.validation_error(["path", "note_id"],
                                                 "Input should be a valid integer", "int_parsing")
             return notes.one(int(note_id))

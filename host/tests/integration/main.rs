@@ -27,6 +27,8 @@
 //! - `schedules`: scheduled triggers, their outcomes, one host of several running each.
 //! - `openapi`: schemathesis against every service's OpenAPI document.
 //! - `mixed`: real servers beside embedded backends.
+//! - `templates`, `examples`: `platform new`'s templates and the example services, in
+//!   Python and JavaScript.
 //! - `tracing`: OpenTelemetry traces into an OTLP receiver of the test's own.
 //! - `swap`: deploy, rollback and `--watch` under load; refused versions; the admin token;
 //!   restarts from the state directory.
@@ -34,6 +36,7 @@
 mod browser;
 mod conventions;
 mod degraded;
+mod examples;
 mod fault_proxy;
 mod isolation;
 mod limits;
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         swap::tests(),
         tracing::tests(),
         templates::tests(),
+        examples::tests(),
     ]
     .into_iter()
     .flatten()

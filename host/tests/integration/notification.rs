@@ -115,25 +115,6 @@ pub(crate) async fn wait_for_notification(
     .await
 }
 
-async fn place_order(
-    platform: &Platform,
-    user: &TestUser,
-    product_id: i64,
-    quantity: i64,
-) -> anyhow::Result<Value> {
-    let response = platform
-        .http()
-        .post(platform.url("order", "/orders"))
-        .header("authorization", user.bearer())
-        .json(&json!({ "product_id": product_id, "quantity": quantity }))
-        .send()
-        .await?;
-    let status = response.status();
-    let text = response.text().await?;
-    ensure!(status == 201, "POST /orders: {status} {text}");
-    Ok(serde_json::from_str(&text)?)
-}
-
 async fn cancel_order(
     platform: &Platform,
     user: &TestUser,
@@ -576,7 +557,7 @@ async fn an_order_produces_its_notification(platform: &'static Platform) -> anyh
         .as_str()
         .context("product name")?
         .to_string();
-    let order = place_order(platform, &user, id_of(&product)?, 3).await?;
+    let order = platform.place_order(&user, id_of(&product)?, 3).await?;
     let order_id = id_of(&order)?;
     assert_eq!(order["total_price"].to_string(), "59.97");
 
@@ -627,7 +608,7 @@ async fn cancelling_an_order_produces_an_order_cancelled_notification(
         .as_str()
         .context("product name")?
         .to_string();
-    let order = place_order(platform, &user, id_of(&product)?, 3).await?;
+    let order = platform.place_order(&user, id_of(&product)?, 3).await?;
     let order_id = id_of(&order)?;
     let created = wait_for_notification(platform, &user, order_id, "order.created").await?;
 
@@ -674,13 +655,13 @@ async fn notifications_are_listed_newest_first_and_paginated(
     let product_id = id_of(&product)?;
     let mut order_ids = Vec::new();
     for quantity in 1..=3 {
-        let order = place_order(platform, &user, product_id, quantity).await?;
+        let order = platform.place_order(&user, product_id, quantity).await?;
         let order_id = id_of(&order)?;
         // One at a time, so that the order of the notifications is known.
         wait_for_notification(platform, &user, order_id, "order.created").await?;
         order_ids.push(order_id);
     }
-    let others_order = place_order(platform, &other, product_id, 1).await?;
+    let others_order = platform.place_order(&other, product_id, 1).await?;
     wait_for_notification(platform, &other, id_of(&others_order)?, "order.created").await?;
 
     let order_of = |list: Vec<Value>| {
@@ -867,7 +848,7 @@ async fn order_created_and_cancelled_events_have_the_contract_shape(
 
     let user = platform.new_user().await?;
     let product = platform.new_product(&user, "0.10", 10).await?;
-    let order = place_order(platform, &user, id_of(&product)?, 3).await?;
+    let order = platform.place_order(&user, id_of(&product)?, 3).await?;
     let order_id = id_of(&order)?;
     let (delivery, created) = next_event(&mut consumer, "order.created", order_id).await?;
     check_event_message(
@@ -990,7 +971,7 @@ async fn a_non_json_message_is_dead_lettered_at_once_and_consuming_goes_on(
     // The consumer is still working.
     let user = platform.new_user().await?;
     let product = platform.new_product(&user, "3.00", 5).await?;
-    let order = place_order(platform, &user, id_of(&product)?, 1).await?;
+    let order = platform.place_order(&user, id_of(&product)?, 1).await?;
     wait_for_notification(platform, &user, id_of(&order)?, "order.created").await?;
     Ok(())
 }

@@ -146,7 +146,6 @@ pub fn cargo_build(packages: &[&str], fixture_source: Option<&Path>) -> anyhow::
     Ok(())
 }
 
-/// A built variant of the fixture: `v1`, `v2`, `unhealthy` or `routes-trap`.
 /// `component` with a custom section appended: a valid component that behaves the same,
 /// with a digest of its own (a "new version" without a rebuild).
 pub fn component_variant(component: &[u8], nonce: u64) -> Vec<u8> {
@@ -169,6 +168,7 @@ pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
     HEAVY.lock().await
 }
 
+/// A built variant of the fixture: `v1`, `v2`, `unhealthy` or `routes-trap`.
 pub fn fixture_path(variant: &str) -> PathBuf {
     workspace_root()
         .join("target/fixtures")
@@ -1142,6 +1142,26 @@ impl Platform {
                 .context("access_token")?
                 .to_string(),
         })
+    }
+
+    /// Places an order as `user` and returns its JSON (201 expected).
+    pub async fn place_order(
+        &self,
+        user: &TestUser,
+        product_id: i64,
+        quantity: i64,
+    ) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(self.url("order", "/orders"))
+            .header("authorization", user.bearer())
+            .json(&json!({ "product_id": product_id, "quantity": quantity }))
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        ensure!(status == 201, "POST /orders: {status} {text}");
+        Ok(serde_json::from_str(&text)?)
     }
 
     /// Creates a product as `user` and returns its JSON.

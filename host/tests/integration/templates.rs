@@ -38,7 +38,8 @@ const PYTHON: Language = Language {
 
 const JAVASCRIPT: Language = Language {
     flag: "javascript",
-    setup: &["npm", "ci", "--no-audit", "--no-fund"],
+    // `.ci/run` has already fetched the lockfile's packages into npm's cache.
+    setup: &["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund"],
     unit_tests: &["node", "--test"],
     sources: &[
         "app.js",
