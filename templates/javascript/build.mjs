@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 const { component } = await componentize({
   sourcePath: resolve('app.js'),
   witPath: resolve('wit'),
-  worldName: '{{name}}',
+  worldName: '{{wit_name}}',
   // The platform gives a component no network: no WASI HTTP, no fetch.
   disableFeatures: ['http', 'fetch-event'],
 });

@@ -1,9 +1,10 @@
-//! `platform new <service> --lang python|javascript [--port N]`: a working service from a template
-//! (`templates/` in the repository, built into the binary so an installed `platform` needs
-//! no checkout): a route table, a database table with its migration for both backends, the
-//! cache and config, an authenticated route that reads the caller, a message handler stub,
-//! unit tests in the language's own runner, the platform's WIT, and the service's entry in
-//! platform.toml. The file is edited in place: its comments and layout stay.
+//! `platform new <service> --lang rust|python|javascript [--port N] [--dir D]`: a working
+//! service from a template (`templates/` in the repository, built into the binary so an
+//! installed `platform` needs no checkout): a route table, a database table with its
+//! migration for both backends, the cache and config, an authenticated route that reads the
+//! caller, a message handler stub, unit tests in the language's own runner (`cargo test`,
+//! unittest, `node --test`), the platform's WIT, and the service's entry in platform.toml.
+//! The file is edited in place: its comments and layout stay.
 
 use super::{load_config, CommandError, CommandResult};
 use anyhow::{anyhow, Context};
@@ -11,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct NewArgs {
-    /// The service's name: lowercase letters, digits and `_`, starting with a letter.
+    /// The service's name: lowercase letters and digits, starting with a letter, words joined
+    /// by single `_`.
     name: String,
     /// The language of its component.
     #[arg(long, value_enum)]
@@ -26,6 +28,8 @@ pub struct NewArgs {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Language {
+    /// wit-bindgen, built by cargo (`rustup target add wasm32-wasip2`).
+    Rust,
     /// componentize-py (`python3 -m pip install componentize-py==0.25.1`).
     Python,
     /// componentize-js (`npm ci` in the service's folder installs the pinned version).
@@ -35,6 +39,7 @@ enum Language {
 impl Language {
     fn files(self) -> &'static [TemplateFile] {
         match self {
+            Language::Rust => RUST,
             Language::Python => PYTHON,
             Language::Javascript => JAVASCRIPT,
         }
@@ -42,6 +47,7 @@ impl Language {
 
     fn flag(self) -> &'static str {
         match self {
+            Language::Rust => "rust",
             Language::Python => "python",
             Language::Javascript => "javascript",
         }
@@ -50,10 +56,21 @@ impl Language {
     /// The build command, run in the configuration's folder.
     fn build_command(self, name: &str, dir: &str) -> String {
         match self {
+            Language::Rust => format!("cd {dir} && cargo build --release --target wasm32-wasip2"),
             Language::Python => format!(
-                "cd {dir} && mkdir -p target && componentize-py -d wit -w {name} componentize app -o target/{name}.wasm"
+                "cd {dir} && mkdir -p target && componentize-py -d wit -w {} componentize app -o target/{name}.wasm",
+                wit_name(name)
             ),
             Language::Javascript => format!("cd {dir} && node build.mjs"),
+        }
+    }
+
+    /// Where the build command writes the component, relative to the configuration's folder.
+    fn component(self, name: &str, dir: &str) -> String {
+        match self {
+            // Cargo's own place for a cdylib; a package name keeps its `_` in the file name.
+            Language::Rust => format!("{dir}/target/wasm32-wasip2/release/{name}.wasm"),
+            Language::Python | Language::Javascript => format!("{dir}/target/{name}.wasm"),
         }
     }
 
@@ -61,6 +78,7 @@ impl Language {
     /// writes.
     fn sources(self) -> &'static [&'static str] {
         match self {
+            Language::Rust => &["src", "Cargo.toml", "wit"],
             Language::Python => &["app.py", "service.py", "wit"],
             Language::Javascript => &["app.js", "service.js", "wit"],
         }
@@ -69,13 +87,24 @@ impl Language {
     /// What to run once before the first build.
     fn setup(self, dir: &Path) -> String {
         match self {
+            Language::Rust => "rustup target add wasm32-wasip2".to_string(),
             Language::Python => "python3 -m pip install componentize-py==0.25.1".to_string(),
             Language::Javascript => format!("npm ci --prefix {}", dir.display()),
         }
     }
+
+    fn memory_limit_mb(self) -> i64 {
+        match self {
+            // The repository's own Rust services run in 64.
+            Language::Rust => 64,
+            // The interpreter (CPython, SpiderMonkey) is in the component.
+            Language::Python | Language::Javascript => 128,
+        }
+    }
 }
 
-/// One file of a template, `{{name}}` standing for the service's name.
+/// One file of a template, `{{name}}` standing for the service's name and `{{wit_name}}` for
+/// its WIT spelling (see [`wit_name`]).
 struct TemplateFile {
     path: &'static str,
     text: &'static str,
@@ -89,6 +118,11 @@ macro_rules! template_files {
         }),*]
     };
 }
+
+const RUST: &[TemplateFile] = template_files!("rust":
+    "Cargo.toml", ".cargo/config.toml", "src/lib.rs", "src/service.rs", "README.md", ".gitignore",
+    "wit/world.wit",
+);
 
 const PYTHON: &[TemplateFile] = template_files!("python":
     "app.py", "service.py", "test_service.py", "README.md", ".gitignore", "wit/world.wit",
@@ -201,7 +235,9 @@ pub fn run(config_path: &Path, args: NewArgs) -> CommandResult {
     Ok(())
 }
 
-/// A name that is a valid WIT package and world name, a database name and a Python module.
+/// A name that is a database name, a Cargo package and a Python module, and, with its `_`
+/// made `-` ([`wit_name`]), a WIT package and world name: WIT allows no empty word, so no
+/// `__` and no `_` at the end.
 fn check_name(name: &str) -> anyhow::Result<()> {
     let starts_well = name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
     if !starts_well
@@ -209,12 +245,19 @@ fn check_name(name: &str) -> anyhow::Result<()> {
         || !name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        || name.split('_').any(str::is_empty)
     {
         anyhow::bail!(
-            "`{name}` is not a service name: use lowercase letters, digits and `_`, starting with a letter (at most 40)"
+            "`{name}` is not a service name: use lowercase letters and digits, starting with a letter, words joined by single `_` (at most 40)"
         );
     }
     Ok(())
+}
+
+/// The service's name as WIT spells identifiers: kebab-case (`stock_report` is
+/// `stock-report`), which WIT tools also expect where they take a world's name.
+fn wit_name(name: &str) -> String {
+    name.replace('_', "-")
 }
 
 /// The service's table for platform.toml.
@@ -226,7 +269,7 @@ fn service_entry(language: Language, name: &str, port: u16, dir: &Path) -> toml_
         language.flag()
     ));
     table["port"] = toml_edit::value(i64::from(port));
-    table["component"] = toml_edit::value(format!("{dir}/target/{name}.wasm"));
+    table["component"] = toml_edit::value(language.component(name, &dir));
     table["build"] = toml_edit::value(language.build_command(name, &dir));
     let watch: toml_edit::Array = language
         .sources()
@@ -239,9 +282,7 @@ fn service_entry(language: Language, name: &str, port: u16, dir: &Path) -> toml_
         .into_iter()
         .collect();
     table["grants"] = toml_edit::value(grants);
-    // The interpreter (CPython, SpiderMonkey) is in the component: more memory than a
-    // Rust service needs.
-    table["memory_limit_mb"] = toml_edit::value(128);
+    table["memory_limit_mb"] = toml_edit::value(language.memory_limit_mb());
     table["request_timeout_ms"] = toml_edit::value(10000);
     let mut config = toml_edit::Table::new();
     config["greeting"] = toml_edit::value("Hello");
@@ -284,8 +325,11 @@ fn write_files(root: &Path, files: &[TemplateFile], name: &str) -> anyhow::Resul
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        std::fs::write(&path, file.text.replace("{{name}}", name))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let text = file
+            .text
+            .replace("{{wit_name}}", &wit_name(name))
+            .replace("{{name}}", name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
@@ -318,11 +362,67 @@ mod tests {
             "Reviews",
             "1st",
             "stock-report",
+            "stock__report",
+            "report_",
             "a b",
             "x".repeat(41).as_str(),
         ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    /// `package local:stock_report;` does not parse: every template names its world in
+    /// WIT's spelling.
+    #[test]
+    fn worlds_are_named_in_kebab_case() {
+        assert_eq!(wit_name("stock_report"), "stock-report");
+        for language in <Language as clap::ValueEnum>::value_variants() {
+            let world = language
+                .files()
+                .iter()
+                .find(|file| file.path == "wit/world.wit")
+                .unwrap();
+            assert!(
+                world.text.contains("package local:{{wit_name}};")
+                    && world.text.contains("world {{wit_name}} {"),
+                "{}",
+                language.flag()
+            );
+        }
+    }
+
+    /// Cargo writes a cdylib under target/<triple>/release, named after the package.
+    #[test]
+    fn a_rust_entry_points_at_what_cargo_builds() {
+        let entry = service_entry(
+            Language::Rust,
+            "stock_report",
+            8002,
+            Path::new("services/stock_report"),
+        );
+        assert_eq!(
+            entry["component"].as_str(),
+            Some("services/stock_report/target/wasm32-wasip2/release/stock_report.wasm")
+        );
+        assert_eq!(
+            entry["build"].as_str(),
+            Some("cd services/stock_report && cargo build --release --target wasm32-wasip2")
+        );
+        assert_eq!(entry["memory_limit_mb"].as_integer(), Some(64));
+        let watched: Vec<&str> = entry["watch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|path| path.as_str())
+            .collect();
+        assert_eq!(
+            watched,
+            [
+                "services/stock_report/src",
+                "services/stock_report/Cargo.toml",
+                "services/stock_report/wit"
+            ]
+        );
     }
 
     #[test]

@@ -28,8 +28,8 @@ pub fn tests() -> Vec<Test> {
 }
 
 /// An example, and what its own tooling needs in its folder.
-struct Example {
-    name: &'static str,
+pub struct Example {
+    pub name: &'static str,
     /// Run once before the first build (installs the pinned build tool).
     setup: &'static [&'static str],
     unit_tests: &'static [&'static str],
@@ -38,14 +38,14 @@ struct Example {
     version_line: (&'static str, &'static str),
 }
 
-const REVIEWS: Example = Example {
+pub const REVIEWS: Example = Example {
     name: "reviews",
     setup: &[],
     unit_tests: &["python3", "-m", "unittest"],
     version_line: ("service.py", "VERSION = \"1\""),
 };
 
-const WISHLIST: Example = Example {
+pub const WISHLIST: Example = Example {
     name: "wishlist",
     // The lockfile pins componentize-js; `.ci/run` has already fetched it into npm's cache.
     setup: &["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund"],
@@ -102,23 +102,14 @@ async fn builds(example: &'static Example) -> anyhow::Result<&'static Builds> {
 }
 
 async fn build(example: &Example) -> anyhow::Result<Builds> {
-    let root = workspace_root();
-    let sources = root.join("examples").join(example.name);
-    if !example.setup.is_empty() {
-        run_in(&sources, example.setup).await?;
-    }
-    run_in(&sources, example.unit_tests).await?;
-    let entry = &example_entries()?["services"][example.name];
-    let command = entry["build"].as_str().context("a build command")?;
-    run_in(&root, &["sh", "-c", command]).await?;
-    let v1 = root.join(entry["component"].as_str().context("a component")?);
-
+    let v1 = build_in_place(example).await?;
+    let command = build_command(example)?;
     let (file, line) = example.version_line;
-    let v2 = build_variant(example, command, "v2", |copy| {
+    let v2 = build_variant(example, &command, "v2", |copy| {
         replace_in(&copy.join(file), line, &line.replace('1', "2"))
     })
     .await?;
-    let ungranted = build_variant(example, command, "ungranted", |copy| {
+    let ungranted = build_variant(example, &command, "ungranted", |copy| {
         let logging = "    import platform:service/logging@0.2.0;";
         replace_in(
             &copy.join("wit/world.wit"),
@@ -128,6 +119,28 @@ async fn build(example: &Example) -> anyhow::Result<Builds> {
     })
     .await?;
     Ok(Builds { v1, v2, ungranted })
+}
+
+/// `example` after its unit tests pass, built in its folder by its `build` command; the
+/// path of the component.
+pub async fn build_in_place(example: &Example) -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let sources = root.join("examples").join(example.name);
+    if !example.setup.is_empty() {
+        run_in(&sources, example.setup).await?;
+    }
+    run_in(&sources, example.unit_tests).await?;
+    run_in(&root, &["sh", "-c", &build_command(example)?]).await?;
+    let entry = &example_entries()?["services"][example.name];
+    Ok(root.join(entry["component"].as_str().context("a component")?))
+}
+
+fn build_command(example: &Example) -> anyhow::Result<String> {
+    let entry = &example_entries()?["services"][example.name];
+    Ok(entry["build"]
+        .as_str()
+        .context("a build command")?
+        .to_string())
 }
 
 /// `example` built by its `command` from a copy of its sources that `edit` changed.
@@ -181,8 +194,7 @@ fn replace_in(file: &Path, from: &str, to: &str) -> anyhow::Result<()> {
 }
 
 /// The shop on `shared`'s backend set with `example` beside it, as README joins
-/// platform.toml and examples/services.toml; this run's names for its database, cache,
-/// queues and the shop's exchange.
+/// platform.toml and examples/services.toml.
 fn config_with(
     shared: &Platform,
     names: &RunNames,
@@ -194,10 +206,23 @@ fn config_with(
         .zip(free_ports(4))
         .collect();
     let mut config = shop_config_on(shared.backends(), names, &ports);
+    add_example(&mut config, names, example, &builds.v1)?;
+    Ok(config)
+}
+
+/// Adds `example`'s entry of examples/services.toml to a shop's `config`, serving
+/// `component` on a free port with this run's names for its database, cache and queues,
+/// subscribed to the shop's exchange.
+pub fn add_example(
+    config: &mut toml::Table,
+    names: &RunNames,
+    example: &Example,
+    component: &Path,
+) -> anyhow::Result<()> {
     let mut entry = example_entries()?["services"][example.name].clone();
     let entry = entry.as_table_mut().context("a service table")?;
     entry.insert("port".into(), i64::from(free_ports(1)[0]).into());
-    entry.insert("component".into(), builds.v1.display().to_string().into());
+    entry.insert("component".into(), component.display().to_string().into());
     entry.insert("database".into(), names.name(example.name).into());
     entry.insert("cache_namespace".into(), names.name(example.name).into());
     let exchange = config["messaging"]["exchanges"][0]["name"].clone();
@@ -209,11 +234,11 @@ fn config_with(
     subscription.insert("dead_letter_queue".into(), format!("{queue}.dlq").into());
     subscription.insert("queue".into(), queue.into());
     set(
-        &mut config,
+        config,
         &["services", example.name],
         toml::Value::Table(entry.clone()),
     );
-    Ok(config)
+    Ok(())
 }
 
 async fn reviews_in_python_takes_a_buyers_review_and_swaps_under_load(

@@ -1,8 +1,8 @@
-//! `platform new`: a service made from the Python or the JavaScript template is added to a
-//! configuration without losing its comments, refuses a taken name or port, passes its own
-//! unit tests, builds with `platform build`, and serves beside the shop: a write then a read
-//! through the database, a cached read, an authenticated route through the platform's token
-//! check, a 422 for a bad body, and the host's own 401 / 404 / 405.
+//! `platform new`: a service made from the Rust, the Python or the JavaScript template is
+//! added to a configuration without losing its comments, refuses a taken name or port,
+//! passes its own unit tests, builds with `platform build`, and serves beside the shop: a
+//! write then a read through the database, a cached read, an authenticated route through the
+//! platform's token check, a 422 for a bad body, and the host's own 401 / 404 / 405.
 
 use crate::support::{free_ports, set, shop_config, with_platform, workspace_root};
 use crate::support::{Platform, RunNames, Test};
@@ -13,6 +13,7 @@ use std::path::Path;
 
 pub fn tests() -> Vec<Test> {
     crate::real_backend_tests![
+        a_rust_service_from_platform_new_builds_tests_and_serves,
         a_python_service_from_platform_new_builds_tests_and_serves,
         a_javascript_service_from_platform_new_builds_tests_and_serves,
     ]
@@ -27,13 +28,37 @@ struct Language {
     setup: &'static [&'static str],
     unit_tests: &'static [&'static str],
     sources: &'static [&'static str],
+    /// The environment of the setup, the unit tests and the build.
+    env: &'static [(&'static str, &'static str)],
+    /// A folder of the workspace that the service's `target/` links to, so that a rerun
+    /// reuses what the last one compiled; the build's output stays where the entry says.
+    shared_target: Option<&'static str>,
 }
+
+const RUST: Language = Language {
+    flag: "rust",
+    setup: &[],
+    unit_tests: &["cargo", "test", "--quiet"],
+    sources: &[
+        "src/lib.rs",
+        "src/service.rs",
+        "Cargo.toml",
+        "wit/world.wit",
+    ],
+    // The workspace's own build has already downloaded the template's crates (the same
+    // wit-bindgen and serde_json): the template's lockfile is made from those, with no
+    // registry.
+    env: &[("CARGO_NET_OFFLINE", "true")],
+    shared_target: Some("target/template-rust"),
+};
 
 const PYTHON: Language = Language {
     flag: "python",
     setup: &[],
     unit_tests: &["python3", "-m", "unittest", "-v"],
     sources: &["app.py", "service.py", "test_service.py", "wit/world.wit"],
+    env: &[],
+    shared_target: None,
 };
 
 const JAVASCRIPT: Language = Language {
@@ -48,7 +73,15 @@ const JAVASCRIPT: Language = Language {
         "build.mjs",
         "wit/world.wit",
     ],
+    env: &[],
+    shared_target: None,
 };
+
+async fn a_rust_service_from_platform_new_builds_tests_and_serves(
+    _: &'static Platform,
+) -> anyhow::Result<()> {
+    from_platform_new(&RUST).await
+}
 
 async fn a_python_service_from_platform_new_builds_tests_and_serves(
     _: &'static Platform,
@@ -62,10 +95,11 @@ async fn a_javascript_service_from_platform_new_builds_tests_and_serves(
     from_platform_new(&JAVASCRIPT).await
 }
 
-/// `command` in `dir`; fails with what it printed.
-async fn run_in(dir: &Path, command: &[&str]) -> anyhow::Result<()> {
+/// `command` in `dir` with `language`'s environment; fails with what it printed.
+async fn run_in(dir: &Path, command: &[&str], language: &Language) -> anyhow::Result<()> {
     let output = tokio::process::Command::new(command[0])
         .args(&command[1..])
+        .envs(language.env.iter().copied())
         .current_dir(dir)
         .output()
         .await
@@ -80,9 +114,15 @@ async fn run_in(dir: &Path, command: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `platform --config <config> <args>`: its exit code, stdout and stderr.
-async fn platform_cli(config: &Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+/// `platform --config <config> <args>` with `language`'s environment: its exit code, stdout
+/// and stderr.
+async fn platform_cli(
+    config: &Path,
+    args: &[&str],
+    language: &Language,
+) -> anyhow::Result<(i32, String, String)> {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_platform"))
+        .envs(language.env.iter().copied())
         .arg("--config")
         .arg(config)
         .args(args)
@@ -140,6 +180,7 @@ async fn from_platform_new(language: &Language) -> anyhow::Result<()> {
             "--port",
             &port_text,
         ],
+        language,
     )
     .await?;
     ensure!(code == 0, "platform new: {code}\n{stdout}{stderr}");
@@ -156,7 +197,12 @@ async fn from_platform_new(language: &Language) -> anyhow::Result<()> {
         .is_file());
 
     // A name or a port already taken is refused, and nothing changes.
-    let again = platform_cli(&config_path, &["new", SERVICE, "--lang", language.flag]).await?;
+    let again = platform_cli(
+        &config_path,
+        &["new", SERVICE, "--lang", language.flag],
+        language,
+    )
+    .await?;
     ensure!(
         again.0 == 2 && again.2.contains("already"),
         "the same name again: {again:?}"
@@ -171,6 +217,7 @@ async fn from_platform_new(language: &Language) -> anyhow::Result<()> {
             "--port",
             &port_text,
         ],
+        language,
     )
     .await?;
     ensure!(
@@ -182,13 +229,18 @@ async fn from_platform_new(language: &Language) -> anyhow::Result<()> {
     );
     ensure!(std::fs::read_to_string(&config_path)? == edited);
 
+    if let Some(shared) = language.shared_target {
+        let shared = workspace_root().join(shared);
+        std::fs::create_dir_all(&shared)?;
+        std::os::unix::fs::symlink(&shared, sources.join("target"))?;
+    }
     // The template's own tests, in the language's own runner.
     if !language.setup.is_empty() {
-        run_in(&sources, language.setup).await?;
+        run_in(&sources, language.setup, language).await?;
     }
-    run_in(&sources, language.unit_tests).await?;
+    run_in(&sources, language.unit_tests, language).await?;
 
-    let (code, stdout, stderr) = platform_cli(&config_path, &["build", SERVICE]).await?;
+    let (code, stdout, stderr) = platform_cli(&config_path, &["build", SERVICE], language).await?;
     ensure!(code == 0, "platform build: {code}\n{stdout}{stderr}");
 
     // Served beside the shop: this run's database and cache namespace, the component by its
