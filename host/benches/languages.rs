@@ -10,6 +10,10 @@
 //!   `GET /products/{id}/reviews` and wishlist's `GET /products/{id}/wishlisted`, each a
 //!   cache hit answering a small JSON body.
 //!
+//! Python and JavaScript answer `GET /version` a second time from a service with
+//! `instances.reuse` on, which skips the interpreter's start on all but an instance's first
+//! request.
+//!
 //! Then per language: the component's size, a deploy of a digest the host never compiled
 //! (compile, health check and swap) and a rollback to the previous version (compiled code
 //! from the cache). The host is pinned to CPU 0 and wrk to CPU 1, as in the load bench.
@@ -85,6 +89,10 @@ async fn run(duration: Duration, quick: bool) -> anyhow::Result<()> {
         },
     ];
 
+    // Counted before this process is pinned to one of them.
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     pin(std::process::id(), "1")?;
     let names = RunNames::new();
     let ports: std::collections::BTreeMap<&str, u16> = ["user", "product", "order", "notification"]
@@ -94,6 +102,9 @@ async fn run(duration: Duration, quick: bool) -> anyhow::Result<()> {
     let mut config = shop_config_on(Backends::Real, &names, &ports);
     examples::add_example(&mut config, &names, &examples::REVIEWS, &reviews)?;
     examples::add_example(&mut config, &names, &examples::WISHLIST, &wishlist)?;
+    for example in [&examples::REVIEWS, &examples::WISHLIST] {
+        add_reusing(&mut config, &names, example.name)?;
+    }
     let fixture = |key: &'static str| ["services", FIXTURE, key];
     set(
         &mut config,
@@ -116,13 +127,33 @@ async fn run(duration: Duration, quick: bool) -> anyhow::Result<()> {
         vec!["database".to_string(), "logging".to_string()].into(),
     );
     let platform = Platform::start(names, config).await?;
-    let result = measure(&platform, &contenders, duration, quick).await;
+    let result = measure(&platform, cores, &contenders, duration, quick).await;
     platform.stop().await;
     result
 }
 
+/// `service` a second time, as `<service>_reusing`, with `instances.reuse` on (no
+/// subscription, and no tables: only its `GET /version` is measured).
+fn add_reusing(config: &mut toml::Table, names: &RunNames, service: &str) -> anyhow::Result<()> {
+    let reusing = format!("{service}_reusing");
+    let mut entry = config["services"][service].clone();
+    let table = entry.as_table_mut().context("a service table")?;
+    table.remove("subscriptions");
+    table.insert("port".into(), i64::from(free_ports(1)[0]).into());
+    table.insert("database".into(), names.name(&reusing).into());
+    table.insert("cache_namespace".into(), names.name(&reusing).into());
+    set(config, &["services", &reusing], entry);
+    set(
+        config,
+        &["services", &reusing, "instances", "reuse"],
+        true.into(),
+    );
+    Ok(())
+}
+
 async fn measure(
     platform: &Platform,
+    cores: usize,
     contenders: &[Contender],
     duration: Duration,
     quick: bool,
@@ -153,7 +184,7 @@ async fn measure(
         "{} cores; wrk pinned to CPU 1, the host to CPU 0; {} s per row; real backends\n\n\
          | scenario | connections | req/s (x Rust) | p50 | p99 (x Rust) | errors | server CPU | wrk CPU |\n\
          |---|---|---|---|---|---|---|---|\n",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        cores,
         duration.as_secs(),
     );
     for connections in CONNECTIONS {
@@ -167,6 +198,15 @@ async fn measure(
                 rust.as_ref(),
             ));
             rust.get_or_insert(measured);
+        }
+        for contender in &contenders[1..] {
+            let url = platform.url(&format!("{}_reusing", contender.service), "/version");
+            let measured = wrk::run(get(&url, connections, duration, pid)).await?;
+            report.push_str(&measured.row(
+                &format!("GET /version, {}, `instances.reuse` on", contender.language),
+                connections,
+                rust.as_ref(),
+            ));
         }
     }
     let reads = [
