@@ -8,7 +8,7 @@
 //! world imports `messaging`, which neither was granted, is refused naming the import.
 
 use crate::support::{
-    eventually, free_ports, id_of, set, shop_config_on, with_platform, workspace_root,
+    eventually, free_ports, id_of, run_in, set, shop_config_on, with_platform, workspace_root,
 };
 use crate::support::{Platform, RunNames, Test, TestUser};
 use anyhow::{ensure, Context};
@@ -67,24 +67,6 @@ fn example_entries() -> anyhow::Result<toml::Table> {
     Ok(toml::from_str(&text)?)
 }
 
-/// `command` in `dir`; fails with what it printed.
-async fn run_in(dir: &Path, command: &[&str]) -> anyhow::Result<()> {
-    let output = tokio::process::Command::new(command[0])
-        .args(&command[1..])
-        .current_dir(dir)
-        .output()
-        .await
-        .with_context(|| format!("running {command:?} in {dir:?}"))?;
-    ensure!(
-        output.status.success(),
-        "{command:?}: {}\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
-}
-
 /// Builds `example` once for all backend sets: its unit tests, then v1 in place by its
 /// `build` command, then v2 and the ungranted version from copies of its sources.
 async fn builds(example: &'static Example) -> anyhow::Result<&'static Builds> {
@@ -127,10 +109,10 @@ pub async fn build_in_place(example: &Example) -> anyhow::Result<PathBuf> {
     let root = workspace_root();
     let sources = root.join("examples").join(example.name);
     if !example.setup.is_empty() {
-        run_in(&sources, example.setup).await?;
+        run_in(&sources, example.setup, &[]).await?;
     }
-    run_in(&sources, example.unit_tests).await?;
-    run_in(&root, &["sh", "-c", &build_command(example)?]).await?;
+    run_in(&sources, example.unit_tests, &[]).await?;
+    run_in(&root, &["sh", "-c", &build_command(example)?], &[]).await?;
     let entry = &example_entries()?["services"][example.name];
     Ok(root.join(entry["component"].as_str().context("a component")?))
 }
@@ -161,7 +143,7 @@ async fn build_variant(
         &format!("cd {}", copy.display()),
         1,
     );
-    run_in(&root, &["sh", "-c", &command]).await?;
+    run_in(&root, &["sh", "-c", &command], &[]).await?;
     Ok(copy.join(format!("target/{}.wasm", example.name)))
 }
 

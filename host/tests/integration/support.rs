@@ -160,6 +160,26 @@ pub fn component_variant(component: &[u8], nonce: u64) -> Vec<u8> {
     out
 }
 
+/// `command` in `dir` with `env` added; fails with what it printed (the language tools of
+/// the templates and examples).
+pub async fn run_in(dir: &Path, command: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let output = tokio::process::Command::new(command[0])
+        .args(&command[1..])
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .await
+        .with_context(|| format!("running {command:?} in {dir:?}"))?;
+    ensure!(
+        output.status.success(),
+        "{command:?}: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
 /// Held by the tests that load the CPU hard (a browser, a login storm, endless loops or
 /// statements), most of which also check latencies: on two cores one of them beside
 /// another's latency check would measure the other test, not the platform.

@@ -4,9 +4,9 @@
 //! write then a read through the database, a cached read, an authenticated route through the
 //! platform's token check, a 422 for a bad body, and the host's own 401 / 404 / 405.
 
-use crate::support::{free_ports, set, shop_config, with_platform, workspace_root};
+use crate::support::{free_ports, run_in, set, shop_config, with_platform, workspace_root};
 use crate::support::{Platform, RunNames, Test};
-use anyhow::{ensure, Context};
+use anyhow::ensure;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -93,25 +93,6 @@ async fn a_javascript_service_from_platform_new_builds_tests_and_serves(
     _: &'static Platform,
 ) -> anyhow::Result<()> {
     from_platform_new(&JAVASCRIPT).await
-}
-
-/// `command` in `dir` with `language`'s environment; fails with what it printed.
-async fn run_in(dir: &Path, command: &[&str], language: &Language) -> anyhow::Result<()> {
-    let output = tokio::process::Command::new(command[0])
-        .args(&command[1..])
-        .envs(language.env.iter().copied())
-        .current_dir(dir)
-        .output()
-        .await
-        .with_context(|| format!("running {command:?}"))?;
-    ensure!(
-        output.status.success(),
-        "{command:?}: {}\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
 }
 
 /// `platform --config <config> <args>` with `language`'s environment: its exit code, stdout
@@ -236,9 +217,9 @@ async fn from_platform_new(language: &Language) -> anyhow::Result<()> {
     }
     // The template's own tests, in the language's own runner.
     if !language.setup.is_empty() {
-        run_in(&sources, language.setup, language).await?;
+        run_in(&sources, language.setup, language.env).await?;
     }
-    run_in(&sources, language.unit_tests, language).await?;
+    run_in(&sources, language.unit_tests, language.env).await?;
 
     let (code, stdout, stderr) = platform_cli(&config_path, &["build", SERVICE], language).await?;
     ensure!(code == 0, "platform build: {code}\n{stdout}{stderr}");
