@@ -12,16 +12,19 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --home /app platform
+ && groupadd --system --gid 10001 platform \
+ && useradd --system --uid 10001 --gid platform --home /app platform
 WORKDIR /app
 COPY --from=build /src/target/release/platform /usr/local/bin/platform
 COPY --from=build /src/target/wasm32-wasip2/release/*.wasm target/wasm32-wasip2/release/
 COPY platform.toml ./
 COPY migrations ./migrations
-# The state directory (deployed versions, compiled code, admin token) must be writable.
-RUN mkdir -p /app/.platform && chown -R platform /app
-USER platform
-EXPOSE 8001 8002 8003 8004
+# The state directory (deployed versions, compiled code, admin token) must be writable; in
+# a fleet (PLATFORM_FLEET) it keeps only the compiled-code cache. A numeric user, so that
+# Kubernetes' runAsNonRoot can check it (deploy/k8s).
+RUN mkdir -p /app/.platform && chown -R platform:platform /app/.platform
+USER 10001:10001
+EXPOSE 8001 8002 8003 8004 9000
 # Components are already built: do not try to build them at start. The admin API stays on
 # the container's loopback: `docker compose exec platform platform ps` (or deploy, rollback).
 CMD ["platform", "up", "--no-build"]

@@ -1,5 +1,6 @@
 //! The JSON documents of the admin API: what the host answers and the CLI reads.
 
+pub use crate::backends::fleet::{DesiredVersion, HostReport, ServiceReport, Strategy};
 use crate::state::DeploySource;
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +74,17 @@ pub struct Deployed {
     pub previous: String,
     pub swap_ms: f64,
     pub routes: usize,
+    /// In a fleet: how the version reaches the other hosts.
+    #[serde(default)]
+    pub strategy: Option<Strategy>,
+    /// Whether the host that answered serves it already (a rolling deploy gives every
+    /// host its turn in order).
+    #[serde(default = "serving_here")]
+    pub serving_here: bool,
+}
+
+fn serving_here() -> bool {
+    true
 }
 
 /// A message to publish (`platform publish`): to replay a dead letter or inject an
@@ -99,6 +111,30 @@ pub struct Published {
 pub struct RollbackRequest {
     #[serde(default)]
     pub to: Option<String>,
+    /// In a fleet: how the rollback reaches the other hosts.
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+/// `platform ps --fleet` and `platform rollout status`: the fleet's desired versions and
+/// every host's last heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetStatus {
+    pub fleet: String,
+    /// The host that answered.
+    pub host: String,
+    pub desired: std::collections::BTreeMap<String, DesiredVersion>,
+    pub hosts: Vec<FleetHost>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetHost {
+    #[serde(flatten)]
+    pub report: HostReport,
+    /// Whether its last heartbeat is younger than `[fleet] host_timeout_seconds`.
+    pub alive: bool,
+    /// Seconds since its last heartbeat, on the database server's clock.
+    pub silent_seconds: f64,
 }
 
 /// Every error: what went wrong, in a sentence that names the fix where there is one.

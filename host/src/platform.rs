@@ -4,6 +4,7 @@
 use crate::backends::broker::{self, Broker, OpenBrokerError};
 use crate::backends::cache;
 use crate::backends::database::{DatabaseServer, DatabaseSettings, OpenDatabaseError};
+use crate::backends::fleet::{FleetError, FleetStore};
 use crate::backends::http_client::{HttpClient, LocalService};
 use crate::backends::identity::IdentityProvider;
 use crate::backends::lease::{Leases, LocalLeases, PostgresLeases};
@@ -13,8 +14,8 @@ use crate::config::{Capability, PlatformConfig, ServiceConfig};
 use crate::ingress::admin::{self, AdminApi, AdminBindError, AdminSettings};
 use crate::ingress::http::{HttpSettings, ServiceHttp};
 use crate::ingress::recent_errors::RecentErrors;
-use crate::ingress::{schedules, server, subscriptions, ServiceEndpoint};
-use crate::runtime::{Registry, Runtime, Service, StartServiceError};
+use crate::ingress::{fleet, schedules, server, subscriptions, ServiceEndpoint};
+use crate::runtime::{Deployments, Fleet, Registry, Runtime, Service, StartServiceError};
 use crate::state::{StateDir, StateError};
 use crate::telemetry::{Telemetry, TelemetryError};
 use std::net::SocketAddr;
@@ -48,6 +49,8 @@ pub enum StartError {
     Service(StartServiceError),
     #[error("state directory: {0}")]
     State(StateError),
+    #[error("fleet `{fleet}`: {cause}")]
+    Fleet { fleet: String, cause: FleetError },
     #[error(transparent)]
     Admin(AdminBindError),
     #[error(transparent)]
@@ -100,10 +103,30 @@ impl Platform {
         let runtime = Runtime::new(max_memory, instance_budget(config), Some(state.clone()))
             .map_err(StartError::Runtime)?;
 
+        let fleet = match (&config.fleet.name, &config.database.url) {
+            (Some(name), Some(url)) => {
+                let fleet_error = |cause| StartError::Fleet {
+                    fleet: name.clone(),
+                    cause,
+                };
+                let store = FleetStore::open(url, name, config.state.history_limit)
+                    .await
+                    .map_err(fleet_error)?;
+                let role_secret = store.shared_secret().await.map_err(fleet_error)?;
+                let host = config.fleet_host();
+                tracing::info!(fleet = %name, %host, "fleet mode: deployments are kept in PostgreSQL");
+                Some((Arc::new(Fleet { store, host }), role_secret))
+            }
+            _ => None,
+        };
         let shared = SharedBackends::open(config, &state).await?;
-        let database_server = shared
-            .needs_database
-            .then(|| DatabaseServer::from_config(&config.database, state.databases_dir()));
+        let database_server = shared.needs_database.then(|| {
+            DatabaseServer::from_config(
+                &config.database,
+                state.databases_dir(),
+                fleet.as_ref().map(|(_, secret)| secret.clone()),
+            )
+        });
         let mut services = Vec::new();
         for (name, service) in &config.services {
             let database = match (&database_server, &service.database) {
@@ -134,8 +157,12 @@ impl Platform {
                 config.resolve(&service.component),
             ));
         }
+        let deployments = match &fleet {
+            Some((fleet, _)) => Deployments::Fleet(fleet.clone()),
+            None => Deployments::Local(state.clone()),
+        };
         let registry = Arc::new(
-            Registry::start(runtime, state.clone(), services)
+            Registry::start(runtime, deployments, services)
                 .await
                 .map_err(StartError::Service)?,
         );
@@ -244,6 +271,7 @@ impl Platform {
                     .flat_map(|service| service.subscriptions.iter().cloned())
                     .collect(),
                 recent_errors,
+                host_timeout: Duration::from_secs(config.fleet.host_timeout_seconds),
             },
         );
         tasks.spawn(server::serve(
@@ -254,6 +282,14 @@ impl Platform {
             shutdown.clone(),
         ));
         tracing::info!(address = %admin_address, "admin API listening");
+        if let Some((fleet, _)) = fleet {
+            tasks.spawn(fleet::follow(
+                registry.clone(),
+                fleet,
+                fleet::FollowSettings::new(&config.fleet, admin_address),
+                shutdown.clone(),
+            ));
+        }
         tasks.close();
         Ok(Platform {
             registry,

@@ -8,10 +8,12 @@
 //! - [`token_validator`]: asks the identity service whether a bearer token is valid.
 //! - [`identity`]: bcrypt and JWT signing for the identity provider.
 //! - [`lease`]: which host runs a schedule when several share a PostgreSQL server.
+//! - [`fleet`]: a fleet's deployment registry and heartbeats, in PostgreSQL.
 
 pub mod broker;
 pub mod cache;
 pub mod database;
+pub mod fleet;
 pub mod http_client;
 pub mod identity;
 pub mod lease;

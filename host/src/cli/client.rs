@@ -43,6 +43,9 @@ impl From<AdminCallError> for CommandError {
     }
 }
 
+/// `--admin` (or `PLATFORM_ADMIN_URL`): the admin API to call instead of `[admin] bind`.
+pub static ADMIN_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 pub struct AdminClient {
     http: HttpClient,
     base: String,
@@ -50,15 +53,21 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// The admin API of the host that runs `config`: its address from `[admin] bind`
-    /// (a wildcard address is reached on loopback), its token from `PLATFORM_ADMIN_TOKEN`
-    /// or the state directory.
+    /// The admin API at `--admin`, else that of the host that runs `config`: its address
+    /// from `[admin] bind` (a wildcard address is reached on loopback); the token from
+    /// `PLATFORM_ADMIN_TOKEN` or the state directory.
     pub fn new(config: &PlatformConfig) -> AdminClient {
-        let bind = config
-            .admin
-            .bind
-            .replace("0.0.0.0", "127.0.0.1")
-            .replace("[::]", "[::1]");
+        let base = match ADMIN_URL.get() {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!(
+                "http://{}",
+                config
+                    .admin
+                    .bind
+                    .replace("0.0.0.0", "127.0.0.1")
+                    .replace("[::]", "[::1]")
+            ),
+        };
         let token = config
             .admin
             .token
@@ -66,7 +75,7 @@ impl AdminClient {
             .or_else(|| StateDir::existing_admin_token(&config.resolve(&config.state.dir)));
         AdminClient {
             http: HttpClient::new(),
-            base: format!("http://{bind}"),
+            base,
             token,
         }
     }

@@ -2,7 +2,7 @@
 
 use super::client::{block_on, AdminClient};
 use super::{check_service, load_config, CommandError, CommandResult};
-use crate::admin_api::Deployed;
+use crate::admin_api::{Deployed, Strategy};
 use anyhow::anyhow;
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,10 @@ pub struct DeployArgs {
     service: String,
     /// The component (default: the service's built artifact from the configuration).
     file: Option<PathBuf>,
+    /// In a fleet: `all` hosts at once, or `rolling`, one host after the other, each
+    /// behind its health check (`platform rollout status` follows it).
+    #[arg(long, default_value = "all")]
+    strategy: Strategy,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -51,7 +55,11 @@ pub fn run(config_path: &Path, args: DeployArgs) -> CommandResult {
             .await?;
         client
             .post(
-                &format!("/v1/services/{}/deploy", args.service),
+                &format!(
+                    "/v1/services/{}/deploy?strategy={}",
+                    args.service,
+                    args.strategy.as_str()
+                ),
                 Bytes::from(bytes),
                 "application/wasm",
             )
@@ -68,14 +76,24 @@ pub fn print_deployed(deployed: &Deployed, json: bool) {
             "{}",
             serde_json::to_string_pretty(deployed).expect("JSON of a record")
         );
+        return;
+    }
+    let previous = &deployed.previous[..12.min(deployed.previous.len())];
+    if deployed.serving_here {
+        println!(
+            "{}: now serving {} (was {previous}), swapped in {:.1} ms\ndigest: {}",
+            deployed.service, deployed.version, deployed.swap_ms, deployed.digest
+        );
     } else {
         println!(
-            "{}: now serving {} (was {}), swapped in {:.1} ms\ndigest: {}",
-            deployed.service,
-            deployed.version,
-            &deployed.previous[..12.min(deployed.previous.len())],
-            deployed.swap_ms,
-            deployed.digest
+            "{}: {} checked and recorded in {:.1} ms; rolling out host by host (was {previous})\ndigest: {}",
+            deployed.service, deployed.version, deployed.swap_ms, deployed.digest
+        );
+    }
+    if deployed.strategy.is_some() {
+        println!(
+            "the fleet's hosts follow within seconds: `platform rollout status {}`",
+            deployed.service
         );
     }
 }

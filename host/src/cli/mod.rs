@@ -19,6 +19,7 @@ mod new;
 mod ps;
 mod publish;
 mod rollback;
+mod rollout;
 mod up;
 mod versions;
 
@@ -38,6 +39,10 @@ pub struct Cli {
         env = "PLATFORM_CONFIG"
     )]
     config: PathBuf,
+    /// The admin API to talk to (any host of a fleet), e.g. `http://10.0.0.7:9000`;
+    /// default: `[admin] bind` of the configuration.
+    #[arg(long, global = true, env = "PLATFORM_ADMIN_URL")]
+    admin: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +61,8 @@ enum Command {
     Rollback(rollback::RollbackArgs),
     /// Show every service: port, version, state, requests and errors since its deploy.
     Ps(ps::PsArgs),
+    /// A fleet's rollout of a service: its state on every host, promote or abort it.
+    Rollout(rollout::RolloutArgs),
     /// Show the deploy history of a service, newest first.
     Versions(versions::VersionsArgs),
     /// Publish a message through the running host's broker (e.g. inject an event).
@@ -103,6 +110,11 @@ pub type CommandResult = Result<(), CommandError>;
 
 /// Runs a parsed command line; errors are printed with their causes.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Some(admin) = cli.admin {
+        client::ADMIN_URL
+            .set(admin)
+            .expect("the admin URL is set once, here");
+    }
     let result = match cli.command {
         Command::New(args) => new::run(&cli.config, args),
         Command::Up(args) => up::run(&cli.config, args),
@@ -110,6 +122,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Deploy(args) => deploy::run(&cli.config, args),
         Command::Rollback(args) => rollback::run(&cli.config, args),
         Command::Ps(args) => ps::run(&cli.config, args),
+        Command::Rollout(args) => rollout::run(&cli.config, args),
         Command::Versions(args) => versions::run(&cli.config, args),
         Command::Publish(args) => publish::run(&cli.config, args),
         Command::Dlq(args) => dlq::run(&cli.config, args),

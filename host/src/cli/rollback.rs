@@ -14,6 +14,9 @@ pub struct RollbackArgs {
     /// A version (digest prefix) from `platform versions`; default: the previous one.
     #[arg(long)]
     to: Option<String>,
+    /// In a fleet: `all` hosts at once, or `rolling`, one host after the other.
+    #[arg(long, default_value = "all")]
+    strategy: crate::admin_api::Strategy,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -24,6 +27,7 @@ pub fn run(config_path: &Path, args: RollbackArgs) -> CommandResult {
     check_service(&config, &args.service)?;
     let body = serde_json::to_vec(&RollbackRequest {
         to: args.to.clone(),
+        strategy: args.strategy,
     })
     .expect("JSON of a record");
     let client = AdminClient::new(&config);

@@ -23,6 +23,15 @@ impl PlatformConfig {
         }
         self.identity.jwt_secret = env("JWT_SECRET").filter(|secret| !secret.is_empty());
         self.admin.token = env("PLATFORM_ADMIN_TOKEN").filter(|token| !token.is_empty());
+        if let Some(dir) = env("PLATFORM_STATE_DIR").filter(|dir| !dir.trim().is_empty()) {
+            self.state.dir = dir.trim().into();
+        }
+        if let Some(fleet) = env("PLATFORM_FLEET") {
+            self.fleet.name = Some(fleet.trim().to_string()).filter(|name| !name.is_empty());
+        }
+        if let Some(host) = env("PLATFORM_HOST_NAME") {
+            self.fleet.host = Some(host.trim().to_string()).filter(|name| !name.is_empty());
+        }
         if let Some(bind) = env("PLATFORM_ADMIN_BIND") {
             self.admin.bind = bind;
         }

@@ -41,8 +41,19 @@
 //! timeout_ms = 5000
 //!
 //! [state]
-//! dir = ".platform"                 # deployed versions, compiled code, the admin token
+//! dir = ".platform"                 # deployed versions, compiled code, the admin token;
+//!                                   # env PLATFORM_STATE_DIR
 //! history_limit = 10                # versions kept per service
+//!
+//! [fleet]                           # hosts sharing [database] url and a fleet name keep
+//! name = "shop"                     # one deployment registry there; env PLATFORM_FLEET
+//! host = "pod-1"                    # this host in the fleet; env PLATFORM_HOST_NAME
+//!                                   # (default: the hostname, plus the bind address if not
+//!                                   # a wildcard)
+//! heartbeat_seconds = 2             # how often a host reports its versions
+//! reconcile_seconds = 5             # how often a host compares itself with the registry
+//!                                   # (notifications make it sooner)
+//! host_timeout_seconds = 10         # a host silent this long counts as down
 //!
 //! [admin]                           # the API `platform deploy / rollback / ps` talk to
 //! bind = "127.0.0.1:9000"           # a non-loopback address needs PLATFORM_ADMIN_TOKEN
@@ -133,6 +144,8 @@ pub struct PlatformConfig {
     pub identity: IdentityConfig,
     #[serde(default)]
     pub state: StateConfig,
+    #[serde(default)]
+    pub fleet: FleetConfig,
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
@@ -351,6 +364,29 @@ impl Default for StateConfig {
         StateConfig {
             dir: PathBuf::from(".platform"),
             history_limit: 10,
+        }
+    }
+}
+
+/// Fleet mode: without a name, the host keeps its deployments in its state directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub heartbeat_seconds: u64,
+    pub reconcile_seconds: u64,
+    pub host_timeout_seconds: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            name: None,
+            host: None,
+            heartbeat_seconds: 2,
+            reconcile_seconds: 5,
+            host_timeout_seconds: 10,
         }
     }
 }
@@ -656,6 +692,25 @@ impl PlatformConfig {
         Ok(config)
     }
 
+    /// This host's name in its fleet: `[fleet] host`, else the machine's hostname, with the
+    /// service bind address when it is not a wildcard (hosts of one machine on distinct
+    /// loopback addresses need distinct names).
+    pub fn fleet_host(&self) -> String {
+        if let Some(host) = &self.fleet.host {
+            return host.clone();
+        }
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "host".into());
+        match self.host.bind.as_str() {
+            "0.0.0.0" | "::" | "[::]" => hostname,
+            bind => format!("{hostname}@{bind}"),
+        }
+    }
+
     /// A path from the file, resolved against the file's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
@@ -774,6 +829,40 @@ mod tests {
         assert!(matches!(
             parse(&text.replace("name = \"events\"", "name = \"events\"\nkind = \"headers\"")),
             Err(ConfigError::Invalid(message)) if message.contains("headers")
+        ));
+    }
+
+    #[test]
+    fn fleet_mode_is_named_in_the_file_or_the_environment_and_needs_postgres() {
+        let mut config = parse(MINIMAL).unwrap();
+        assert_eq!(config.fleet.name, None);
+        config
+            .apply_env(|name| match name {
+                "PLATFORM_FLEET" => Some("shop".into()),
+                "PLATFORM_HOST_NAME" => Some("pod-7".into()),
+                "PLATFORM_STATE_DIR" => Some("/var/lib/platform".into()),
+                "PLATFORM_BIND" => Some("127.0.0.12".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.fleet.name.as_deref(), Some("shop"));
+        assert_eq!(config.fleet_host(), "pod-7");
+        assert_eq!(config.state.dir, Path::new("/var/lib/platform"));
+        config.fleet.host = None;
+        assert!(
+            config.fleet_host().ends_with("@127.0.0.12"),
+            "hosts of one machine differ by address: {}",
+            config.fleet_host()
+        );
+        let in_file = MINIMAL.to_string() + "\n[fleet]\nname = \"shop\"\n";
+        assert_eq!(parse(&in_file).unwrap().fleet.name.as_deref(), Some("shop"));
+        assert!(matches!(
+            parse(&in_file.replace("url = \"postgres://localhost/postgres\"", "")),
+            Err(ConfigError::Invalid(message)) if message.contains("PostgreSQL")
+        ));
+        assert!(matches!(
+            parse(&in_file.replace("name = \"shop\"", "name = \"Shop Fleet\"")),
+            Err(ConfigError::Invalid(_))
         ));
     }
 

@@ -46,6 +46,25 @@ impl PlatformConfig {
                 ));
             }
         }
+        if let Some(fleet) = &self.fleet.name {
+            if !is_identifier(fleet) {
+                return invalid(format!(
+                    "fleet name `{fleet}` must be lower-case letters, digits, `-` or `_`"
+                ));
+            }
+            if self.database.url.is_none() {
+                return invalid(format!(
+                    "fleet `{fleet}` keeps its deployments in PostgreSQL: set database.url (or DATABASE_URL)"
+                ));
+            }
+            let fleet = &self.fleet;
+            if fleet.heartbeat_seconds == 0
+                || fleet.reconcile_seconds == 0
+                || fleet.host_timeout_seconds <= fleet.heartbeat_seconds
+            {
+                return invalid("fleet: heartbeat_seconds and reconcile_seconds must be positive, host_timeout_seconds above heartbeat_seconds".into());
+            }
+        }
         if self.identity.bcrypt_workers == Some(0) {
             return invalid("identity.bcrypt_workers must be positive".into());
         }

@@ -7,14 +7,23 @@
 //! GET  /v1/services                          every service: port, version, counters
 //! GET  /v1/services/{service}/versions       the deploy history, newest first
 //! GET  /v1/services/{service}/errors         its last warnings and errors, newest first
-//! POST /v1/services/{service}/deploy         body: the component; ?source=deploy|watch
-//! POST /v1/services/{service}/rollback       body: {"to": "<digest prefix>"} or empty
+//! POST /v1/services/{service}/deploy         body: the component; ?source=deploy|watch,
+//!                                            &strategy=all|rolling (a fleet's rollout)
+//! POST /v1/services/{service}/rollback       body: {"to": "<digest prefix>",
+//!                                            "strategy": "all|rolling"} or empty
+//! POST /v1/services/{service}/rollout/promote  a rolling deploy: every host at once now
+//! POST /v1/services/{service}/rollout/abort    back to the version before the rollout
+//! GET  /v1/fleet                             the fleet's desired versions and hosts
 //! POST /v1/exchanges/{exchange}/messages     body: a PublishRequest; publishes through
 //!                                            the platform's broker (RabbitMQ or embedded)
 //! GET  /v1/queues/{queue}/dead-letters       a subscription's dead letters (by its queue
 //!                                            or its dead-letter queue), oldest first
 //! POST /v1/queues/{queue}/dead-letters/replay  body: {"id": "..."} or empty for all
 //! ```
+//!
+//! Two answers need no token, for orchestrators' probes: `GET /health` (200 while the
+//! host serves) and `GET /ready` (200 unless a service refused the fleet's desired version
+//! on this host; 503 with the reasons then).
 
 use super::console;
 use super::recent_errors::RecentErrors;
@@ -22,8 +31,9 @@ use super::server::{json_response, Handler, HttpResponse};
 use super::ServiceEndpoint;
 use crate::admin_api;
 use crate::backends::broker::{Broker, Message, PublishError};
+use crate::backends::fleet::{FleetError, Strategy};
 use crate::config::{AdminConfig, SubscriptionConfig};
-use crate::runtime::{DeployComponentError, DeployOutcome, Registry};
+use crate::runtime::{DeployComponentError, DeployOutcome, DeploymentsError, Registry, SyncState};
 use crate::state::DeploySource;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
@@ -81,6 +91,9 @@ enum Call {
     Publish,
     DeadLetters,
     Replay,
+    Fleet,
+    Promote,
+    Abort,
 }
 
 pub struct AdminApi {
@@ -96,6 +109,8 @@ pub struct AdminApi {
     /// Every service's subscriptions, for their dead letters.
     subscriptions: Vec<SubscriptionConfig>,
     recent_errors: Arc<RecentErrors>,
+    /// A host silent this long counts as down in `GET /v1/fleet`.
+    host_timeout: std::time::Duration,
     calls: matchit::Router<Call>,
 }
 
@@ -107,6 +122,7 @@ pub struct AdminSettings {
     pub exchanges: Vec<String>,
     pub subscriptions: Vec<SubscriptionConfig>,
     pub recent_errors: Arc<RecentErrors>,
+    pub host_timeout: std::time::Duration,
 }
 
 impl AdminApi {
@@ -125,6 +141,9 @@ impl AdminApi {
             ("/v1/exchanges/{exchange}/messages", Call::Publish),
             ("/v1/queues/{queue}/dead-letters", Call::DeadLetters),
             ("/v1/queues/{queue}/dead-letters/replay", Call::Replay),
+            ("/v1/fleet", Call::Fleet),
+            ("/v1/services/{service}/rollout/promote", Call::Promote),
+            ("/v1/services/{service}/rollout/abort", Call::Abort),
         ] {
             calls
                 .insert(path, call)
@@ -142,6 +161,7 @@ impl AdminApi {
             exchanges: settings.exchanges,
             subscriptions: settings.subscriptions,
             recent_errors: settings.recent_errors,
+            host_timeout: settings.host_timeout,
             calls,
         }
     }
@@ -171,6 +191,11 @@ impl Handler for AdminApi {
         if console::serves(request.uri().path()) {
             return console::respond(request.method(), request.uri().path());
         }
+        match (request.method(), request.uri().path()) {
+            (&Method::GET, "/health") => return plain(StatusCode::OK, "serving\n".into()),
+            (&Method::GET, "/ready") => return self.readiness(),
+            _ => {}
+        }
         if !self.authorised(&request) {
             // Answered before the body is read: an unauthenticated upload costs the host
             // nothing but this answer, and the connection closes behind it.
@@ -195,7 +220,7 @@ impl Handler for AdminApi {
         let method = request.method().clone();
         match (call, &method) {
             (Call::Services, &Method::GET) => json_response(StatusCode::OK, &self.statuses()),
-            (Call::Versions, &Method::GET) => match self.versions(&param("service")) {
+            (Call::Versions, &Method::GET) => match self.versions(&param("service")).await {
                 Ok(entries) => json_response(StatusCode::OK, &entries),
                 Err(refused) => deploy_error(refused),
             },
@@ -210,6 +235,9 @@ impl Handler for AdminApi {
             (Call::Publish, &Method::POST) => self.publish(param("exchange"), request).await,
             (Call::DeadLetters, &Method::GET) => self.dead_letters(&param("queue")).await,
             (Call::Replay, &Method::POST) => self.replay(&param("queue"), request).await,
+            (Call::Fleet, &Method::GET) => self.fleet().await,
+            (Call::Promote, &Method::POST) => self.promote(&param("service")).await,
+            (Call::Abort, &Method::POST) => self.abort(&param("service")).await,
             _ => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} {path} is not an admin call"),
@@ -245,9 +273,14 @@ impl AdminApi {
     }
 
     async fn deploy(&self, service: String, request: http::Request<Incoming>) -> HttpResponse {
-        let source = match request.uri().query() {
-            Some(query) if query.contains("source=watch") => DeploySource::Watch,
+        let query = request.uri().query().unwrap_or_default().to_string();
+        let source = match query_value(&query, "source") {
+            Some("watch") => DeploySource::Watch,
             _ => DeploySource::Deploy,
+        };
+        let strategy = match query_value(&query, "strategy").map(str::parse).transpose() {
+            Ok(strategy) => strategy.unwrap_or_default(),
+            Err(refused) => return error(StatusCode::UNPROCESSABLE_ENTITY, refused),
         };
         if let Err(refused) = self.registry.service(&service) {
             return deploy_error(refused);
@@ -266,7 +299,11 @@ impl AdminApi {
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             return response;
         };
-        deployed(self.registry.deploy(&service, bytes.to_vec(), source).await)
+        deployed(
+            self.registry
+                .deploy(&service, bytes.to_vec(), source, strategy)
+                .await,
+        )
     }
 
     async fn rollback(&self, service: String, request: http::Request<Incoming>) -> HttpResponse {
@@ -288,7 +325,110 @@ impl AdminApi {
         };
         deployed(
             self.registry
-                .rollback(&service, rollback.to.as_deref())
+                .rollback(&service, rollback.to.as_deref(), rollback.strategy)
+                .await,
+        )
+    }
+
+    /// 200 unless a service refused the fleet's desired version here: then 503, so an
+    /// orchestrator sends this host no traffic while the others serve the desired one.
+    fn readiness(&self) -> HttpResponse {
+        let refused: Vec<String> = self
+            .registry
+            .services()
+            .filter_map(|service| match service.sync() {
+                SyncState::Refused { digest, reason, .. } => Some(format!(
+                    "{}: refused {}: {reason}",
+                    service.name(),
+                    &digest[..12.min(digest.len())]
+                )),
+                _ => None,
+            })
+            .collect();
+        if refused.is_empty() {
+            plain(StatusCode::OK, "ready\n".into())
+        } else {
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{}\n", refused.join("\n")),
+            )
+        }
+    }
+
+    async fn fleet(&self) -> HttpResponse {
+        let Some(fleet) = self.registry.deployments.fleet() else {
+            return error(
+                StatusCode::CONFLICT,
+                "this host is not in a fleet ([fleet] name or PLATFORM_FLEET)",
+            );
+        };
+        let read = async {
+            let desired = fleet.store.desired().await?;
+            let (hosts, now) = fleet.store.hosts().await?;
+            Ok::<_, FleetError>((desired, hosts, now))
+        };
+        match read.await {
+            Ok((desired, hosts, now)) => json_response(
+                StatusCode::OK,
+                &admin_api::FleetStatus {
+                    fleet: fleet.store.fleet().to_string(),
+                    host: fleet.host.clone(),
+                    desired,
+                    hosts: hosts
+                        .into_iter()
+                        .map(|report| {
+                            let silent = (now - report.heartbeat_at).to_std().unwrap_or_default();
+                            admin_api::FleetHost {
+                                alive: silent < self.host_timeout,
+                                silent_seconds: silent.as_secs_f64(),
+                                report,
+                            }
+                        })
+                        .collect(),
+                },
+            ),
+            Err(cause) => fleet_unavailable(cause),
+        }
+    }
+
+    /// A rolling deploy goes to every remaining host at once.
+    async fn promote(&self, service: &str) -> HttpResponse {
+        let Some(fleet) = self.registry.deployments.fleet() else {
+            return deploy_error(DeployComponentError::NeedsFleet("rollout"));
+        };
+        if let Err(refused) = self.registry.service(service) {
+            return deploy_error(refused);
+        }
+        match fleet.store.promote(service).await {
+            Ok(Some(desired)) => json_response(StatusCode::OK, &desired),
+            Ok(None) => error(
+                StatusCode::CONFLICT,
+                format!("`{service}` has no rolling deploy in progress"),
+            ),
+            Err(cause) => fleet_unavailable(cause),
+        }
+    }
+
+    /// Back to the version that served before the rollout, on every host at once.
+    async fn abort(&self, service: &str) -> HttpResponse {
+        let Some(fleet) = self.registry.deployments.fleet() else {
+            return deploy_error(DeployComponentError::NeedsFleet("rollout"));
+        };
+        if let Err(refused) = self.registry.service(service) {
+            return deploy_error(refused);
+        }
+        let previous = match fleet.store.desired().await {
+            Ok(desired) => desired
+                .get(service)
+                .and_then(|desired| desired.previous.clone()),
+            Err(cause) => return fleet_unavailable(cause),
+        };
+        let Some(previous) = previous else {
+            return deploy_error(DeployComponentError::NothingToRollBackTo(service.into()));
+        };
+        deployed(
+            self.registry
+                .rollback(service, Some(&previous), Strategy::All)
                 .await,
         )
     }
@@ -494,7 +634,7 @@ impl AdminApi {
             .collect()
     }
 
-    fn versions(
+    async fn versions(
         &self,
         service: &str,
     ) -> Result<Vec<admin_api::VersionEntry>, DeployComponentError> {
@@ -505,7 +645,7 @@ impl AdminApi {
             .load()
             .digest()
             .to_string();
-        let history = self.registry.history(service)?;
+        let history = self.registry.history(service).await?;
         let newest = history.len().saturating_sub(1);
         Ok(history
             .iter()
@@ -535,6 +675,8 @@ fn deployed(outcome: Result<DeployOutcome, DeployComponentError>) -> HttpRespons
                 previous: outcome.previous,
                 swap_ms: outcome.swap_time.as_secs_f64() * 1000.0,
                 routes: outcome.routes,
+                strategy: outcome.strategy,
+                serving_here: outcome.serving_here,
             },
         ),
         Err(refused) => deploy_error(refused),
@@ -551,7 +693,11 @@ fn deploy_error(refused: DeployComponentError) -> HttpResponse {
         DeployComponentError::Refused(_)
         | DeployComponentError::Migrations(_)
         | DeployComponentError::Unhealthy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        DeployComponentError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        DeployComponentError::NeedsFleet(_) => StatusCode::CONFLICT,
+        DeployComponentError::Store(DeploymentsError::Fleet(FleetError::Unavailable(_))) => {
+            return fleet_unavailable(FleetError::Unavailable(refused.to_string()));
+        }
+        DeployComponentError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if status.is_server_error() || status == StatusCode::UNPROCESSABLE_ENTITY {
         tracing::warn!(error = %refused, "deploy refused");
@@ -559,9 +705,51 @@ fn deploy_error(refused: DeployComponentError) -> HttpResponse {
     error(status, refused.to_string())
 }
 
+/// PostgreSQL is unreachable: the hosts keep serving, and deploys wait for it.
+fn fleet_unavailable(cause: FleetError) -> HttpResponse {
+    tracing::warn!(error = %cause, "fleet call refused");
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{cause}; the hosts keep serving their versions, try the deploy again later"),
+    );
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+fn plain(status: StatusCode, body: String) -> HttpResponse {
+    let mut response = http::Response::new(http_body_util::Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The value of `name` in a query string (values here are plain words: no decoding).
+fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::same_token;
+    use super::{query_value, same_token};
+
+    #[test]
+    fn query_values_are_found_by_exact_name() {
+        assert_eq!(
+            query_value("source=watch&strategy=rolling", "strategy"),
+            Some("rolling")
+        );
+        assert_eq!(query_value("xstrategy=all", "strategy"), None);
+        assert_eq!(query_value("", "source"), None);
+    }
 
     #[test]
     fn tokens_must_match_exactly() {

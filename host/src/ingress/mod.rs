@@ -1,11 +1,13 @@
 //! What brings work in: one HTTP listener per service port ([`http`]), one consumer per
 //! subscription ([`subscriptions`]), one timer per schedule ([`schedules`]), the admin API
-//! ([`admin`], with the [`console`] and each service's [`recent_errors`]) and `--watch` ([`watch`]),
+//! ([`admin`], with the [`console`] and each service's [`recent_errors`]), a fleet's
+//! registry ([`fleet`]) and `--watch` ([`watch`]),
 //! all served by one accept loop ([`server`]). Ingress routes and converts; components run
 //! through the runtime.
 
 pub mod admin;
 pub mod console;
+pub mod fleet;
 pub mod http;
 pub mod metrics;
 pub mod recent_errors;

@@ -3,6 +3,7 @@
 //! that fails prints the compiler's errors and leaves the running version alone; the other
 //! services and the requests in flight are never touched.
 
+use crate::backends::fleet::Strategy;
 use crate::build::{build_component, BuildComponentError};
 use crate::config::PlatformConfig;
 use crate::runtime::Registry;
@@ -128,7 +129,10 @@ async fn rebuild_and_deploy(registry: &Registry, config: &PlatformConfig, servic
             return;
         }
     };
-    match registry.deploy(service, bytes, DeploySource::Watch).await {
+    match registry
+        .deploy(service, bytes, DeploySource::Watch, Strategy::All)
+        .await
+    {
         Ok(outcome) => eprintln!(
             "{service}: now serving {} (was {}), swapped in {:.0?}",
             &outcome.digest[..12],

@@ -4,6 +4,7 @@
 
 mod admission;
 mod component;
+pub mod deployments;
 mod engine;
 mod instances;
 mod invoke;
@@ -13,7 +14,8 @@ mod service;
 
 pub use admission::{Admission, Overloaded};
 pub use component::{digest, ComponentVersion, LoadComponentError};
+pub use deployments::{Deployments, DeploymentsError, Fleet};
 pub use engine::{CompiledFrom, Runtime};
 pub use invoke::{CallError, CallLimits};
-pub use registry::{DeployComponentError, DeployOutcome, Registry, StartServiceError};
-pub use service::{DeployedService, Service};
+pub use registry::{Converged, DeployComponentError, DeployOutcome, Registry, StartServiceError};
+pub use service::{DeployedService, Service, SyncState};

@@ -6,8 +6,14 @@
 //!    route table;
 //! 2. apply the service's pending migrations;
 //! 3. call the new version's `health` export on a fresh instance;
-//! 4. record it in the state directory, then serve it (at start) or switch to it with one
-//!    atomic store.
+//! 4. record it (in the state directory, or in the fleet's registry), then serve it (at
+//!    start) or switch to it with one atomic store.
+//!
+//! In a fleet, the host that receives a deploy runs steps 1 to 4 (so migrations run once,
+//! under sqlx's advisory lock) and records the version as the service's desired one; every
+//! host then [`converge`](Registry::converge)s on it by steps 1 and 3 of its own and the
+//! switch, when the rollout strategy gives it its turn. A host whose health check refuses
+//! the version keeps the old one and reports why.
 //!
 //! A failure at any step leaves the running version untouched. At start, a recorded
 //! version that fails is reported by name and the service falls back to its previous good
@@ -15,9 +21,12 @@
 //! the version they started on. Deploys of one service are serialised; deploys of
 //! different services never wait for each other.
 
+use super::deployments::{Deployments, DeploymentsError};
+use super::service::SyncState;
 use super::{ComponentVersion, DeployedService, LoadComponentError, Runtime, Service};
 use crate::backends::database::MigrateDatabaseError;
-use crate::state::{DeployRecord, DeploySource, StateDir, StateError};
+use crate::backends::fleet::{DesiredVersion, HostReport, Strategy};
+use crate::state::{DeployRecord, DeploySource};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +43,9 @@ pub enum DeployComponentError {
     #[error("health check failed: {0}")]
     Unhealthy(String),
     #[error("the deploy could not be recorded: {0}")]
-    State(StateError),
+    Store(DeploymentsError),
+    #[error("`{0}` rollouts need fleet mode ([fleet] name or PLATFORM_FLEET)")]
+    NeedsFleet(&'static str),
     #[error(
         "`{service}` has no version `{version}` in its history (see `platform versions {service}`)"
     )]
@@ -61,20 +72,40 @@ pub struct DeployOutcome {
     pub digest: String,
     /// The digest of the version it replaced.
     pub previous: String,
-    /// From receiving the component to the switch.
+    /// From receiving the component to the switch (or to its recording, if this host
+    /// waits for its turn).
     pub swap_time: Duration,
     pub routes: usize,
+    /// How it reaches the other hosts of the fleet; `None` on a host alone.
+    pub strategy: Option<Strategy>,
+    /// Whether this host serves it already (a rolling deploy may give it a later turn).
+    pub serving_here: bool,
 }
+
+/// What a host did when it compared a service with the fleet's desired version.
+#[derive(Debug)]
+pub enum Converged {
+    InSync,
+    /// A rolling deploy has not reached this host's turn.
+    Waiting,
+    Swapped(DeployOutcome),
+    /// The version was refused here (recently: it is tried again later).
+    Refused(String),
+}
+
+/// How long a host waits before trying again a version it refused.
+const RETRY_REFUSED: Duration = Duration::from_secs(30);
 
 pub struct Registry {
     pub runtime: Runtime,
-    pub state: Arc<StateDir>,
+    pub deployments: Deployments,
     services: BTreeMap<String, Arc<DeployedService>>,
 }
 
 /// A version a starting service may serve, in the order they are tried.
 enum Candidate {
-    /// A version from the service's history; `newest` if it is the last one recorded.
+    /// A version from the service's history (or the fleet's desired version); `newest` if
+    /// it is what the service should serve.
     Recorded { record: DeployRecord, newest: bool },
     /// The component `platform.toml` names.
     Configured,
@@ -85,19 +116,28 @@ impl Registry {
     /// passes it.
     pub async fn start(
         runtime: Runtime,
-        state: Arc<StateDir>,
+        deployments: Deployments,
         services: Vec<Service>,
     ) -> Result<Registry, StartServiceError> {
         let mut registry = Registry {
             runtime,
-            state,
+            deployments,
             services: BTreeMap::new(),
         };
-        let started = futures::future::try_join_all(
-            services
-                .into_iter()
-                .map(|service| registry.start_service(service)),
-        )
+        // Without the fleet's registry a host could only serve stale versions: it does not
+        // start (its orchestrator retries), rather than serve them as if current.
+        let desired = registry
+            .deployments
+            .desired()
+            .await
+            .map_err(|error| StartServiceError {
+                service: "every service".into(),
+                refused: vec![error.to_string()],
+            })?;
+        let started = futures::future::try_join_all(services.into_iter().map(|service| {
+            let desired = desired.get(&service.name).cloned();
+            registry.start_service(service, desired)
+        }))
         .await?;
         registry.services = started
             .into_iter()
@@ -106,14 +146,37 @@ impl Registry {
         Ok(registry)
     }
 
-    async fn start_service(&self, service: Service) -> Result<DeployedService, StartServiceError> {
+    async fn start_service(
+        &self,
+        service: Service,
+        desired: Option<DesiredVersion>,
+    ) -> Result<DeployedService, StartServiceError> {
         // A history that cannot be read costs this service its recorded versions, never
         // the host its start: it serves the configured component, loudly.
-        let history = self.state.history(&service.name).unwrap_or_else(|error| {
-            tracing::error!(service = %service.name, %error, "the deploy history is unreadable; serving the configured component");
-            Vec::new()
-        });
+        let history = self
+            .deployments
+            .history(&service.name)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::error!(service = %service.name, %error, "the deploy history is unreadable; serving the configured component");
+                Vec::new()
+            });
+        let in_fleet = self.deployments.fleet().is_some();
         let mut candidates: Vec<Candidate> = Vec::new();
+        if let Some(desired) = &desired {
+            candidates.push(Candidate::Recorded {
+                record: DeployRecord {
+                    digest: desired.digest.clone(),
+                    deployed_at: desired.since,
+                    source: history
+                        .iter()
+                        .rev()
+                        .find(|record| record.digest == desired.digest)
+                        .map_or(DeploySource::Deploy, |record| record.source),
+                },
+                newest: true,
+            });
+        }
         for (index, record) in history.iter().enumerate().rev() {
             let seen = candidates.iter().any(|candidate| {
                 matches!(candidate, Candidate::Recorded { record: r, .. } if r.digest == record.digest)
@@ -121,7 +184,8 @@ impl Registry {
             if !seen {
                 candidates.push(Candidate::Recorded {
                     record: record.clone(),
-                    newest: index + 1 == history.len(),
+                    // In a fleet, the desired version (first above) is the one to serve.
+                    newest: !in_fleet && index + 1 == history.len(),
                 });
             }
         }
@@ -131,8 +195,9 @@ impl Registry {
         for candidate in candidates {
             let (bytes, label) = match &candidate {
                 Candidate::Recorded { record, .. } => (
-                    self.state
+                    self.deployments
                         .component(&service.name, &record.digest)
+                        .await
                         .map_err(|error| error.to_string()),
                     format!("recorded version {}", &record.digest[..12]),
                 ),
@@ -169,13 +234,23 @@ impl Registry {
                             version.record = record;
                             note_newer_artifact(&service, &version);
                         }
+                        // A fleet's older version serves until this host can serve the
+                        // desired one; the registry keeps saying what is desired.
+                        Candidate::Recorded { record, .. } if in_fleet => version.record = record,
                         _ => {
-                            self.record(&service.name, bytes, &version)
+                            self.deployments
+                                .record(
+                                    &service.name,
+                                    bytes,
+                                    version.record.clone(),
+                                    Strategy::All,
+                                    true,
+                                )
                                 .await
                                 .map_err(|error| StartServiceError {
                                     service: service.name.clone(),
                                     refused: vec![error.to_string()],
-                                })?
+                                })?;
                         }
                     }
                     if !refused.is_empty() {
@@ -189,7 +264,15 @@ impl Registry {
                         routes = version.routes.len(),
                         "component loaded"
                     );
-                    return Ok(DeployedService::new(service, version));
+                    let deployed = DeployedService::new(service, version);
+                    if let (Some(desired), false) = (&desired, refused.is_empty()) {
+                        deployed.set_sync(SyncState::Refused {
+                            digest: desired.digest.clone(),
+                            reason: refused.join("; "),
+                            at: Instant::now(),
+                        });
+                    }
+                    return Ok(deployed);
                 }
                 Err(error) => {
                     tracing::error!(service = %service.name, version = %label, %error, "refused at start");
@@ -214,11 +297,12 @@ impl Registry {
     }
 
     /// The deploys of `service`, oldest first.
-    pub fn history(&self, service: &str) -> Result<Vec<DeployRecord>, DeployComponentError> {
+    pub async fn history(&self, service: &str) -> Result<Vec<DeployRecord>, DeployComponentError> {
         self.service(service)?;
-        self.state
+        self.deployments
             .history(service)
-            .map_err(DeployComponentError::State)
+            .await
+            .map_err(DeployComponentError::Store)
     }
 
     /// Deploys `bytes` as the new version of `service`.
@@ -227,12 +311,21 @@ impl Registry {
         service: &str,
         bytes: Vec<u8>,
         source: DeploySource,
+        strategy: Strategy,
     ) -> Result<DeployOutcome, DeployComponentError> {
         let started = Instant::now();
         let service = self.service(service)?;
+        self.check_strategy(strategy)?;
         let _serialised = service.deploy_lock.lock().await;
-        self.swap_in(service, Arc::new(bytes), source, started)
+        self.swap_in(service, Arc::new(bytes), source, strategy, started)
             .await
+    }
+
+    fn check_strategy(&self, strategy: Strategy) -> Result<(), DeployComponentError> {
+        match (strategy, self.deployments.fleet()) {
+            (Strategy::All, _) | (_, Some(_)) => Ok(()),
+            (other, None) => Err(DeployComponentError::NeedsFleet(other.as_str())),
+        }
     }
 
     /// Deploys the version before the current one, or the one whose digest starts with `to`.
@@ -240,16 +333,19 @@ impl Registry {
         &self,
         service: &str,
         to: Option<&str>,
+        strategy: Strategy,
     ) -> Result<DeployOutcome, DeployComponentError> {
         let started = Instant::now();
         let service = self.service(service)?;
+        self.check_strategy(strategy)?;
         let _serialised = service.deploy_lock.lock().await;
         let name = service.name();
         let current = service.current.load().digest().to_string();
         let history = self
-            .state
+            .deployments
             .history(name)
-            .map_err(DeployComponentError::State)?;
+            .await
+            .map_err(DeployComponentError::Store)?;
         let target = match to {
             Some(prefix) => {
                 let matches: std::collections::BTreeSet<&str> = history
@@ -278,11 +374,92 @@ impl Registry {
                 .to_string(),
         };
         let bytes = self
-            .state
+            .deployments
             .component(name, &target)
-            .map_err(DeployComponentError::State)?;
-        self.swap_in(service, Arc::new(bytes), DeploySource::Rollback, started)
             .await
+            .map_err(DeployComponentError::Store)?;
+        self.swap_in(
+            service,
+            Arc::new(bytes),
+            DeploySource::Rollback,
+            strategy,
+            started,
+        )
+        .await
+    }
+
+    /// Brings `service` on this host to the fleet's `desired` version, if the rollout gives
+    /// this host its turn: loads it (compiled code from the local cache when there is
+    /// some), checks its health and switches. `hosts`: the fleet's last heartbeats, for
+    /// the turn of a rolling deploy.
+    pub async fn converge(
+        &self,
+        service: &DeployedService,
+        desired: &DesiredVersion,
+        hosts: &[HostReport],
+        host_timeout: Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Converged {
+        let in_sync = |service: &DeployedService| service.current.load().digest() == desired.digest;
+        if in_sync(service) {
+            service.set_sync(SyncState::InSync);
+            return Converged::InSync;
+        }
+        if let SyncState::Refused { digest, reason, at } = service.sync() {
+            if digest == desired.digest && at.elapsed() < RETRY_REFUSED {
+                return Converged::Refused(reason);
+            }
+        }
+        let Some(fleet) = self.deployments.fleet() else {
+            return Converged::InSync;
+        };
+        if desired.strategy == Strategy::Rolling
+            && !has_turn(
+                &fleet.host,
+                service.name(),
+                &desired.digest,
+                hosts,
+                host_timeout,
+                now,
+            )
+        {
+            service.set_sync(SyncState::Waiting);
+            return Converged::Waiting;
+        }
+        let started = Instant::now();
+        let _serialised = service.deploy_lock.lock().await;
+        if in_sync(service) {
+            return Converged::InSync; // a deploy through this host's admin API did it
+        }
+        service.set_sync(SyncState::Updating);
+        let loaded = match self
+            .deployments
+            .component(service.name(), &desired.digest)
+            .await
+        {
+            Ok(bytes) => {
+                self.prepare(&service.service, Arc::new(bytes), DeploySource::Deploy)
+                    .await
+            }
+            Err(error) => Err(DeployComponentError::Store(error)),
+        };
+        match loaded {
+            Ok(mut version) => {
+                version.record.deployed_at = desired.since;
+                let outcome = self.switch(service, version, Some(desired.strategy), started);
+                service.set_sync(SyncState::InSync);
+                Converged::Swapped(outcome)
+            }
+            Err(error) => {
+                tracing::error!(service = %service.name(), version = %&desired.digest[..12.min(desired.digest.len())], %error, "the fleet's desired version was refused on this host; the running one keeps serving");
+                service.set_sync(SyncState::Refused {
+                    digest: desired.digest.clone(),
+                    reason: error.to_string(),
+                    at: Instant::now(),
+                });
+                Converged::Refused(error.to_string())
+            }
+        }
     }
 
     /// Steps 1 to 3 of the load path: a version ready to serve, not yet recorded.
@@ -308,33 +485,55 @@ impl Registry {
         }
     }
 
-    /// Step 4, first half: the version goes into the state directory.
-    async fn record(
-        &self,
-        service: &str,
-        bytes: Arc<Vec<u8>>,
-        version: &ComponentVersion,
-    ) -> Result<(), DeployComponentError> {
-        let record = version.record.clone();
-        let state = self.state.clone();
-        let name = service.to_string();
-        tokio::task::spawn_blocking(move || state.record(&name, &bytes, record))
-            .await
-            .expect("recording a deploy does not panic")
-            .map_err(DeployComponentError::State)
-    }
-
     async fn swap_in(
         &self,
         service: &DeployedService,
         bytes: Arc<Vec<u8>>,
         source: DeploySource,
+        strategy: Strategy,
         started: Instant,
     ) -> Result<DeployOutcome, DeployComponentError> {
         let version = self
             .prepare(&service.service, bytes.clone(), source)
             .await?;
-        self.record(service.name(), bytes, &version).await?;
+        self.deployments
+            .record(
+                service.name(),
+                bytes,
+                version.record.clone(),
+                strategy,
+                false,
+            )
+            .await
+            .map_err(DeployComponentError::Store)?;
+        let fleet_strategy = self.deployments.fleet().map(|_| strategy);
+        if strategy == Strategy::Rolling {
+            // Every host, this one included, takes its turn through `converge`.
+            service.set_sync(SyncState::Waiting);
+            return Ok(DeployOutcome {
+                service: service.name().to_string(),
+                digest: version.digest().to_string(),
+                previous: service.current.load().digest().to_string(),
+                swap_time: started.elapsed(),
+                routes: version.routes.len(),
+                strategy: fleet_strategy,
+                serving_here: false,
+            });
+        }
+        let outcome = self.switch(service, version, fleet_strategy, started);
+        service.set_sync(SyncState::InSync);
+        Ok(outcome)
+    }
+
+    /// The atomic switch to a version that passed the load path.
+    fn switch(
+        &self,
+        service: &DeployedService,
+        version: ComponentVersion,
+        strategy: Option<Strategy>,
+        started: Instant,
+    ) -> DeployOutcome {
+        let source = version.record.source;
         let digest = version.digest().to_string();
         let routes = version.routes.len();
         let previous = service.current.swap(Arc::new(version));
@@ -348,14 +547,36 @@ impl Registry {
             ?swap_time,
             "new version serving"
         );
-        Ok(DeployOutcome {
+        DeployOutcome {
             service: service.name().to_string(),
             digest,
             previous: previous.digest().to_string(),
             swap_time,
             routes,
-        })
+            strategy,
+            serving_here: true,
+        }
     }
+}
+
+/// Whether `host` may switch `service` to `digest` in a rolling deploy: every live host
+/// whose name sorts before it serves `digest` already. A host silent for `host_timeout`
+/// is not waited for; a host that refused the version stops the rollout there.
+fn has_turn(
+    host: &str,
+    service: &str,
+    digest: &str,
+    hosts: &[HostReport],
+    host_timeout: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let timeout = chrono::Duration::from_std(host_timeout).unwrap_or(chrono::Duration::MAX);
+    hosts
+        .iter()
+        .filter(|other| other.host.as_str() < host)
+        .filter(|other| now - other.heartbeat_at < timeout)
+        .filter(|other| other.services.contains_key(service))
+        .all(|other| other.services[service].serving == digest)
 }
 
 /// A restart serves the last deployed version even when the configured component was
@@ -370,5 +591,62 @@ fn note_newer_artifact(service: &Service, version: &ComponentVersion) {
                 service.name
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_turn;
+    use crate::backends::fleet::{HostReport, ServiceReport};
+    use chrono::{DateTime, Utc};
+    use std::time::Duration;
+
+    fn host(name: &str, serving: &str, heard: DateTime<Utc>) -> HostReport {
+        HostReport {
+            host: name.into(),
+            admin_url: String::new(),
+            started_at: heard,
+            heartbeat_at: heard,
+            services: [(
+                "shop".to_string(),
+                ServiceReport {
+                    serving: serving.into(),
+                    state: "serving".into(),
+                },
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn a_rolling_deploy_gives_hosts_their_turn_in_name_order() {
+        let now = Utc::now();
+        let timeout = Duration::from_secs(10);
+        let fleet = [
+            host("a", "old", now),
+            host("b", "old", now),
+            host("c", "old", now),
+        ];
+        let turn =
+            |me: &str, hosts: &[HostReport]| has_turn(me, "shop", "new", hosts, timeout, now);
+        assert!(turn("a", &fleet), "the first host goes first");
+        assert!(!turn("b", &fleet) && !turn("c", &fleet));
+        let fleet = [
+            host("a", "new", now),
+            host("b", "old", now),
+            host("c", "old", now),
+        ];
+        assert!(turn("b", &fleet) && !turn("c", &fleet));
+        // A host silent past the timeout is not waited for; a live one that has not
+        // switched (it refused the version, say) stops the rollout there.
+        let silent = now - chrono::Duration::seconds(11);
+        let fleet = [
+            host("a", "new", now),
+            host("b", "old", silent),
+            host("c", "old", now),
+        ];
+        assert!(turn("c", &fleet));
+        let fleet = [host("a", "old", now), host("b", "new", now)];
+        assert!(!turn("c", &fleet));
     }
 }

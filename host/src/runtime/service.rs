@@ -55,6 +55,37 @@ pub struct DeployedService {
     pub current: ArcSwap<ComponentVersion>,
     /// Held for the whole of a deploy or rollback, so two never interleave on one service.
     pub(super) deploy_lock: tokio::sync::Mutex<()>,
+    /// In a fleet: how this host stands with the fleet's desired version.
+    sync: std::sync::Mutex<SyncState>,
+}
+
+/// How a host stands with the fleet's desired version of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncState {
+    /// Serving it (or, alone, whatever was deployed last).
+    InSync,
+    /// A rolling deploy has not reached this host's turn.
+    Waiting,
+    /// Loading and checking it.
+    Updating,
+    /// This host refused it, and keeps the version it had.
+    Refused {
+        digest: String,
+        reason: String,
+        at: std::time::Instant,
+    },
+}
+
+impl SyncState {
+    /// As `platform ps --fleet` shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            SyncState::InSync => "serving".into(),
+            SyncState::Waiting => "waiting for its turn".into(),
+            SyncState::Updating => "updating".into(),
+            SyncState::Refused { reason, .. } => format!("refused: {reason}"),
+        }
+    }
 }
 
 impl DeployedService {
@@ -63,7 +94,16 @@ impl DeployedService {
             service,
             current: ArcSwap::from_pointee(version),
             deploy_lock: tokio::sync::Mutex::new(()),
+            sync: std::sync::Mutex::new(SyncState::InSync),
         }
+    }
+
+    pub fn sync(&self) -> SyncState {
+        self.sync.lock().expect("sync state lock").clone()
+    }
+
+    pub(super) fn set_sync(&self, state: SyncState) {
+        *self.sync.lock().expect("sync state lock") = state;
     }
 
     pub fn name(&self) -> &str {

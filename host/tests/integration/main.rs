@@ -30,6 +30,8 @@
 //! - `templates`, `examples`: `platform new`'s templates and the example services, in
 //!   Python and JavaScript.
 //! - `tracing`: OpenTelemetry traces into an OTLP receiver of the test's own.
+//! - `fleet`: three hosts of one fleet behind HAProxy: deploys that reach every host,
+//!   rolling deploys, a killed host, consumers and migrations on several hosts.
 //! - `swap`: deploy, rollback and `--watch` under load; refused versions; the admin token;
 //!   restarts from the state directory.
 
@@ -38,6 +40,7 @@ mod conventions;
 mod degraded;
 mod examples;
 mod fault_proxy;
+mod fleet;
 mod isolation;
 mod limits;
 mod mixed;
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         schedules::tests(),
         openapi::tests(),
         swap::tests(),
+        fleet::tests(),
         tracing::tests(),
         templates::tests(),
         examples::tests(),

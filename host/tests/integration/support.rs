@@ -660,9 +660,15 @@ impl Platform {
             .unwrap() as u16
     }
 
-    /// `http://127.0.0.1:<port of service><path>`.
+    /// `http://<host bind, default 127.0.0.1>:<port of service><path>`.
     pub fn url(&self, service: &str, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port(service))
+        let bind = self
+            .config
+            .get("host")
+            .and_then(|host| host.get("bind"))
+            .and_then(|bind| bind.as_str())
+            .unwrap_or("127.0.0.1");
+        format!("http://{bind}:{}{path}", self.port(service))
     }
 
     pub fn http(&self) -> &reqwest::Client {

@@ -82,8 +82,16 @@ pub trait Transaction: Send {
 /// Where the services' databases live: one server, or one SQLite file each in a folder.
 #[derive(Debug, Clone)]
 pub enum DatabaseServer {
-    Postgres { url: String },
-    Sqlite { dir: PathBuf },
+    /// `role_secret`: the fleet's shared secret that service role passwords are derived
+    /// from, so that every host of the fleet sets the same one; without a fleet, each start
+    /// sets a new random password.
+    Postgres {
+        url: String,
+        role_secret: Option<String>,
+    },
+    Sqlite {
+        dir: PathBuf,
+    },
 }
 
 /// Settings shared by every service's database: its pool and what one statement may cost.
@@ -130,11 +138,15 @@ impl DatabaseServer {
     pub fn from_config(
         settings: &crate::config::DatabaseConfig,
         embedded_dir: PathBuf,
+        role_secret: Option<String>,
     ) -> DatabaseServer {
         match &settings.url {
             Some(url) => {
                 tracing::info!(url = %crate::config::redact_url(url), "database: PostgreSQL, a database per service");
-                DatabaseServer::Postgres { url: url.clone() }
+                DatabaseServer::Postgres {
+                    url: url.clone(),
+                    role_secret,
+                }
             }
             None => {
                 tracing::info!(files = %embedded_dir.display(), "database: embedded SQLite, a file per service (set DATABASE_URL or [database] url for PostgreSQL)");
@@ -150,9 +162,9 @@ impl DatabaseServer {
         settings: DatabaseSettings,
     ) -> Result<Arc<dyn Database>, OpenDatabaseError> {
         Ok(match self {
-            DatabaseServer::Postgres { url } => {
-                Arc::new(PostgresDatabase::connect(url, name, settings).await?)
-            }
+            DatabaseServer::Postgres { url, role_secret } => Arc::new(
+                PostgresDatabase::connect(url, name, settings, role_secret.as_deref()).await?,
+            ),
             DatabaseServer::Sqlite { dir } => {
                 Arc::new(SqliteDatabase::open(&dir.join(format!("{name}.sqlite")), settings).await?)
             }

@@ -6,7 +6,9 @@
 //! database's `public` schema and everything in it, and may connect to its own database
 //! only: `CONNECT` on every service database is revoked from PUBLIC. So a component's SQL
 //! cannot read another service's data, run `COPY ... TO PROGRAM`, read `pg_authid` or
-//! `CREATE EXTENSION`. Its password is new at every start and never leaves the host.
+//! `CREATE EXTENSION`. Its password never leaves the host: new at every start, or, in a
+//! fleet, derived from the fleet's shared secret so that hosts never change it under one
+//! another's pools.
 
 use super::{
     Database, DatabaseError, DatabaseSettings, MigrateDatabaseError, ReadRowsError, ResultLimits,
@@ -57,6 +59,7 @@ impl PostgresDatabase {
         server_url: &str,
         database: &str,
         settings: DatabaseSettings,
+        role_secret: Option<&str>,
     ) -> Result<PostgresDatabase, PostgresSetupError> {
         let server = PgConnectOptions::from_str(server_url).map_err(PostgresSetupError::Url)?;
         let redacted = crate::config::redact_url(server_url);
@@ -83,8 +86,19 @@ impl PostgresDatabase {
         // The name was checked to be [a-z0-9_-] when the config was loaded, so quoting it
         // as an identifier is safe; these statements take no parameters.
         let role = database;
-        let password = random_password();
+        let password = match role_secret {
+            Some(secret) => derived_password(secret, role),
+            None => random_password(),
+        };
         let mut admin = connect(server.clone()).await?;
+        // Hosts of a fleet starting together would race to create the same database and
+        // role (PostgreSQL answers a unique violation, not "already exists"): the setup of
+        // one database is serialised across hosts. The lock goes with the connection.
+        sqlx::query("SELECT pg_advisory_lock(hashtext('platform database setup ' || $1))")
+            .bind(database)
+            .execute(&mut admin)
+            .await
+            .map_err(setup)?;
         let exists: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
                 .bind(database)
@@ -123,7 +137,6 @@ impl PostgresDatabase {
         ] {
             admin.execute(statement.as_str()).await.map_err(setup)?;
         }
-        let _ = admin.close().await;
 
         // Inside the database: the role owns the schema and every table in it (tables a
         // host of an earlier version created as the admin user included).
@@ -147,6 +160,7 @@ impl PostgresDatabase {
             inside.execute(statement.as_str()).await.map_err(setup)?;
         }
         let _ = inside.close().await;
+        let _ = admin.close().await; // and with it the setup lock
 
         let statement_timeout = format!("{}ms", settings.statement_timeout.as_millis());
         let pool = PgPoolOptions::new()
@@ -174,6 +188,18 @@ fn random_password() -> String {
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
+}
+
+/// The password every host of a fleet gives `role`: 32 hex digits of SHA-256 over the
+/// fleet's secret and the role's name.
+fn derived_password(secret: &str, role: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(secret.as_bytes())
+        .chain_update([0])
+        .chain_update(role.as_bytes())
+        .finalize();
+    hex::encode(&digest[..16])
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
@@ -342,5 +368,26 @@ impl Transaction for PostgresTransaction {
 
     async fn rollback(self: Box<Self>) -> Result<(), DatabaseError> {
         self.0.rollback().await.map_err(classify)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::derived_password;
+
+    #[test]
+    fn every_host_of_a_fleet_derives_the_same_password_for_a_role() {
+        let password = derived_password("fleet secret", "order_service");
+        assert_eq!(password, derived_password("fleet secret", "order_service"));
+        assert_eq!(password.len(), 32);
+        assert!(
+            password.bytes().all(|b| b.is_ascii_hexdigit()),
+            "safe in a SQL literal"
+        );
+        assert_ne!(password, derived_password("fleet secret", "user_service"));
+        assert_ne!(
+            password,
+            derived_password("another secret", "order_service")
+        );
     }
 }
