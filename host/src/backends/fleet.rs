@@ -42,8 +42,8 @@ fn unavailable(error: sqlx::Error) -> FleetError {
 }
 
 /// How a new desired version reaches the hosts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Strategy {
     /// Every host switches as soon as it hears of it.
     #[default]
@@ -51,13 +51,17 @@ pub enum Strategy {
     /// One host at a time, in the order of their names: a host switches once every live
     /// host before it serves the new version (each one's health check is the gate).
     Rolling,
+    /// Every host serves the new version to this percentage of its HTTP requests beside
+    /// the stable one, until the fleet's comparison of the two promotes or rolls it back.
+    Canary(u8),
 }
 
-impl Strategy {
-    pub fn as_str(self) -> &'static str {
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Strategy::All => "all",
-            Strategy::Rolling => "rolling",
+            Strategy::All => f.write_str("all"),
+            Strategy::Rolling => f.write_str("rolling"),
+            Strategy::Canary(percent) => write!(f, "canary:{percent}"),
         }
     }
 }
@@ -68,8 +72,29 @@ impl FromStr for Strategy {
         match text {
             "all" => Ok(Strategy::All),
             "rolling" => Ok(Strategy::Rolling),
-            other => Err(format!("unknown strategy `{other}` (all | rolling)")),
+            other => match other.strip_prefix("canary:").map(str::parse::<u8>) {
+                Some(Ok(percent)) if (1..=99).contains(&percent) => Ok(Strategy::Canary(percent)),
+                Some(_) => Err(format!(
+                    "`{other}`: a canary's share is a percentage from 1 to 99"
+                )),
+                None => Err(format!(
+                    "unknown strategy `{other}` (all | rolling | canary:<percent>)"
+                )),
+            },
         }
+    }
+}
+
+impl TryFrom<String> for Strategy {
+    type Error = String;
+    fn try_from(text: String) -> Result<Strategy, String> {
+        text.parse()
+    }
+}
+
+impl From<Strategy> for String {
+    fn from(strategy: Strategy) -> String {
+        strategy.to_string()
     }
 }
 
@@ -90,6 +115,45 @@ pub struct ServiceReport {
     pub serving: String,
     /// `serving`, `waiting for its turn`, `updating` or `refused: <why>`.
     pub state: String,
+    /// A canary beside the serving version.
+    #[serde(default)]
+    pub canary: Option<CanaryReport>,
+}
+
+/// A canary on one host: how it and the stable version answered since it came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryReport {
+    pub digest: String,
+    pub percent: u8,
+    pub canary: TallyReport,
+    pub stable: TallyReport,
+}
+
+/// Requests of one version since a canary rollout began, as heartbeats carry them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TallyReport {
+    pub requests: u64,
+    pub errors: u64,
+    /// Microseconds the requests took, summed.
+    pub micros: u64,
+}
+
+impl TallyReport {
+    pub fn plus(self, other: TallyReport) -> TallyReport {
+        TallyReport {
+            requests: self.requests + other.requests,
+            errors: self.errors + other.errors,
+            micros: self.micros + other.micros,
+        }
+    }
+
+    pub fn error_rate(&self) -> f64 {
+        self.errors as f64 / self.requests.max(1) as f64
+    }
+
+    pub fn mean_latency(&self) -> Duration {
+        Duration::from_micros(self.micros / self.requests.max(1))
+    }
 }
 
 /// A host's last heartbeat.
@@ -262,7 +326,7 @@ impl FleetStore {
         .bind(&self.fleet)
         .bind(service)
         .bind(&record.digest)
-        .bind(strategy.as_str())
+        .bind(strategy.to_string())
         .bind(previous.filter(|previous| *previous != record.digest))
         .bind(record.deployed_at)
         .execute(&mut *transaction)
@@ -332,13 +396,13 @@ impl FleetStore {
             .collect()
     }
 
-    /// Turns a rolling deploy of `service` into an all-at-once one (`platform rollout
-    /// promote`); `None` if it has none in progress.
+    /// Turns a rolling or canary deploy of `service` into an all-at-once one (`platform
+    /// rollout promote`); `None` if it has none in progress.
     pub async fn promote(&self, service: &str) -> Result<Option<DesiredVersion>, FleetError> {
         let mut transaction = self.pool.begin().await.map_err(unavailable)?;
         let promoted = sqlx::query(
             "UPDATE platform_fleet.desired SET strategy = 'all' \
-             WHERE fleet = $1 AND service = $2 AND strategy = 'rolling' \
+             WHERE fleet = $1 AND service = $2 AND strategy <> 'all' \
              RETURNING digest, previous, since",
         )
         .bind(&self.fleet)
@@ -357,6 +421,57 @@ impl FleetStore {
             previous: row.get("previous"),
             since: row.get("since"),
         }))
+    }
+
+    /// Ends the canary rollout `desired` of `service`: promoted, every host switches to it;
+    /// otherwise every host goes back to the stable version, recorded as a rollback. Only
+    /// the first host to conclude a given rollout does (the others find it concluded):
+    /// `false` then.
+    pub async fn conclude_canary(
+        &self,
+        service: &str,
+        desired: &DesiredVersion,
+        promote: bool,
+    ) -> Result<bool, FleetError> {
+        let mut transaction = self.pool.begin().await.map_err(unavailable)?;
+        let still = "fleet = $1 AND service = $2 AND digest = $3 AND strategy = $4 AND since = $5";
+        let statement = if promote {
+            format!("UPDATE platform_fleet.desired SET strategy = 'all' WHERE {still}")
+        } else {
+            format!(
+                "UPDATE platform_fleet.desired SET digest = previous, previous = digest, \
+                 strategy = 'all', since = now() WHERE {still} AND previous IS NOT NULL"
+            )
+        };
+        let concluded = sqlx::query(&statement)
+            .bind(&self.fleet)
+            .bind(service)
+            .bind(&desired.digest)
+            .bind(desired.strategy.to_string())
+            .bind(desired.since)
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable)?
+            .rows_affected()
+            == 1;
+        if !concluded {
+            return Ok(false);
+        }
+        if let (false, Some(stable)) = (promote, &desired.previous) {
+            sqlx::query(
+                "INSERT INTO platform_fleet.deploys (fleet, service, digest, deployed_at, source) \
+                 VALUES ($1, $2, $3, now(), 'rollback')",
+            )
+            .bind(&self.fleet)
+            .bind(service)
+            .bind(stable)
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable)?;
+        }
+        self.notify(&mut transaction).await?;
+        transaction.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 
     /// Writes this host's heartbeat.

@@ -13,8 +13,10 @@ pub struct DeployArgs {
     service: String,
     /// The component (default: the service's built artifact from the configuration).
     file: Option<PathBuf>,
-    /// In a fleet: `all` hosts at once, or `rolling`, one host after the other, each
-    /// behind its health check (`platform rollout status` follows it).
+    /// In a fleet: `all` hosts at once; `rolling`, one host after the other, each behind
+    /// its health check; or `canary:<percent>`, that share of every host's requests until
+    /// the fleet compares the versions and promotes or rolls back (`platform rollout status`
+    /// follows it).
     #[arg(long, default_value = "all")]
     strategy: Strategy,
     /// Print the result as JSON.
@@ -57,8 +59,7 @@ pub fn run(config_path: &Path, args: DeployArgs) -> CommandResult {
             .post(
                 &format!(
                     "/v1/services/{}/deploy?strategy={}",
-                    args.service,
-                    args.strategy.as_str()
+                    args.service, args.strategy
                 ),
                 Bytes::from(bytes),
                 "application/wasm",

@@ -87,14 +87,25 @@ pub fn print_fleet(fleet: &FleetStatus, service: Option<&str>) {
                 continue;
             }
             let desired = fleet.desired.get(name);
+            let state = match &report.canary {
+                Some(canary) => format!(
+                    "{}; canary {} at {}%: {} req, {} 5xx",
+                    report.state,
+                    short(&canary.digest),
+                    canary.percent,
+                    canary.canary.requests,
+                    canary.canary.errors
+                ),
+                None => report.state.clone(),
+            };
             println!(
                 "{:<28} {:<14} {:<12}  {:<12}  {:<10} {:<28} {heard}",
                 host.report.host,
                 name,
                 short(&report.serving),
                 desired.map_or("-", |desired| short(&desired.digest)),
-                desired.map_or("-", |desired| desired.strategy.as_str()),
-                report.state,
+                desired.map_or("-".to_string(), |desired| desired.strategy.to_string()),
+                state,
             );
         }
     }

@@ -54,6 +54,8 @@
 //! reconcile_seconds = 5             # how often a host compares itself with the registry
 //!                                   # (notifications make it sooner)
 //! host_timeout_seconds = 10         # a host silent this long counts as down
+//! canary_window_seconds = 60        # a canary's requests over this long decide: promoted,
+//!                                   # or rolled back on a higher 5xx rate or latency
 //!
 //! [admin]                           # the API `platform deploy / rollback / ps` talk to
 //! bind = "127.0.0.1:9000"           # a non-loopback address needs PLATFORM_ADMIN_TOKEN
@@ -377,6 +379,7 @@ pub struct FleetConfig {
     pub heartbeat_seconds: u64,
     pub reconcile_seconds: u64,
     pub host_timeout_seconds: u64,
+    pub canary_window_seconds: u64,
 }
 
 impl Default for FleetConfig {
@@ -387,6 +390,7 @@ impl Default for FleetConfig {
             heartbeat_seconds: 2,
             reconcile_seconds: 5,
             host_timeout_seconds: 10,
+            canary_window_seconds: 60,
         }
     }
 }

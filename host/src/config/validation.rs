@@ -60,9 +60,10 @@ impl PlatformConfig {
             let fleet = &self.fleet;
             if fleet.heartbeat_seconds == 0
                 || fleet.reconcile_seconds == 0
+                || fleet.canary_window_seconds == 0
                 || fleet.host_timeout_seconds <= fleet.heartbeat_seconds
             {
-                return invalid("fleet: heartbeat_seconds and reconcile_seconds must be positive, host_timeout_seconds above heartbeat_seconds".into());
+                return invalid("fleet: heartbeat_seconds, reconcile_seconds and canary_window_seconds must be positive, host_timeout_seconds above heartbeat_seconds".into());
             }
         }
         if self.identity.bcrypt_workers == Some(0) {

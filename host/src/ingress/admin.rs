@@ -11,7 +11,8 @@
 //!                                            &strategy=all|rolling (a fleet's rollout)
 //! POST /v1/services/{service}/rollback       body: {"to": "<digest prefix>",
 //!                                            "strategy": "all|rolling"} or empty
-//! POST /v1/services/{service}/rollout/promote  a rolling deploy: every host at once now
+//! POST /v1/services/{service}/rollout/promote  a rolling or canary deploy: every host,
+//!                                              at once, now
 //! POST /v1/services/{service}/rollout/abort    back to the version before the rollout
 //! GET  /v1/fleet                             the fleet's desired versions and hosts
 //! POST /v1/exchanges/{exchange}/messages     body: a PublishRequest; publishes through
@@ -391,10 +392,10 @@ impl AdminApi {
         }
     }
 
-    /// A rolling deploy goes to every remaining host at once.
+    /// A rolling or canary deploy goes to every host at once.
     async fn promote(&self, service: &str) -> HttpResponse {
         let Some(fleet) = self.registry.deployments.fleet() else {
-            return deploy_error(DeployComponentError::NeedsFleet("rollout"));
+            return deploy_error(DeployComponentError::NeedsFleet("rollout".into()));
         };
         if let Err(refused) = self.registry.service(service) {
             return deploy_error(refused);
@@ -403,7 +404,7 @@ impl AdminApi {
             Ok(Some(desired)) => json_response(StatusCode::OK, &desired),
             Ok(None) => error(
                 StatusCode::CONFLICT,
-                format!("`{service}` has no rolling deploy in progress"),
+                format!("`{service}` has no rolling or canary deploy in progress"),
             ),
             Err(cause) => fleet_unavailable(cause),
         }
@@ -412,7 +413,7 @@ impl AdminApi {
     /// Back to the version that served before the rollout, on every host at once.
     async fn abort(&self, service: &str) -> HttpResponse {
         let Some(fleet) = self.registry.deployments.fleet() else {
-            return deploy_error(DeployComponentError::NeedsFleet("rollout"));
+            return deploy_error(DeployComponentError::NeedsFleet("rollout".into()));
         };
         if let Err(refused) = self.registry.service(service) {
             return deploy_error(refused);

@@ -7,9 +7,11 @@
 //! When PostgreSQL is unreachable the host keeps serving what it has; it logs once per
 //! outage and tries again at the next tick.
 
-use crate::backends::fleet::{Announcements, HostReport, ServiceReport};
+use crate::backends::fleet::{
+    Announcements, CanaryReport, DesiredVersion, HostReport, ServiceReport, Strategy, TallyReport,
+};
 use crate::config::FleetConfig;
-use crate::runtime::{Converged, Fleet, Registry};
+use crate::runtime::{judge, Converged, Fleet, Registry, Verdict};
 use chrono::Utc;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ pub struct FollowSettings {
     heartbeat: Duration,
     reconcile: Duration,
     host_timeout: Duration,
+    canary_window: Duration,
     admin_url: String,
 }
 
@@ -33,6 +36,7 @@ impl FollowSettings {
             heartbeat: Duration::from_secs(config.heartbeat_seconds),
             reconcile: Duration::from_secs(config.reconcile_seconds),
             host_timeout: Duration::from_secs(config.host_timeout_seconds),
+            canary_window: Duration::from_secs(config.canary_window_seconds),
             admin_url: format!("http://{admin_address}"),
         }
     }
@@ -63,6 +67,12 @@ pub async fn follow(
                         ServiceReport {
                             serving: service.current.load().digest().to_string(),
                             state: service.sync().describe(),
+                            canary: service.canary.load().as_ref().map(|canary| CanaryReport {
+                                digest: canary.version.digest().to_string(),
+                                percent: canary.percent,
+                                canary: canary.canary.read(),
+                                stable: canary.stable.read(),
+                            }),
                         },
                     )
                 })
@@ -163,8 +173,56 @@ async fn reconcile(
             }
             Converged::InSync | Converged::Waiting | Converged::Refused(_) => {}
         }
+        if let Strategy::Canary(_) = desired.strategy {
+            conclude_canary(fleet, service.name(), desired, &hosts, settings, now).await;
+        }
     }
     swapped
+}
+
+/// Once a canary's window has passed, sums both versions' tallies over the live hosts
+/// and promotes or rolls back the canary fleet-wide (the first host to get there does).
+async fn conclude_canary(
+    fleet: &Fleet,
+    service: &str,
+    desired: &DesiredVersion,
+    hosts: &[HostReport],
+    settings: &FollowSettings,
+    now: chrono::DateTime<Utc>,
+) {
+    let window =
+        chrono::Duration::from_std(settings.canary_window).unwrap_or(chrono::Duration::MAX);
+    if now - desired.since < window {
+        return;
+    }
+    let timeout =
+        chrono::Duration::from_std(settings.host_timeout).unwrap_or(chrono::Duration::MAX);
+    let (canary, stable) = hosts
+        .iter()
+        .filter(|host| now - host.heartbeat_at < timeout)
+        .filter_map(|host| host.services.get(service)?.canary.as_ref())
+        .filter(|report| report.digest == desired.digest)
+        .fold(
+            (TallyReport::default(), TallyReport::default()),
+            |(canary, stable), report| (canary.plus(report.canary), stable.plus(report.stable)),
+        );
+    let (promote, reason) = match judge(canary, stable) {
+        Verdict::Wait => return,
+        Verdict::Promote => (true, String::new()),
+        Verdict::RollBack(reason) => (false, reason),
+    };
+    match fleet.store.conclude_canary(service, desired, promote).await {
+        Ok(true) if promote => {
+            tracing::info!(service, canary = %&desired.digest[..12.min(desired.digest.len())], ?canary, ?stable, "canary promoted: every host switches to it")
+        }
+        Ok(true) => {
+            tracing::warn!(service, canary = %&desired.digest[..12.min(desired.digest.len())], %reason, "canary rolled back: every host returns to the stable version")
+        }
+        Ok(false) => {} // another host concluded it
+        Err(error) => {
+            tracing::warn!(service, %error, "could not conclude the canary; trying again")
+        }
+    }
 }
 
 /// Logs the first failure of an outage and its end, not every failed tick.

@@ -3,6 +3,7 @@
 //! instance per call (or, opted in, one reused between HTTP requests), and the [`Registry`]: the one path every version takes to serve.
 
 mod admission;
+pub mod canary;
 mod component;
 pub mod deployments;
 mod engine;
@@ -13,6 +14,7 @@ pub mod routes;
 mod service;
 
 pub use admission::{Admission, Overloaded};
+pub use canary::{judge, Canary, Verdict};
 pub use component::{digest, ComponentVersion, LoadComponentError};
 pub use deployments::{Deployments, DeploymentsError, Fleet};
 pub use engine::{CompiledFrom, Runtime};

@@ -21,6 +21,7 @@
 //! the version they started on. Deploys of one service are serialised; deploys of
 //! different services never wait for each other.
 
+use super::canary::Canary;
 use super::deployments::{Deployments, DeploymentsError};
 use super::service::SyncState;
 use super::{ComponentVersion, DeployedService, LoadComponentError, Runtime, Service};
@@ -45,7 +46,7 @@ pub enum DeployComponentError {
     #[error("the deploy could not be recorded: {0}")]
     Store(DeploymentsError),
     #[error("`{0}` rollouts need fleet mode ([fleet] name or PLATFORM_FLEET)")]
-    NeedsFleet(&'static str),
+    NeedsFleet(String),
     #[error(
         "`{service}` has no version `{version}` in its history (see `platform versions {service}`)"
     )]
@@ -164,14 +165,20 @@ impl Registry {
         let in_fleet = self.deployments.fleet().is_some();
         let mut candidates: Vec<Candidate> = Vec::new();
         if let Some(desired) = &desired {
+            // During a canary rollout a starting host serves the stable version; the
+            // canary joins it when the host converges.
+            let digest = match (desired.strategy, &desired.previous) {
+                (Strategy::Canary(_), Some(stable)) => stable,
+                _ => &desired.digest,
+            };
             candidates.push(Candidate::Recorded {
                 record: DeployRecord {
-                    digest: desired.digest.clone(),
+                    digest: digest.clone(),
                     deployed_at: desired.since,
                     source: history
                         .iter()
                         .rev()
-                        .find(|record| record.digest == desired.digest)
+                        .find(|record| record.digest == *digest)
                         .map_or(DeploySource::Deploy, |record| record.source),
                 },
                 newest: true,
@@ -324,7 +331,7 @@ impl Registry {
     fn check_strategy(&self, strategy: Strategy) -> Result<(), DeployComponentError> {
         match (strategy, self.deployments.fleet()) {
             (Strategy::All, _) | (_, Some(_)) => Ok(()),
-            (other, None) => Err(DeployComponentError::NeedsFleet(other.as_str())),
+            (other, None) => Err(DeployComponentError::NeedsFleet(other.to_string())),
         }
     }
 
@@ -400,7 +407,28 @@ impl Registry {
         host_timeout: Duration,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Converged {
+        if let Strategy::Canary(percent) = desired.strategy {
+            return self.converge_canary(service, desired, percent).await;
+        }
         let in_sync = |service: &DeployedService| service.current.load().digest() == desired.digest;
+        // The canary's rollout ended: promoted, it becomes the current version at once
+        // (it is loaded and checked already); otherwise it goes.
+        if service.canary.load().is_some() {
+            let _serialised = service.deploy_lock.lock().await;
+            if let Some(canary) = service.canary.swap(None) {
+                if canary.version.digest() == desired.digest && !in_sync(service) {
+                    let outcome = self.switch(
+                        service,
+                        canary.version.clone(),
+                        Some(desired.strategy),
+                        Instant::now(),
+                    );
+                    service.set_sync(SyncState::InSync);
+                    return Converged::Swapped(outcome);
+                }
+                canary.version.retire();
+            }
+        }
         if in_sync(service) {
             service.set_sync(SyncState::InSync);
             return Converged::InSync;
@@ -446,7 +474,8 @@ impl Registry {
         match loaded {
             Ok(mut version) => {
                 version.record.deployed_at = desired.since;
-                let outcome = self.switch(service, version, Some(desired.strategy), started);
+                let outcome =
+                    self.switch(service, Arc::new(version), Some(desired.strategy), started);
                 service.set_sync(SyncState::InSync);
                 Converged::Swapped(outcome)
             }
@@ -485,6 +514,87 @@ impl Registry {
         }
     }
 
+    /// A canary rollout: the stable version stays current, the new one serves `percent`
+    /// of the requests beside it.
+    async fn converge_canary(
+        &self,
+        service: &DeployedService,
+        desired: &DesiredVersion,
+        percent: u8,
+    ) -> Converged {
+        let running = service.canary.load_full();
+        if let Some(canary) = &running {
+            if canary.version.digest() == desired.digest && canary.percent == percent {
+                service.set_sync(SyncState::InSync);
+                return Converged::InSync;
+            }
+        }
+        if let SyncState::Refused { digest, reason, at } = service.sync() {
+            if digest == desired.digest && at.elapsed() < RETRY_REFUSED {
+                return Converged::Refused(reason);
+            }
+        }
+        let started = Instant::now();
+        let _serialised = service.deploy_lock.lock().await;
+        let version = match running.filter(|canary| canary.version.digest() == desired.digest) {
+            // Only its share changed.
+            Some(canary) => Ok(canary.version.clone()),
+            None => {
+                service.set_sync(SyncState::Updating);
+                match self
+                    .deployments
+                    .component(service.name(), &desired.digest)
+                    .await
+                {
+                    Ok(bytes) => self
+                        .prepare(&service.service, Arc::new(bytes), DeploySource::Deploy)
+                        .await
+                        .map(Arc::new),
+                    Err(error) => Err(DeployComponentError::Store(error)),
+                }
+            }
+        };
+        match version {
+            Ok(version) => {
+                let outcome = self.start_canary(service, version, percent, started);
+                Converged::Swapped(outcome)
+            }
+            Err(error) => {
+                tracing::error!(service = %service.name(), version = %&desired.digest[..12.min(desired.digest.len())], %error, "the fleet's canary was refused on this host; the stable version serves every request");
+                service.set_sync(SyncState::Refused {
+                    digest: desired.digest.clone(),
+                    reason: error.to_string(),
+                    at: Instant::now(),
+                });
+                Converged::Refused(error.to_string())
+            }
+        }
+    }
+
+    fn start_canary(
+        &self,
+        service: &DeployedService,
+        version: Arc<ComponentVersion>,
+        percent: u8,
+        started: Instant,
+    ) -> DeployOutcome {
+        let outcome = DeployOutcome {
+            service: service.name().to_string(),
+            digest: version.digest().to_string(),
+            previous: service.current.load().digest().to_string(),
+            swap_time: started.elapsed(),
+            routes: version.routes.len(),
+            strategy: Some(Strategy::Canary(percent)),
+            serving_here: true,
+        };
+        tracing::info!(service = %service.name(), canary = %version.short_digest(), stable = %service.current.load().short_digest(), percent, "canary serving beside the stable version");
+        service
+            .canary
+            .store(Some(Arc::new(Canary::new(version, percent))));
+        service.set_sync(SyncState::InSync);
+        outcome
+    }
+
     async fn swap_in(
         &self,
         service: &DeployedService,
@@ -507,6 +617,9 @@ impl Registry {
             .await
             .map_err(DeployComponentError::Store)?;
         let fleet_strategy = self.deployments.fleet().map(|_| strategy);
+        if let Strategy::Canary(percent) = strategy {
+            return Ok(self.start_canary(service, Arc::new(version), percent, started));
+        }
         if strategy == Strategy::Rolling {
             // Every host, this one included, takes its turn through `converge`.
             service.set_sync(SyncState::Waiting);
@@ -520,7 +633,7 @@ impl Registry {
                 serving_here: false,
             });
         }
-        let outcome = self.switch(service, version, fleet_strategy, started);
+        let outcome = self.switch(service, Arc::new(version), fleet_strategy, started);
         service.set_sync(SyncState::InSync);
         Ok(outcome)
     }
@@ -529,15 +642,21 @@ impl Registry {
     fn switch(
         &self,
         service: &DeployedService,
-        version: ComponentVersion,
+        version: Arc<ComponentVersion>,
         strategy: Option<Strategy>,
         started: Instant,
     ) -> DeployOutcome {
         let source = version.record.source;
         let digest = version.digest().to_string();
         let routes = version.routes.len();
-        let previous = service.current.swap(Arc::new(version));
+        let previous = service.current.swap(version);
         previous.retire();
+        // A deploy of any kind ends a canary rollout on this host.
+        if let Some(canary) = service.canary.swap(None) {
+            if canary.version.digest() != digest {
+                canary.version.retire();
+            }
+        }
         let swap_time = started.elapsed();
         tracing::info!(
             service = %service.name(),
@@ -612,6 +731,7 @@ mod tests {
                 ServiceReport {
                     serving: serving.into(),
                     state: "serving".into(),
+                    canary: None,
                 },
             )]
             .into(),

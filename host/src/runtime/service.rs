@@ -1,12 +1,14 @@
 //! A service as the host runs it: its configuration, its capabilities and limits, and the
 //! component version currently serving it.
 
+use super::canary::Canary;
 use super::{Admission, CallLimits, ComponentVersion};
 use crate::capabilities::ServiceCapabilities;
 use crate::config::ServiceConfig;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What every version of a service runs with.
 pub struct Service {
@@ -53,6 +55,9 @@ pub struct DeployedService {
     /// so replacing it never disturbs calls already running; the old version is freed when
     /// its last call ends.
     pub current: ArcSwap<ComponentVersion>,
+    /// In a fleet's canary rollout: the new version, which gets its share of the HTTP
+    /// requests beside `current` (the stable one). Messages and schedules stay on `current`.
+    pub canary: ArcSwapOption<Canary>,
     /// Held for the whole of a deploy or rollback, so two never interleave on one service.
     pub(super) deploy_lock: tokio::sync::Mutex<()>,
     /// In a fleet: how this host stands with the fleet's desired version.
@@ -95,6 +100,30 @@ impl DeployedService {
             current: ArcSwap::from_pointee(version),
             deploy_lock: tokio::sync::Mutex::new(()),
             sync: std::sync::Mutex::new(SyncState::InSync),
+            canary: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The version one HTTP request runs on: the canary for its share of requests, else
+    /// the current one.
+    pub fn version_for_request(&self) -> Arc<ComponentVersion> {
+        if let Some(canary) = &*self.canary.load() {
+            if rand::random::<u8>() % 100 < canary.percent {
+                return canary.version.clone();
+            }
+        }
+        self.current.load_full()
+    }
+
+    /// Counts an answered request towards the canary comparison, if one runs.
+    pub fn count_for_canary(&self, version: &ComponentVersion, failed: bool, took: Duration) {
+        if let Some(canary) = &*self.canary.load() {
+            let tally = if version.digest() == canary.version.digest() {
+                &canary.canary
+            } else {
+                &canary.stable
+            };
+            tally.count(failed, took);
         }
     }
 

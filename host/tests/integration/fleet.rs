@@ -1,7 +1,8 @@
 //! Fleet mode: three hosts of one fleet on 127.0.0.11, .12 and .13 (same ports, state
 //! directories of their own) sharing this machine's PostgreSQL, behind an HAProxy the test
 //! starts on 127.0.0.1 with health checks on `/health`. A deploy or rollback sent to one
-//! host reaches all three; rolling deploys go host by host; a killed host is routed around
+//! host reaches all three; rolling deploys go host by host; canaries are judged, then
+//! promoted or rolled back, by the fleet itself; a killed host is routed around
 //! and comes back serving the fleet's versions, whatever its local state says; consumers
 //! on three hosts handle each event once; migrations run once.
 
@@ -22,6 +23,7 @@ pub fn tests() -> Vec<Test> {
     crate::real_backend_tests![
         deploys_and_rollbacks_sent_to_one_host_reach_the_fleet_under_load,
         a_killed_host_is_routed_around_and_catches_up_when_it_returns,
+        canaries_are_promoted_or_rolled_back_by_the_fleet_under_load,
         consumers_on_three_hosts_record_each_event_once,
     ]
 }
@@ -29,6 +31,8 @@ pub fn tests() -> Vec<Test> {
 const HOSTS: [&str; 3] = ["host-a", "host-b", "host-c"];
 /// A deploy sent to one host is served by every host within this.
 const REACH: Duration = Duration::from_secs(10);
+/// `[fleet] canary_window_seconds` of the test fleets.
+const CANARY_WINDOW: i64 = 4;
 
 /// Three hosts of one fleet and the HAProxy in front of them.
 struct Fleet {
@@ -57,6 +61,11 @@ fn fleet_configs(base: &toml::Table, fleet: &str) -> Vec<toml::Table> {
             set(&mut config, &["fleet", "heartbeat_seconds"], 1.into());
             set(&mut config, &["fleet", "reconcile_seconds"], 2.into());
             set(&mut config, &["fleet", "host_timeout_seconds"], 3.into());
+            set(
+                &mut config,
+                &["fleet", "canary_window_seconds"],
+                CANARY_WINDOW.into(),
+            );
             config
         })
         .collect()
@@ -239,10 +248,23 @@ impl Drop for Haproxy {
     }
 }
 
-/// Clients requesting `url` in a loop until stopped; each keeps its failures.
+/// Clients requesting `url` in a loop until stopped; each keeps its failures and, of
+/// `/version`, the versions that answered.
 struct Load {
     running: Arc<AtomicBool>,
-    clients: Vec<tokio::task::JoinHandle<(usize, Vec<String>)>>,
+    clients: Vec<tokio::task::JoinHandle<Served>>,
+}
+
+#[derive(Default)]
+struct Served {
+    versions: BTreeMap<String, usize>,
+    failures: Vec<String>,
+}
+
+impl Served {
+    fn total(&self) -> usize {
+        self.versions.values().sum::<usize>() + self.failures.len()
+    }
 }
 
 impl Load {
@@ -253,31 +275,37 @@ impl Load {
                 let (url, running) = (url.clone(), running.clone());
                 tokio::spawn(async move {
                     let client = crate::support::client();
-                    let (mut served, mut failures) = (0, Vec::new());
+                    let mut served = Served::default();
                     while running.load(Ordering::Relaxed) {
                         match client.get(&url).send().await {
-                            Ok(response) if response.status() == 200 => served += 1,
-                            Ok(response) => failures.push(response.status().to_string()),
-                            Err(error) => failures.push(error.to_string()),
+                            Ok(response) if response.status() == 200 => {
+                                let body: Value = response.json().await.unwrap_or_default();
+                                let version = body["version"].as_str().unwrap_or("?");
+                                *served.versions.entry(version.to_string()).or_default() += 1;
+                            }
+                            Ok(response) => served.failures.push(response.status().to_string()),
+                            Err(error) => served.failures.push(error.to_string()),
                         }
                     }
-                    (served, failures)
+                    served
                 })
             })
             .collect();
         Load { running, clients }
     }
 
-    /// Stops the clients: requests served and failures.
-    async fn stop(self) -> anyhow::Result<(usize, Vec<String>)> {
+    /// Stops the clients: what they were served, all together.
+    async fn stop(self) -> anyhow::Result<Served> {
         self.running.store(false, Ordering::Relaxed);
-        let (mut served, mut failures) = (0, Vec::new());
+        let mut all = Served::default();
         for client in self.clients {
-            let (count, failed) = client.await?;
-            served += count;
-            failures.extend(failed);
+            let served = client.await?;
+            for (version, count) in served.versions {
+                *all.versions.entry(version).or_default() += count;
+            }
+            all.failures.extend(served.failures);
         }
-        Ok((served, failures))
+        Ok(all)
     }
 }
 
@@ -427,7 +455,8 @@ async fn reach_the_fleet(fleet: &Fleet, migrations: &Path) -> anyhow::Result<()>
         .json()?;
     fleet.all_serve("canary", "v1", REACH).await?;
 
-    let (served, failures) = load.stop().await?;
+    let Served { versions, failures } = load.stop().await?;
+    let served: usize = versions.values().sum();
     ensure!(
         failures.is_empty(),
         "failed requests through HAProxy: {failures:?}"
@@ -464,7 +493,8 @@ async fn catch_up(fleet: &Fleet) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     b.crash().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (served, failures) = load.stop().await?;
+    let Served { versions, failures } = load.stop().await?;
+    let served: usize = versions.values().sum();
     ensure!(
         failures.len() <= CLIENTS,
         "at most the requests in flight are lost: {failures:?}"
@@ -497,7 +527,7 @@ async fn catch_up(fleet: &Fleet) -> anyhow::Result<()> {
     b.restart().await?;
     let version = version_at(b, "canary").await?;
     ensure!(version == "v2", "host-b came back serving {version}");
-    let (_, failures) = load.stop().await?;
+    let Served { failures, .. } = load.stop().await?;
     ensure!(
         failures.is_empty(),
         "failed requests after the kill: {failures:?}"
@@ -512,6 +542,124 @@ async fn catch_up(fleet: &Fleet) -> anyhow::Result<()> {
     if alive != 3 {
         bail!("every host alive again: {status}");
     }
+    Ok(())
+}
+
+async fn canaries_are_promoted_or_rolled_back_by_the_fleet_under_load(
+    _shared: &'static Platform,
+) -> anyhow::Result<()> {
+    let _cpu = cpu_heavy().await;
+    let names = RunNames::new();
+    let base = fixture_config(
+        Backends::Real,
+        &names,
+        &["canary"],
+        &["database", "logging"],
+    );
+    let fleet = Fleet::start(&names, base, "canary").await?;
+    let result = canaries(&fleet).await;
+    fleet.stop().await?;
+    result
+}
+
+/// Waits until the fleet's rollout of `service` has ended on `digest`, with no canary left
+/// on any host.
+async fn rollout_ended_on(fleet: &Fleet, service: &str, digest: &str) -> anyhow::Result<Value> {
+    let within = Duration::from_secs(CANARY_WINDOW as u64) + REACH;
+    eventually("the fleet to conclude the canary", within, || async {
+        let status = fleet_status(&fleet.hosts[0]).await?;
+        let desired = &status["desired"][service];
+        let canaries_left = status["hosts"]
+            .as_array()
+            .context("hosts")?
+            .iter()
+            .any(|host| !host["services"][service]["canary"].is_null());
+        let ended = desired["strategy"] == "all" && desired["digest"] == digest && !canaries_left;
+        Ok(ended.then_some(status))
+    })
+    .await
+}
+
+async fn canaries(fleet: &Fleet) -> anyhow::Result<()> {
+    let a = &fleet.hosts[0];
+    ensure!(version_at(a, "canary").await? == "v1");
+
+    // A good canary, 30% of every host's requests: promoted by the fleet after the window.
+    let load = Load::start(fleet.proxy.url("/version"), 6);
+    let v2 = fixture_path("v2").display().to_string();
+    let deployed = a
+        .cli(&["deploy", "canary", &v2, "--strategy", "canary:30", "--json"])
+        .await?
+        .json()?;
+    ensure!(deployed["strategy"] == "canary:30", "{deployed}");
+    let v2_digest = deployed["digest"].as_str().context("digest")?.to_string();
+    eventually("every host to run the canary", REACH, || async {
+        let status = fleet_status(a).await?;
+        let everywhere = status["hosts"]
+            .as_array()
+            .context("hosts")?
+            .iter()
+            .all(|host| host["services"]["canary"]["canary"]["digest"] == v2_digest.as_str());
+        Ok(everywhere.then_some(()))
+    })
+    .await?;
+    rollout_ended_on(fleet, "canary", &v2_digest).await?;
+    fleet.all_serve("canary", "v2", REACH).await?;
+    let served = load.stop().await?;
+    ensure!(
+        served.failures.is_empty(),
+        "failed requests during a good canary: {:?}",
+        served.failures
+    );
+    ensure!(
+        served.versions.get("v1").is_some_and(|n| *n > 0)
+            && served.versions.get("v2").is_some_and(|n| *n > 0),
+        "both versions answered during the canary: {:?}",
+        served.versions
+    );
+
+    // A canary that fails half its requests, 20% of every host's: rolled back by itself,
+    // and the failures stay within its share of the traffic.
+    let load = Load::start(fleet.proxy.url("/version"), 6);
+    let bad = fixture_path("fails-half").display().to_string();
+    fleet.hosts[1]
+        .cli(&[
+            "deploy",
+            "canary",
+            &bad,
+            "--strategy",
+            "canary:20",
+            "--json",
+        ])
+        .await?
+        .json()?;
+    let status = rollout_ended_on(fleet, "canary", &v2_digest).await?;
+    let served = load.stop().await?;
+    let share = served.failures.len() as f64 / served.total().max(1) as f64;
+    eprintln!(
+        "a bad canary at 20%: {} of {} requests failed ({:.1}%) before the fleet rolled it back",
+        served.failures.len(),
+        served.total(),
+        share * 100.0
+    );
+    ensure!(
+        !served.failures.is_empty() && share < 0.2,
+        "the bad canary's failures stay within its 20% share: {share:.3} ({status})"
+    );
+    let versions = a.cli(&["versions", "canary", "--json"]).await?.json()?;
+    ensure!(
+        versions[0]["source"] == "rollback" && versions[0]["digest"] == v2_digest.as_str(),
+        "the fleet recorded the rollback: {versions}"
+    );
+    let load = Load::start(fleet.proxy.url("/version"), 6);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let served = load.stop().await?;
+    ensure!(
+        served.failures.is_empty() && served.versions.keys().eq(["v2"]),
+        "after the rollback only v2 answers: {:?} {:?}",
+        served.versions,
+        served.failures
+    );
     Ok(())
 }
 

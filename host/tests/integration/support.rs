@@ -118,11 +118,12 @@ pub fn build_components() -> anyhow::Result<()> {
 }
 
 /// The fixture's variants: its `version.rs` for each.
-const FIXTURE_VARIANTS: [(&str, &str); 4] = [
+const FIXTURE_VARIANTS: [(&str, &str); 5] = [
     ("v1", "const VERSION: &str = \"v1\"; const HEALTHY: bool = true; const ROUTES_TRAP: bool = false;"),
     ("v2", "const VERSION: &str = \"v2\"; const HEALTHY: bool = true; const ROUTES_TRAP: bool = false;"),
     ("unhealthy", "const VERSION: &str = \"unhealthy\"; const HEALTHY: bool = false; const ROUTES_TRAP: bool = false;"),
     ("routes-trap", "const VERSION: &str = \"routes-trap\"; const HEALTHY: bool = true; const ROUTES_TRAP: bool = true;"),
+    ("fails-half", "const VERSION: &str = \"fails-half\"; const HEALTHY: bool = true; const ROUTES_TRAP: bool = false;"),
 ];
 
 /// Runs `cargo build --release --target wasm32-wasip2` for `packages`, with the fixture's
@@ -188,7 +189,7 @@ pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
     HEAVY.lock().await
 }
 
-/// A built variant of the fixture: `v1`, `v2`, `unhealthy` or `routes-trap`.
+/// A built variant of the fixture: `v1`, `v2`, `unhealthy`, `routes-trap` or `fails-half`.
 pub fn fixture_path(variant: &str) -> PathBuf {
     workspace_root()
         .join("target/fixtures")

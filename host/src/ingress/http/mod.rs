@@ -91,7 +91,7 @@ impl ServiceHttp {
         let method = request.method().clone();
         // One atomic load: this request runs to its end on the version it saw here, and its
         // metrics and span name that version.
-        let version = self.endpoint.service.current.load_full();
+        let version = self.endpoint.service.version_for_request();
         let trace = self.endpoint.tracer.server(
             request.headers(),
             || method.to_string(),
@@ -138,13 +138,17 @@ impl ServiceHttp {
             HeaderValue::from_str(&request_id).expect("request ids are printable ASCII"),
         );
         cors::add_headers(&self.settings, origin.as_ref(), headers);
+        let took = started.elapsed();
         self.endpoint.metrics.observe(
             &handler,
             &method,
             version.short_digest(),
             response.status().as_u16(),
-            started.elapsed(),
+            took,
         );
+        self.endpoint
+            .service
+            .count_for_canary(&version, response.status().is_server_error(), took);
         response
     }
 }
