@@ -211,6 +211,15 @@ impl FleetStore {
         })
     }
 
+    /// Whether the registry answers (within the pool's acquire timeout).
+    pub async fn ping(&self) -> Result<(), FleetError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     pub fn fleet(&self) -> &str {
         &self.fleet
     }

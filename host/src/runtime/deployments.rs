@@ -35,6 +35,15 @@ impl Deployments {
         }
     }
 
+    /// Fails fast, before a version is compiled and checked, when it could not be recorded:
+    /// a fleet whose registry is unreachable takes no deploy (they wait; hosts serve on).
+    pub async fn check_writable(&self) -> Result<(), DeploymentsError> {
+        match self {
+            Deployments::Local(_) => Ok(()),
+            Deployments::Fleet(fleet) => Ok(fleet.store.ping().await?),
+        }
+    }
+
     /// The deploys of `service`, oldest first.
     pub async fn history(&self, service: &str) -> Result<Vec<DeployRecord>, DeploymentsError> {
         match self {

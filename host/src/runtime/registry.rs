@@ -603,6 +603,10 @@ impl Registry {
         strategy: Strategy,
         started: Instant,
     ) -> Result<DeployOutcome, DeployComponentError> {
+        self.deployments
+            .check_writable()
+            .await
+            .map_err(DeployComponentError::Store)?;
         let version = self
             .prepare(&service.service, bytes.clone(), source)
             .await?;

@@ -4,8 +4,10 @@
 //! host reaches all three; rolling deploys go host by host; canaries are judged, then
 //! promoted or rolled back, by the fleet itself; a killed host is routed around
 //! and comes back serving the fleet's versions, whatever its local state says; consumers
-//! on three hosts handle each event once; migrations run once.
+//! on three hosts handle each event once; migrations run once; cut off from PostgreSQL, hosts
+//! keep serving and deploys wait.
 
+use crate::fault_proxy::FaultProxy;
 use crate::support::{
     cpu_heavy, eventually, fixture_config, fixture_path, free_ports, set, shop_config, Backends,
     Platform, RunNames, Test, POSTGRES_URL,
@@ -24,6 +26,7 @@ pub fn tests() -> Vec<Test> {
         deploys_and_rollbacks_sent_to_one_host_reach_the_fleet_under_load,
         a_killed_host_is_routed_around_and_catches_up_when_it_returns,
         canaries_are_promoted_or_rolled_back_by_the_fleet_under_load,
+        deploys_wait_while_the_registry_is_unreachable_and_hosts_keep_serving,
         consumers_on_three_hosts_record_each_event_once,
     ]
 }
@@ -660,6 +663,92 @@ async fn canaries(fleet: &Fleet) -> anyhow::Result<()> {
         served.versions,
         served.failures
     );
+    Ok(())
+}
+
+async fn deploys_wait_while_the_registry_is_unreachable_and_hosts_keep_serving(
+    _shared: &'static Platform,
+) -> anyhow::Result<()> {
+    let _cpu = cpu_heavy().await;
+    let names = RunNames::new();
+    // Every connection to PostgreSQL goes through a proxy the test cuts.
+    let proxy = FaultProxy::start("127.0.0.1:5432").await?;
+    let mut base = fixture_config(
+        Backends::Real,
+        &names,
+        &["canary"],
+        &["database", "logging"],
+    );
+    set(
+        &mut base,
+        &["database", "url"],
+        format!("postgres://postgres@{}/postgres", proxy.address).into(),
+    );
+    let fleet = Fleet::start(&names, base, "canary").await?;
+    let result = partition(&fleet, &proxy).await;
+    proxy.up();
+    fleet.stop().await?;
+    result
+}
+
+async fn partition(fleet: &Fleet, proxy: &FaultProxy) -> anyhow::Result<()> {
+    let a = &fleet.hosts[0];
+    let load = Load::start(fleet.proxy.url("/version"), 4);
+    proxy.down();
+    proxy.cut();
+    let v2 = fixture_path("v2").display().to_string();
+    let asked = Instant::now();
+    let refused = a.cli(&["deploy", "canary", &v2]).await?;
+    ensure!(
+        refused.code == 4 && refused.stderr.contains("unavailable"),
+        "a deploy during the partition is refused: {refused:?}"
+    );
+    ensure!(
+        asked.elapsed() < Duration::from_secs(15),
+        "refused at once, not hung: {:?}",
+        asked.elapsed()
+    );
+    let response = a.http().get(a.admin_url("/ready")).send().await?;
+    ensure!(response.status() == 200, "a partitioned host stays ready");
+    let response = a
+        .http()
+        .post(a.admin_url("/v1/services/canary/rollback"))
+        .bearer_auth(a.admin_token()?)
+        .send()
+        .await?;
+    ensure!(
+        response.status() == 503 && response.headers().contains_key("retry-after"),
+        "the admin API answers 503 with Retry-After: {}",
+        response.status()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.up();
+    let served = load.stop().await?;
+    ensure!(
+        served.failures.is_empty() && served.versions.keys().eq(["v1"]),
+        "the hosts kept serving what they had: {:?} {:?}",
+        served.versions,
+        served.failures
+    );
+    // Once the registry is back, the same deploy goes through and reaches every host.
+    let deployed = eventually("the deploy to go through", REACH, || async {
+        let output = a.cli(&["deploy", "canary", &v2, "--json"]).await?;
+        (output.code == 0).then(|| output.json()).transpose()
+    })
+    .await?;
+    ensure!(deployed["serving_here"] == true, "{deployed}");
+    fleet.all_serve("canary", "v2", REACH).await?;
+    eventually("every host to be heard again", REACH, || async {
+        let status = fleet_status(a).await?;
+        let alive = status["hosts"]
+            .as_array()
+            .context("hosts")?
+            .iter()
+            .filter(|host| host["alive"] == true)
+            .count();
+        Ok((alive == HOSTS.len()).then_some(()))
+    })
+    .await?;
     Ok(())
 }
 
