@@ -7,14 +7,17 @@
 //! - [`bindings`]: the one `bindgen!` of the `platform:service/service` world.
 //! - [`backends`]: what the capabilities run on, with their own types and errors:
 //!   database (PostgreSQL | SQLite), cache (Redis | in process), broker (RabbitMQ |
-//!   embedded; publish and consume), the HTTP client, token validation, bcrypt and JWTs.
+//!   embedded; publish and consume), the HTTP client, token validation, bcrypt and JWTs,
+//!   schedule leases and a fleet's deployment registry.
 //! - [`capabilities`]: one file per WIT interface (the `Host` impl, its grant, the
 //!   lowering of backend errors into WIT) and the one table of capabilities.
 //! - [`runtime`]: engine and linker, component versions (compile, import check, route
 //!   table), per-service admission (load shedding), a fresh instance per call under memory
-//!   and time limits, and the registry: the one load path for start, deploy and rollback.
+//!   and time limits, and the registry: the one load path for start, deploy and rollback,
+//!   which keeps its versions in the state directory or a fleet's registry, and canaries.
 //! - [`ingress`]: what brings work in: the accept loop, HTTP listeners (one per service
-//!   port), message consumers (one per subscription), the admin API, `--watch`, metrics.
+//!   port), message consumers (one per subscription), the admin API, a fleet's
+//!   announcements and heartbeats, `--watch`, metrics.
 //! - [`admin_api`]: the documents the admin API and the CLI share.
 //! - [`state`]: the state directory: deployed versions, compiled code, the admin token.
 //! - [`build`]: running a service's build command.
