@@ -292,17 +292,23 @@ impl FleetStore {
         .execute(&mut *transaction)
         .await
         .map_err(unavailable)?;
-        let previous: Option<String> = sqlx::query_scalar(
-            "SELECT digest FROM platform_fleet.desired WHERE fleet = $1 AND service = $2",
+        let desired: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT digest, strategy, previous FROM platform_fleet.desired \
+             WHERE fleet = $1 AND service = $2",
         )
         .bind(&self.fleet)
         .bind(service)
         .fetch_optional(&mut *transaction)
         .await
         .map_err(unavailable)?;
-        if only_if_new && previous.is_some() {
+        if only_if_new && desired.is_some() {
             return Ok(false);
         }
+        // What served before: during a canary rollout, its stable version, not the canary.
+        let previous = desired.and_then(|(digest, strategy, stable)| match strategy.parse() {
+            Ok(Strategy::Canary(_)) => stable,
+            _ => Some(digest),
+        });
         sqlx::query(
             "INSERT INTO platform_fleet.components (fleet, service, digest, bytes) \
              VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",

@@ -474,6 +474,7 @@ impl Registry {
         match loaded {
             Ok(mut version) => {
                 version.record.deployed_at = desired.since;
+                version.record.source = self.recorded_source(service.name(), &desired.digest).await;
                 let outcome =
                     self.switch(service, Arc::new(version), Some(desired.strategy), started);
                 service.set_sync(SyncState::InSync);
@@ -512,6 +513,23 @@ impl Registry {
             Ok(Err(reason)) => Err(DeployComponentError::Unhealthy(reason)),
             Err(error) => Err(DeployComponentError::Unhealthy(error.to_string())),
         }
+    }
+
+    /// How the registry recorded `digest` last, so that a fleet's rollback shows as one on
+    /// every host.
+    async fn recorded_source(&self, service: &str, digest: &str) -> DeploySource {
+        self.deployments
+            .history(service)
+            .await
+            .ok()
+            .and_then(|history| {
+                history
+                    .iter()
+                    .rev()
+                    .find(|record| record.digest == digest)
+                    .map(|record| record.source)
+            })
+            .unwrap_or(DeploySource::Deploy)
     }
 
     /// A canary rollout: the stable version stays current, the new one serves `percent`

@@ -27,6 +27,7 @@ pub fn tests() -> Vec<Test> {
         a_killed_host_is_routed_around_and_catches_up_when_it_returns,
         canaries_are_promoted_or_rolled_back_by_the_fleet_under_load,
         deploys_wait_while_the_registry_is_unreachable_and_hosts_keep_serving,
+        a_host_that_refuses_the_fleets_version_keeps_its_own_and_says_why,
         consumers_on_three_hosts_record_each_event_once,
     ]
 }
@@ -78,8 +79,19 @@ impl Fleet {
     /// Starts the three hosts at once (their first start races for the registry and the
     /// migrations) and HAProxy in front of `service`.
     async fn start(names: &RunNames, base: toml::Table, service: &str) -> anyhow::Result<Fleet> {
-        let name = names.name("fleet");
-        let configs = fleet_configs(&base, &name);
+        Fleet::start_with(names, fleet_configs(&base, &names.name("fleet")), service).await
+    }
+
+    /// [`Fleet::start`] with the hosts' configurations given.
+    async fn start_with(
+        names: &RunNames,
+        configs: Vec<toml::Table>,
+        service: &str,
+    ) -> anyhow::Result<Fleet> {
+        let name = configs[0]["fleet"]["name"]
+            .as_str()
+            .context("a fleet name")?
+            .to_string();
         let started = futures::future::join_all(
             configs
                 .into_iter()
@@ -406,6 +418,13 @@ async fn reach_the_fleet(fleet: &Fleet, migrations: &Path) -> anyhow::Result<()>
     );
     let took = fleet.all_serve("canary", "v1", REACH).await?;
     eprintln!("a rollback sent to one host reached all three in {took:?}");
+    for host in [a, b] {
+        let ps = host.cli(&["ps", "--json"]).await?.json()?;
+        ensure!(
+            ps[0]["source"] == "rollback",
+            "every host shows the rollback as one: {ps}"
+        );
+    }
 
     // Rolling, sent to host b: the hosts switch in the order of their names.
     let rolling = b
@@ -749,6 +768,80 @@ async fn partition(fleet: &Fleet, proxy: &FaultProxy) -> anyhow::Result<()> {
         Ok((alive == HOSTS.len()).then_some(()))
     })
     .await?;
+    Ok(())
+}
+
+async fn a_host_that_refuses_the_fleets_version_keeps_its_own_and_says_why(
+    _shared: &'static Platform,
+) -> anyhow::Result<()> {
+    let _cpu = cpu_heavy().await;
+    let names = RunNames::new();
+    let base = fixture_config(
+        Backends::Real,
+        &names,
+        &["canary"],
+        &["database", "logging"],
+    );
+    // Host c has migrations of its own (an image that differs): the others have none.
+    let own = tempfile::tempdir()?;
+    let name = names.name("fleet");
+    let mut configs = fleet_configs(&base, &name);
+    set(
+        &mut configs[2],
+        &["database", "migrations"],
+        own.path().display().to_string().into(),
+    );
+    let fleet = Fleet::start_with(&names, configs, "canary").await?;
+    let result = refuse_on_one_host(&fleet, own.path()).await;
+    fleet.stop().await?;
+    result
+}
+
+async fn refuse_on_one_host(fleet: &Fleet, own_migrations: &Path) -> anyhow::Result<()> {
+    let [a, _, c] = [&fleet.hosts[0], &fleet.hosts[1], &fleet.hosts[2]];
+    // A migration that cannot apply: v2 fails its load path on host c alone.
+    std::fs::create_dir_all(own_migrations.join("canary"))?;
+    std::fs::write(
+        own_migrations.join("canary/0001_broken.sql"),
+        "SELEC nonsense;\n",
+    )?;
+    let load = Load::start(fleet.proxy.url("/version"), 4);
+    let v2 = fixture_path("v2").display().to_string();
+    a.cli(&["deploy", "canary", &v2, "--json"]).await?.json()?;
+    let status = eventually("host c to report the refusal", REACH, || async {
+        let status = fleet_status(a).await?;
+        let refused = status["hosts"]
+            .as_array()
+            .context("hosts")?
+            .iter()
+            .find(|host| host["host"] == "host-c")
+            .and_then(|host| host["services"]["canary"]["state"].as_str())
+            .is_some_and(|state| state.starts_with("refused: migrations failed"));
+        Ok(refused.then_some(status))
+    })
+    .await?;
+    ensure!(
+        version_at(c, "canary").await? == "v1",
+        "host c keeps v1: {status}"
+    );
+    for host in &fleet.hosts[..2] {
+        ensure!(
+            version_at(host, "canary").await? == "v2",
+            "the others serve v2"
+        );
+    }
+    let ready = c.http().get(c.admin_url("/ready")).send().await?;
+    let (code, why) = (ready.status(), ready.text().await?);
+    ensure!(
+        code == 503 && why.contains("migrations failed"),
+        "host c is not ready, and says why: {code} {why}"
+    );
+    let served = load.stop().await?;
+    ensure!(
+        served.failures.is_empty(),
+        "no failed request: {:?}",
+        served.failures
+    );
     Ok(())
 }
 
