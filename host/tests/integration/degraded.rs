@@ -1,16 +1,123 @@
 //! Backing services that are down: the contract requires product reads and writes to keep
-//! working from the database when the cache is unreachable.
+//! working from the database when the cache is unreachable; database connections the server
+//! closed, or a call abandoned, are never handed to another call.
 
-use crate::support::{free_ports, set, shop_config, Platform, RunNames, Test};
+use crate::support::{
+    eventually, fixture_config, free_ports, set, shop_config, Backends, Platform, RunNames, Test,
+    POSTGRES_URL,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 pub fn tests() -> Vec<Test> {
     // Starts a host of its own with Redis on a closed port.
     crate::real_backend_tests![
         product_reads_and_writes_work_without_the_cache,
         an_invalidation_redis_missed_never_serves_the_old_price,
+        database_connections_in_doubt_are_never_reused,
     ]
+}
+
+/// The host keeps its PostgreSQL connections between calls without pinging them (a round
+/// trip each time, which sqlx's pool made twice per statement). So it must not hand out one
+/// whose state it cannot vouch for: one the server closed while it sat idle, one whose
+/// statement a call abandoned at its deadline, one a call left inside a transaction.
+async fn database_connections_in_doubt_are_never_reused(
+    _: &'static Platform,
+) -> anyhow::Result<()> {
+    let names = RunNames::new();
+    let mut config = fixture_config(
+        Backends::Real,
+        &names,
+        &["misbehaving"],
+        &["database", "logging"],
+    );
+    // Two connections, so every case below goes through all of them.
+    set(&mut config, &["database", "max_connections"], 2.into());
+    set(
+        &mut config,
+        &["services", "misbehaving", "request_timeout_ms"],
+        700.into(),
+    );
+    let database = config["services"]["misbehaving"]["database"]
+        .as_str()
+        .expect("a database name")
+        .to_string();
+    crate::support::with_platform(names, config, async |platform| {
+        let server = sqlx::PgPool::connect(POSTGRES_URL).await?;
+        let served = async || -> anyhow::Result<()> {
+            for _ in 0..4 {
+                let response = platform
+                    .http()
+                    .get(platform.url("misbehaving", "/db"))
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    response.status() == 200,
+                    "GET /db: {}",
+                    response.text().await?
+                );
+            }
+            Ok(())
+        };
+        served().await?;
+
+        // Calls that end (at their deadline) in the middle of a statement.
+        let abandoned = futures::future::join_all((0..2).map(|_| {
+            platform
+                .http()
+                .post(platform.url("misbehaving", "/sql"))
+                .body("SELECT pg_sleep(3)")
+                .send()
+        }))
+        .await;
+        for response in abandoned {
+            assert_eq!(response?.status(), 500, "the call ends at its deadline");
+        }
+        served().await?;
+
+        // Calls that leave a transaction open: rolled back before the connection is reused.
+        for _ in 0..4 {
+            let response = platform
+                .http()
+                .get(platform.url("misbehaving", "/open-transaction"))
+                .send()
+                .await?;
+            assert_eq!(response.status(), 200);
+        }
+        let in_transaction = "SELECT count(*) FROM pg_stat_activity \
+                              WHERE datname = $1 AND state LIKE 'idle in transaction%'";
+        eventually(
+            "no connection left in a transaction",
+            Duration::from_secs(5),
+            || {
+                let (server, database) = (server.clone(), database.clone());
+                async move {
+                    let open: i64 = sqlx::query_scalar(in_transaction)
+                        .bind(&database)
+                        .fetch_one(&server)
+                        .await?;
+                    Ok((open == 0).then_some(()))
+                }
+            },
+        )
+        .await?;
+        served().await?;
+
+        // The server closes every connection (a restart, an idle timeout): once they sat
+        // idle past the host's 1 s without a check, they are checked, and no call fails.
+        let closed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+        )
+        .bind(&database)
+        .fetch_all(&server)
+        .await?;
+        assert!(!closed.is_empty(), "the host held connections to close");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        served().await
+    })
+    .await
 }
 
 /// Redis stalls (a proxy between the host and Redis stops moving bytes) while a product's

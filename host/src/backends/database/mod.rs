@@ -4,6 +4,7 @@
 
 mod migrate;
 mod postgres;
+mod postgres_pool;
 mod sqlite;
 mod sqlite_guard;
 

@@ -10,6 +10,7 @@
 //! fleet, derived from the fleet's shared secret so that hosts never change it under one
 //! another's pools.
 
+use super::postgres_pool::{AcquireError, Lease, PostgresPool};
 use super::{
     Database, DatabaseError, DatabaseSettings, MigrateDatabaseError, ReadRowsError, ResultLimits,
     Rows, Transaction, Value,
@@ -17,9 +18,10 @@ use super::{
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{Column, ConnectOptions, Connection, Executor, PgPool, Postgres, Row, TypeInfo};
+use sqlx::{Column, ConnectOptions, Connection, Executor, Postgres, Row, TypeInfo};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a service's database could not be prepared at start.
@@ -47,7 +49,7 @@ pub enum PostgresSetupError {
 }
 
 pub struct PostgresDatabase {
-    pool: PgPool,
+    pool: Arc<PostgresPool>,
     database: String,
     limits: ResultLimits,
 }
@@ -163,7 +165,9 @@ impl PostgresDatabase {
         let _ = admin.close().await; // and with it the setup lock
 
         let statement_timeout = format!("{}ms", settings.statement_timeout.as_millis());
-        let pool = PgPoolOptions::new()
+        // `PostgresPool` keeps the connections it opens: sqlx's own pings on the way out
+        // and back are what it saves (postgres_pool.rs).
+        let opener = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .min_connections(0)
             .acquire_timeout(settings.acquire_timeout)
@@ -174,6 +178,7 @@ impl PostgresDatabase {
                     .password(&password)
                     .options([("statement_timeout", statement_timeout.as_str())]),
             );
+        let pool = PostgresPool::new(opener, settings.max_connections, settings.acquire_timeout);
         Ok(PostgresDatabase {
             pool,
             database: database.to_string(),
@@ -299,26 +304,34 @@ impl Database for PostgresDatabase {
         let Some(migrator) = super::migrate::migrator(migrations, "postgres").await? else {
             return Ok(());
         };
-        migrator
-            .run(&self.pool)
+        let apply = |cause: String| MigrateDatabaseError::Apply {
+            database: self.database.clone(),
+            cause,
+        };
+        let mut lease = self
+            .pool
+            .acquire()
             .await
-            .map_err(|cause| MigrateDatabaseError::Apply {
-                database: self.database.clone(),
-                cause: cause.to_string(),
-            })
+            .map_err(|e| apply(e.to_string()))?;
+        let result = migrator.run_direct(lease.start()).await;
+        // A failed migration may have left the connection in any state: it is not reused.
+        lease
+            .settle(result, |_| true)
+            .map_err(|cause| apply(cause.to_string()))
     }
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
-        let rows = bind(sql, params)?.fetch(&self.pool);
-        read(rows, self.limits).await
+        let query = bind(sql, params)?;
+        let mut lease = self.lease().await?;
+        let result = read(query.fetch(lease.start()), self.limits).await;
+        lease.settle(result, breaks_connection)
     }
 
     async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {
-        Ok(bind(sql, params)?
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?
-            .rows_affected())
+        let query = bind(sql, params)?;
+        let mut lease = self.lease().await?;
+        let result = query.execute(lease.start()).await.map_err(classify);
+        Ok(lease.settle(result, breaks_connection)?.rows_affected())
     }
 
     fn system(&self) -> &'static str {
@@ -326,9 +339,31 @@ impl Database for PostgresDatabase {
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, DatabaseError> {
-        let transaction = self.pool.begin().await.map_err(classify)?;
-        Ok(Box::new(PostgresTransaction(transaction, self.limits)))
+        let mut lease = self.lease().await?;
+        let result = lease.start().execute("BEGIN").await.map_err(classify);
+        lease.settle(result, breaks_connection)?;
+        lease.set_in_transaction(true);
+        Ok(Box::new(PostgresTransaction(lease, self.limits)))
     }
+}
+
+impl PostgresDatabase {
+    async fn lease(&self) -> Result<Lease, DatabaseError> {
+        self.pool.acquire().await.map_err(|error| match error {
+            AcquireError::TimedOut(_) => DatabaseError::Unavailable(error.to_string()),
+            AcquireError::Open(cause) => match classify(cause) {
+                // A refused login or a missing database is as unavailable as no server.
+                DatabaseError::QueryFailed(message) => DatabaseError::Unavailable(message),
+                other => other,
+            },
+        })
+    }
+}
+
+/// Whether an error means the connection itself is unusable (closed, broken, the server
+/// going away), not just the statement.
+fn breaks_connection(error: &DatabaseError) -> bool {
+    matches!(error, DatabaseError::Unavailable(_))
 }
 
 /// A result read row by row within `limits`.
@@ -344,30 +379,42 @@ async fn read(
         })
 }
 
-struct PostgresTransaction(sqlx::Transaction<'static, Postgres>, ResultLimits);
+/// A transaction on a leased connection; dropped without a commit, it is rolled back
+/// before the connection serves anyone else.
+struct PostgresTransaction(Lease, ResultLimits);
+
+impl PostgresTransaction {
+    /// Ends the transaction with `statement`. Even a failed COMMIT ends it (PostgreSQL
+    /// rolls back), unless the connection broke, and then the lease closes it.
+    async fn end(mut self: Box<Self>, statement: &str) -> Result<(), DatabaseError> {
+        let lease = &mut self.0;
+        let result = lease.start().execute(statement).await.map_err(classify);
+        let result = lease.settle(result, breaks_connection);
+        lease.set_in_transaction(false);
+        result.map(|_| ())
+    }
+}
 
 #[async_trait]
 impl Transaction for PostgresTransaction {
     async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
-        let limits = self.1;
-        let rows = bind(sql, params)?.fetch(&mut *self.0);
-        read(rows, limits).await
+        let query = bind(sql, params)?;
+        let result = read(query.fetch(self.0.start()), self.1).await;
+        self.0.settle(result, breaks_connection)
     }
 
     async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {
-        Ok(bind(sql, params)?
-            .execute(&mut *self.0)
-            .await
-            .map_err(classify)?
-            .rows_affected())
+        let query = bind(sql, params)?;
+        let result = query.execute(self.0.start()).await.map_err(classify);
+        Ok(self.0.settle(result, breaks_connection)?.rows_affected())
     }
 
     async fn commit(self: Box<Self>) -> Result<(), DatabaseError> {
-        self.0.commit().await.map_err(classify)
+        self.end("COMMIT").await
     }
 
     async fn rollback(self: Box<Self>) -> Result<(), DatabaseError> {
-        self.0.rollback().await.map_err(classify)
+        self.end("ROLLBACK").await
     }
 }
 
