@@ -70,7 +70,14 @@ impl PostgresPool {
             let Some((mut connection, since)) = next else {
                 break;
             };
-            if since.elapsed() < PING_AFTER_IDLE || connection.ping().await.is_ok() {
+            // Within the acquire timeout: a ping on a connection whose peer went silent (a
+            // partition) would otherwise wait for ever.
+            let alive = since.elapsed() < PING_AFTER_IDLE
+                || matches!(
+                    tokio::time::timeout_at(deadline, connection.ping()).await,
+                    Ok(Ok(()))
+                );
+            if alive {
                 return Ok(Lease::new(connection, permit, self));
             }
             drop(connection.detach());
@@ -173,9 +180,11 @@ impl Drop for Lease {
         };
         let pool = self.pool.clone();
         runtime.spawn(async move {
-            match (&mut *connection).execute("ROLLBACK").await {
-                Ok(_) => pool.put_back(connection),
-                Err(_) => drop(connection.detach()),
+            // Bounded like an acquire: a silent peer must not keep the permit for ever.
+            let rollback = (&mut *connection).execute("ROLLBACK");
+            match tokio::time::timeout(pool.acquire_timeout, rollback).await {
+                Ok(Ok(_)) => pool.put_back(connection),
+                _ => drop(connection.detach()),
             }
             drop(permit);
         });
