@@ -2,8 +2,7 @@
 //!
 //! sqlx 0.8's pool pings a connection (a round trip to the server) each time it hands one
 //! out and again, from a task it spawns, each time one comes back: a call of one statement
-//! cost three round trips, and `POST /orders` (some fifteen statements over three services'
-//! databases) about forty-five. This pool takes its connections from sqlx's pool once and
+//! cost three round trips, and every transaction two more than its statements. This pool takes its connections from sqlx's pool once and
 //! keeps them checked out, so neither ping happens on the way. It pings only a connection
 //! that sat idle longer than [`PING_AFTER_IDLE`] (the server may have closed it meanwhile),
 //! and it never reuses a connection whose state it cannot vouch for: one whose statement was
