@@ -23,6 +23,8 @@ pub trait Store {
     /// Ids of outbox rows left behind (older than a grace period in which the request
     /// that wrote them publishes them itself), oldest first.
     fn stale_event_ids(&self, limit: i64) -> Result<Vec<i64>, StoreError>;
+    /// Deletes an outbox row the request that wrote it has published (committed at once).
+    fn delete_event(&self, id: i64) -> Result<(), StoreError>;
     /// Writes a stock change down (committed at once); returns it with its row id.
     fn record_stock_change(&self, change: &StockChange) -> Result<StockChange, StoreError>;
     /// Forgets a settled stock change.

@@ -50,7 +50,7 @@
 use crate::log;
 use crate::model::{
     new_event, new_reservation_id, total_cents, Caller, EventKind, NewOrder, Order, OrderDraft,
-    OrderStatus, StockAction, StockChange,
+    OrderStatus, OutboxEvent, StockAction, StockChange,
 };
 use crate::ports::{
     EventBus, ProductService, ProductServiceError, Released, Store, StoreError, StoreTx,
@@ -114,6 +114,12 @@ impl OrderError {
             }
         }
     }
+}
+
+/// An event a request wrote to the outbox, with its row: the request publishes it itself.
+struct OwnEvent {
+    row: i64,
+    event: OutboxEvent,
 }
 
 /// What a use case's commit changes about its order; after a commit error, the order is
@@ -277,22 +283,23 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
         Ok(order)
     }
 
-    /// Inserts the order and its `order.created` event; returns both ids' owners.
+    /// Inserts the order and its `order.created` event; returns the order and the event.
     fn insert_with_event(
         &self,
         tx: &mut S::Tx,
         draft: &OrderDraft,
         caller: &Caller,
-    ) -> Result<(Order, i64), StoreError> {
+    ) -> Result<(Order, OwnEvent), StoreError> {
         let order = tx.insert_order(draft)?;
-        let event = tx.insert_event(&new_event(
+        let event = new_event(
             EventKind::Created,
             &order,
             &caller.username,
             &self.exchange,
             self.bus.traceparent(),
-        ))?;
-        Ok((order, event))
+        );
+        let row = tx.insert_event(&event)?;
+        Ok((order, OwnEvent { row, event }))
     }
 
     /// The caller's orders, newest first.
@@ -349,7 +356,7 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
                 self.bus.traceparent(),
             );
             let written = tx.insert_event(&event).and_then(|row| {
-                event_row = Some(row);
+                event_row = Some(OwnEvent { row, event });
                 tx.insert_stock_change(&self.release_of(&updated))
             });
             match written {
@@ -524,17 +531,17 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
         }
     }
 
-    /// Publishes the request's own outbox row (if it wrote one), then the rows failed
+    /// Publishes the request's own event (if it wrote one), then the rows failed
     /// publishes left behind, oldest first; deletes each once the broker confirmed it and
     /// stops at the first failure (the rest stay for a later write or `settle`). Returns
     /// how many were published. Never fails the request.
-    pub fn publish_events(&self, own: Option<i64>) -> usize {
+    fn publish_events(&self, own: Option<OwnEvent>) -> usize {
         let mut published = 0;
         if let Some(own) = own {
-            match self.publish_row(own) {
-                Ok(sent) => published += usize::from(sent),
-                Err(()) => return published,
+            if self.publish_own(own).is_err() {
+                return published;
             }
+            published += 1;
         }
         let ids = match self.store.stale_event_ids(OUTBOX_BATCH) {
             Ok(ids) => ids,
@@ -552,8 +559,29 @@ impl<S: Store, P: ProductService, B: EventBus> OrderService<S, P, B> {
         published
     }
 
-    /// Publishes one outbox row and deletes it: `Ok(false)` if another request took it
-    /// first, `Err` (logged) if it stays pending.
+    /// Publishes the event the request just committed, then deletes its row in one
+    /// statement: no other request takes a row within its grace period, so none needs
+    /// locking out (the row of a request slower than that may go out twice, and consumers
+    /// deduplicate). `Err` (logged) if it stays pending.
+    fn publish_own(&self, own: OwnEvent) -> Result<(), ()> {
+        let OwnEvent { row, event } = own;
+        if let Err(error) = self.bus.publish(&event) {
+            log::warn(&format!(
+                "event {} ({}) not published, it stays in the outbox: {error}",
+                event.event_id, event.routing_key
+            ));
+            return Err(());
+        }
+        self.store.delete_event(row).map_err(|error| {
+            log::warn(&format!(
+                "event {} published but its outbox row remains; it will be sent again: {error:?}",
+                event.event_id
+            ));
+        })
+    }
+
+    /// Publishes one row a failed publish left behind and deletes it: `Ok(false)` if
+    /// another request took it first, `Err` (logged) if it stays pending.
     fn publish_row(&self, id: i64) -> Result<bool, ()> {
         let mut tx = self.store.begin().map_err(|error| {
             log::warn(&format!(

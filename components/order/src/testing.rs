@@ -144,6 +144,12 @@ impl Store for FakeStore {
             .collect())
     }
 
+    fn delete_event(&self, id: i64) -> Result<(), StoreError> {
+        self.check()?;
+        self.db.borrow_mut().outbox.remove(&id);
+        Ok(())
+    }
+
     fn record_stock_change(&self, change: &StockChange) -> Result<StockChange, StoreError> {
         self.check()?;
         self.db.borrow_mut().insert_stock_change(change)

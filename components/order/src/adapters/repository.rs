@@ -126,6 +126,11 @@ impl Store for Repository {
             .collect::<Result<_, _>>()?)
     }
 
+    fn delete_event(&self, id: i64) -> Result<(), StoreError> {
+        database::execute("DELETE FROM outbox WHERE id = $1", &[Value::Int(id)])?;
+        Ok(())
+    }
+
     fn record_stock_change(&self, change: &StockChange) -> Result<StockChange, StoreError> {
         inserted_stock_change(&database::query(
             INSERT_STOCK_CHANGE,

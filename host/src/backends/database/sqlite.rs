@@ -12,6 +12,14 @@
 //! - transactions take the write lock when they begin (`BEGIN IMMEDIATE`), so two of them
 //!   queue up instead of failing when both try to write.
 //!
+//! SQLite lets one writer in at a time, and its own queue (the busy handler) is no queue:
+//! each waiter polls with growing sleeps, so under load one could wait through many others'
+//! turns (seconds at the 99th percentile of `POST /orders`) and give up while the file sat
+//! idle between a commit and the next poll. So writers (transactions, and statements outside
+//! one that may write) take turns in the host first, first come first served, for at most the
+//! acquire timeout; the busy handler only covers what else holds the lock (a rollback sqlx
+//! finishes after a dropped transaction).
+//!
 //! Every connection carries the guard of [`super::sqlite_guard`]: no other file can be
 //! attached or written, and a statement past the statement timeout is interrupted.
 
@@ -29,6 +37,7 @@ use sqlx::{Column, Row, Sqlite, SqlitePool, TypeInfo, ValueRef};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Why a service's SQLite file could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +54,9 @@ pub struct SqliteDatabase {
     path: Arc<Path>,
     limits: ResultLimits,
     statement_timeout: Duration,
+    /// One permit: the turn to write (see the module's doc).
+    writer: Arc<Semaphore>,
+    acquire_timeout: Duration,
 }
 
 impl SqliteDatabase {
@@ -94,7 +106,36 @@ impl SqliteDatabase {
             path: Arc::from(path),
             limits: settings.limits,
             statement_timeout,
+            writer: Arc::new(Semaphore::new(1)),
+            acquire_timeout,
         })
+    }
+
+    /// The turn to write, in arrival order; `unavailable` after the acquire timeout, like a
+    /// PostgreSQL call that gets no connection.
+    async fn writer_turn(&self) -> Result<OwnedSemaphorePermit, DatabaseError> {
+        let waited =
+            tokio::time::timeout(self.acquire_timeout, self.writer.clone().acquire_owned());
+        match waited.await {
+            Ok(Ok(turn)) => Ok(turn),
+            // The semaphore is never closed.
+            Ok(Err(closed)) => Err(DatabaseError::Unavailable(closed.to_string())),
+            Err(_) => Err(DatabaseError::Unavailable(format!(
+                "no turn to write to {} within {:?} (database.acquire_timeout_seconds): \
+                 other writers held it",
+                self.path.display(),
+                self.acquire_timeout
+            ))),
+        }
+    }
+
+    /// The turn to write if `sql`, run outside a transaction, may write.
+    async fn turn_for(&self, sql: &str) -> Result<Option<OwnedSemaphorePermit>, DatabaseError> {
+        if may_write(sql) {
+            self.writer_turn().await.map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Maps sqlx's error onto [`DatabaseError`]; a unique violation is named after the
@@ -183,6 +224,30 @@ impl SqliteDatabase {
             _ => subject.to_string(),
         }
     }
+}
+
+/// Whether a statement run outside a transaction may write, by its first keyword: one that
+/// starts with `SELECT`, `VALUES` or `EXPLAIN` reads; anything else (`WITH` too, which may
+/// lead into a write) takes the turn to write.
+fn may_write(sql: &str) -> bool {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(comment) = rest.strip_prefix("--") {
+            rest = comment.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(comment) = rest.strip_prefix("/*") {
+            rest = comment.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            break;
+        }
+        rest = rest.trim_start();
+    }
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    let keyword = &rest[..end];
+    !["SELECT", "VALUES", "EXPLAIN"]
+        .iter()
+        .any(|read| keyword.eq_ignore_ascii_case(read))
 }
 
 /// The one text form of a timestamp in the embedded database: UTC, microseconds, fixed
@@ -318,12 +383,15 @@ impl Database for SqliteDatabase {
     }
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, DatabaseError> {
-        let rows = bind(sql, params)?.fetch(&self.pool);
-        self.read(rows).await
+        let query = bind(sql, params)?;
+        let _turn = self.turn_for(sql).await?;
+        self.read(query.fetch(&self.pool)).await
     }
 
     async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, DatabaseError> {
-        match bind(sql, params)?.execute(&self.pool).await {
+        let query = bind(sql, params)?;
+        let _turn = self.turn_for(sql).await?;
+        match query.execute(&self.pool).await {
             Ok(done) => Ok(done.rows_affected()),
             Err(error) => Err(self.classify(error).await),
         }
@@ -334,10 +402,12 @@ impl Database for SqliteDatabase {
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, DatabaseError> {
+        let turn = self.writer_turn().await?;
         match self.pool.begin_with("BEGIN IMMEDIATE").await {
             Ok(transaction) => Ok(Box::new(SqliteTransaction {
                 transaction,
                 backend: self.clone(),
+                _turn: turn,
             })),
             Err(error) => Err(self.classify(error).await),
         }
@@ -348,6 +418,8 @@ struct SqliteTransaction {
     transaction: sqlx::Transaction<'static, Sqlite>,
     /// For naming violated constraints.
     backend: SqliteDatabase,
+    /// Held until the transaction ends (dropped with it, however it ends).
+    _turn: OwnedSemaphorePermit,
 }
 
 #[async_trait]
@@ -622,6 +694,83 @@ mod tests {
             .unwrap();
         assert_eq!(rows.values.len(), 1, "the rolled-back row is not there");
         assert!(matches!(rows.values[0][1], Value::Int(21)));
+    }
+
+    #[tokio::test]
+    async fn writers_wait_their_turn_readers_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDatabase::open(
+            &dir.path().join("t.sqlite"),
+            DatabaseSettings {
+                acquire_timeout: Duration::from_millis(300),
+                ..settings()
+            },
+        )
+        .await
+        .unwrap();
+        db.execute("CREATE TABLE t (n INTEGER NOT NULL)", Vec::new())
+            .await
+            .unwrap();
+        let mut open = db.begin().await.unwrap();
+        open.execute("INSERT INTO t (n) VALUES (1)", Vec::new())
+            .await
+            .unwrap();
+        // While a transaction holds the turn: reads answer, writes and other transactions
+        // give up after the acquire timeout, naming it.
+        let read = db
+            .query(" -- a comment first\n select count(*) from t", Vec::new())
+            .await
+            .unwrap();
+        assert!(matches!(read.values[0][0], Value::Int(0)));
+        for refused in [
+            db.execute("INSERT INTO t (n) VALUES (2)", Vec::new()).await,
+            db.query(
+                "/* c */ WITH x AS (SELECT 3) INSERT INTO t SELECT * FROM x RETURNING n",
+                Vec::new(),
+            )
+            .await
+            .map(|_| 0),
+            db.begin().await.map(|_| 0),
+        ] {
+            let Err(DatabaseError::Unavailable(message)) = refused else {
+                panic!("expected unavailable, got {refused:?}");
+            };
+            assert!(message.contains("acquire_timeout_seconds"), "{message}");
+        }
+        // Once it commits, the next writer gets its turn.
+        open.commit().await.unwrap();
+        db.execute("INSERT INTO t (n) VALUES (2)", Vec::new())
+            .await
+            .unwrap();
+        let rows = db
+            .query("SELECT n FROM t ORDER BY n", Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(rows.values.len(), 2);
+    }
+
+    #[test]
+    fn statements_that_may_write_are_told_by_their_first_keyword() {
+        for read in [
+            "SELECT 1",
+            "  select 1",
+            "-- x\nSELECT 1",
+            "/* x */ VALUES (1)",
+            "EXPLAIN SELECT 1",
+        ] {
+            assert!(!may_write(read), "{read}");
+        }
+        for write in [
+            "INSERT INTO t VALUES (1)",
+            "update t set n = 1",
+            "WITH x AS (SELECT 1) DELETE FROM t",
+            "PRAGMA user_version = 3",
+            "SELECTED",
+            "/* unterminated",
+            "",
+        ] {
+            assert!(may_write(write), "{write}");
+        }
     }
 
     #[tokio::test]
