@@ -181,8 +181,24 @@ async fn run(duration: Duration, quick: bool, backends: Backends) -> anyhow::Res
         bcrypt_cost,
     )
     .await;
+    if result.is_err() {
+        // CI's smoke run keeps nothing else of the host: its last warnings tell why.
+        eprintln!(
+            "the host's last warnings and errors:\n{}",
+            warnings_tail(&platform.log(), 40)
+        );
+    }
     platform.stop().await;
     result
+}
+
+/// The last `lines` lines of a host log that are warnings or errors.
+fn warnings_tail(log: &str, lines: usize) -> String {
+    let noteworthy: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+        .collect();
+    noteworthy[noteworthy.len().saturating_sub(lines)..].join("\n")
 }
 
 async fn measure(
@@ -371,7 +387,8 @@ async fn order_once(
     user: &support::TestUser,
     product_id: i64,
 ) -> anyhow::Result<Value> {
-    support::eventually(
+    let last_refusal = std::cell::RefCell::new(None);
+    let answered = support::eventually(
         "an order to be answered",
         Duration::from_secs(30),
         || async {
@@ -386,12 +403,21 @@ async fn order_once(
             let body: Value = response.json().await?;
             match status.as_u16() {
                 201 => Ok(Some(body)),
-                503 => Ok(None),
+                503 => {
+                    last_refusal.replace(Some(body));
+                    Ok(None)
+                }
                 _ => anyhow::bail!("POST /orders answered {status} {body}"),
             }
         },
     )
-    .await
+    .await;
+    answered.with_context(|| {
+        format!(
+            "the last answer: 503 {}",
+            last_refusal.borrow().as_ref().unwrap_or(&Value::Null)
+        )
+    })
 }
 
 /// A product of the reusing service, read once so that the load hits its cache.

@@ -403,8 +403,29 @@ impl Database for SqliteDatabase {
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, DatabaseError> {
         let turn = self.writer_turn().await?;
-        match self.pool.begin_with("BEGIN IMMEDIATE").await {
-            Ok(transaction) => Ok(Box::new(SqliteTransaction {
+        // sqlx-sqlite 0.8 leaves a pooled connection inside its transaction, holding the
+        // write lock for good, when `begin_with` is dropped between SQLite's BEGIN and its own
+        // check of it. A call can end at any await (its deadline, a client that went away),
+        // so the begin runs to its end in a task of its own, which rolls back what nobody
+        // waits for any more before the turn passes on.
+        let (answer, waiting) = tokio::sync::oneshot::channel();
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let begun = pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map(|transaction| (transaction, turn));
+            if let Err(Ok((abandoned, _turn))) = answer.send(begun) {
+                if let Err(error) = abandoned.rollback().await {
+                    tracing::warn!(%error, "rolling back an abandoned BEGIN failed");
+                }
+            }
+        });
+        let begun = waiting.await.map_err(|_| {
+            DatabaseError::Unavailable("the task beginning the transaction ended".into())
+        })?;
+        match begun {
+            Ok((transaction, turn)) => Ok(Box::new(SqliteTransaction {
                 transaction,
                 backend: self.clone(),
                 _turn: turn,
@@ -747,6 +768,66 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows.values.len(), 2);
+    }
+
+    /// A call can end at any await (its deadline, a client that went away): a `begin` dropped
+    /// part-way must leave no transaction open on a pooled connection, which would hold
+    /// SQLite's write lock for good and turn every later write into "database is locked".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_begin_dropped_part_way_leaves_no_transaction_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDatabase::open(
+            &dir.path().join("t.sqlite"),
+            DatabaseSettings {
+                acquire_timeout: Duration::from_millis(500),
+                ..settings()
+            },
+        )
+        .await
+        .unwrap();
+        db.execute("CREATE TABLE t (n INTEGER NOT NULL)", Vec::new())
+            .await
+            .unwrap();
+        // Dropped after one to eight polls, at gaps from 0 to 150 µs, so that some drops
+        // land between SQLite's BEGIN and the moment a transaction exists to roll it back.
+        let waker = futures::task::noop_waker();
+        let mut context = std::task::Context::from_waker(&waker);
+        let mut began = 0;
+        for gap in 0..150 {
+            for polls in 1..=8 {
+                let mut begin = db.begin();
+                for _ in 0..polls {
+                    if let std::task::Poll::Ready(begun) = begin.as_mut().poll(&mut context) {
+                        begun.unwrap_or_else(|error| panic!("a begin after dropped ones: {error}"));
+                        began += 1;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(gap));
+                }
+                drop(begin);
+                // Lets the pool take back the connection the drop returned.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        assert!(began > 0, "no begin got through: the drops proved nothing");
+        for n in 0..4 {
+            db.execute("INSERT INTO t (n) VALUES ($1)", vec![Value::Int(n)])
+                .await
+                .unwrap_or_else(|error| panic!("write {n} after the dropped begins: {error}"));
+        }
+        // Committed, not written into a transaction left open on some pooled connection.
+        let elsewhere = SqliteDatabase::open(&dir.path().join("t.sqlite"), settings())
+            .await
+            .unwrap();
+        let rows = elsewhere
+            .query("SELECT count(*) FROM t", Vec::new())
+            .await
+            .unwrap();
+        assert!(
+            matches!(rows.values[0][0], Value::Int(4)),
+            "{:?}",
+            rows.values
+        );
     }
 
     #[test]
