@@ -74,7 +74,7 @@ fn per_call(c: &mut Criterion) {
         c.bench_function(name, |b| {
             b.to_async(&tokio).iter(|| async {
                 let response = version
-                    .handle_request(service, request.clone(), None)
+                    .handle_request(service, request.clone(), None, None)
                     .await
                     .expect("the call succeeds");
                 assert_eq!(response.status, 200);

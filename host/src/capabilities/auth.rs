@@ -29,9 +29,15 @@ impl From<ValidateTokenError> for AuthFailure {
 impl Host for CallState {
     async fn validate_token(&mut self, token: String) -> Result<Identity, AuthFailure> {
         let validator = granted(&self.capabilities.auth, INTERFACE, self)?;
-        let caller = validator
-            .validate(&token, &self.request_id, self.trace.as_ref())
-            .await?;
+        let checked = self.validated_token.as_ref();
+        let caller = match checked.and_then(|checked| checked.caller_of(&token)) {
+            Some(caller) => caller.clone(),
+            None => {
+                validator
+                    .validate(&token, &self.request_id, self.trace.as_ref())
+                    .await?
+            }
+        };
         Ok(Identity {
             user_id: caller.user_id,
             username: caller.username,

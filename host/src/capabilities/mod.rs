@@ -24,7 +24,7 @@ use crate::backends::cache::Cache;
 use crate::backends::database::Database;
 use crate::backends::http_client::HttpClient;
 use crate::backends::identity::IdentityProvider;
-use crate::backends::token_validator::TokenValidator;
+use crate::backends::token_validator::{TokenValidator, ValidatedToken};
 use crate::config::{Capability, PlatformConfig, ServiceConfig};
 use crate::telemetry::{Attribute, Kind, Trace};
 use std::sync::Arc;
@@ -252,6 +252,9 @@ pub struct CallState {
     pub trace: Option<Trace>,
     /// Attributes the component may still add to that span.
     pub(crate) span_attribute_budget: u32,
+    /// The bearer token the host validated for the request this call serves, if any: the
+    /// call's own checks of it, and its in-process calls that carry it, need no new check.
+    pub validated_token: Option<Arc<ValidatedToken>>,
 }
 
 /// Log records one call may write; the rest are dropped, with one warning.
@@ -288,6 +291,7 @@ impl CallState {
             open_transactions: 0,
             trace: None,
             span_attribute_budget: SPAN_ATTRIBUTES_PER_CALL,
+            validated_token: None,
         }
     }
 
@@ -312,6 +316,7 @@ impl CallState {
         self.deadline = deadline;
         self.log_budget = LOG_RECORDS_PER_CALL;
         self.span_attribute_budget = SPAN_ATTRIBUTES_PER_CALL;
+        self.validated_token = None;
     }
 
     /// Transactions the call left open: an instance holding one is not reused.

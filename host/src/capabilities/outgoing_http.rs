@@ -3,6 +3,7 @@
 
 use super::{ended, granted, CallState, Failure, Grant, GrantError, ServiceCapabilities};
 use crate::backends::http_client::{HttpClient, HttpClientError};
+use crate::backends::token_validator::bearer_token;
 use crate::bindings::http_types::Method;
 use crate::bindings::outgoing_http::{Host, IncomingResponse, OutgoingRequest, RequestError};
 use crate::telemetry::{Attribute, Kind};
@@ -117,6 +118,12 @@ impl Host for CallState {
         let mut checked = outgoing
             .checked(request, &self.request_id)
             .map_err(Failure::Error)?;
+        // The request's own token goes with the host's check of it (see `ValidatedToken`).
+        if let Some(validated) = &self.validated_token {
+            if bearer_token(checked.headers()) == Some(validated.token.as_str()) {
+                checked.extensions_mut().insert(validated.clone());
+            }
+        }
         let span = self.span(
             || checked.method().to_string(),
             Kind::Client,

@@ -6,12 +6,14 @@
 
 use super::instances::InstanceReuse;
 use super::{ComponentVersion, Overloaded, Service};
+use crate::backends::token_validator::ValidatedToken;
 use crate::bindings::http_types::{Request, Response, Route};
 use crate::bindings::messaging_types::{Delivery, Outcome};
 use crate::capabilities::{CallState, Saturated};
 use crate::config::ServiceConfig;
 use crate::telemetry::{Attribute, Trace};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{ResourceLimiter, Store};
 
@@ -179,11 +181,13 @@ impl ComponentVersion {
         }
     }
 
-    /// Serves `request`; the capability calls it makes are spans under `trace`.
+    /// Serves `request`, whose bearer token the ingress checked (`validated_token`, if it
+    /// carried one); the capability calls it makes are spans under `trace`.
     pub async fn handle_request(
         &self,
         service: &Service,
         request: Request,
+        validated_token: Option<Arc<ValidatedToken>>,
         trace: Option<Trace>,
     ) -> Result<Response, CallError> {
         let _turn = service
@@ -205,6 +209,7 @@ impl ComponentVersion {
             None => (self.new_store(service, &request.request_id), None, 0),
         };
         store.data_mut().trace = trace;
+        store.data_mut().validated_token = validated_token;
         let work = async {
             let instance = match reused {
                 Some(instance) => {
@@ -228,6 +233,7 @@ impl ComponentVersion {
             Err(_) => return Err(CallError::Timeout(timeout)),
         };
         store.data_mut().trace = None;
+        store.data_mut().validated_token = None;
         if let (Some(reuse), 0) = (&self.reuse, store.data().open_transactions()) {
             reuse.give_back(store, instance, served + 1);
         }

@@ -1017,7 +1017,8 @@ async fn concurrent_cancels_and_deletes_release_the_stock_exactly_once(
 
 /// The order service reaches the product service (outgoing HTTP) and the user service
 /// (token validation) on the same host: in process, not over a loopback socket, with the
-/// order request's id. A host of its own, so the counts are exact.
+/// order request's id, and the client's token is checked once. A host of its own, so the
+/// counts are exact.
 async fn calls_to_product_and_user_stay_in_process_with_the_request_id(
     shared: &'static Platform,
 ) -> anyhow::Result<()> {
@@ -1049,9 +1050,10 @@ async fn calls_to_product_and_user_stay_in_process_with_the_request_id(
             .await?;
         assert_eq!(response.status(), 201);
 
-        // The reservation; the order's and the reservation's token checks.
+        // The reservation, and one token check: the reservation carries the order's token,
+        // and the product service takes the check the order's request made of it.
         assert_eq!(in_process("product").await? - product_before, 1.0);
-        assert_eq!(in_process("user").await? - user_before, 2.0);
+        assert_eq!(in_process("user").await? - user_before, 1.0);
         let reserved = format!("reserve of 2 unit(s) of product {product_id}");
         let log = platform.log();
         let line = log

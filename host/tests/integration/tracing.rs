@@ -121,6 +121,18 @@ async fn one_order_is_one_trace_across_the_four_services(
         let call = parent_of(reserve).context("the reserve call's parent was exported")?;
         assert_eq!((call.service.as_str(), call.kind), ("order", 3), "{call:?}");
         assert_eq!(call.parent, order.span_id);
+        // It carries the client's token, which the order's request checked: the product
+        // service takes that check, and the identity service is asked once per order.
+        assert_eq!(
+            reserve.attributes.get("platform.token.checked_upstream"),
+            Some(&"true".to_string()),
+            "{reserve:?}"
+        );
+        let checks = spans
+            .iter()
+            .filter(|span| span.service == "user" && span.name.contains("/validate-token"))
+            .count();
+        assert_eq!(checks, 1, "{spans:#?}");
 
         // The event: published under the order's request, consumed as its continuation.
         let publish = find("order", 4, "publish")?;

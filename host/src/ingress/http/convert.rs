@@ -54,13 +54,6 @@ fn new_request_id() -> String {
         .to_string()
 }
 
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     query
         .map(|query| {
@@ -216,17 +209,6 @@ mod tests {
         let generated = uuid::Uuid::parse_str(&request_id(&HeaderMap::new())).unwrap();
         assert_eq!(generated.get_version_num(), 4);
         assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn bearer_tokens_need_the_scheme() {
-        let mut headers = HeaderMap::new();
-        headers.insert("authorization", HeaderValue::from_static("Bearer abc"));
-        assert_eq!(bearer_token(&headers), Some("abc"));
-        headers.insert("authorization", HeaderValue::from_static("Basic abc"));
-        assert_eq!(bearer_token(&headers), None);
-        headers.insert("authorization", HeaderValue::from_static("Bearer "));
-        assert_eq!(bearer_token(&headers), None);
     }
 
     #[test]

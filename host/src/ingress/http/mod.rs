@@ -13,7 +13,9 @@ mod swagger_ui;
 use super::server::{json_response, Handler, HttpResponse};
 use super::ServiceEndpoint;
 use crate::backends::http_client::LocalService;
-use crate::backends::token_validator::{TokenValidator, ValidateTokenError};
+use crate::backends::token_validator::{
+    bearer_token, TokenValidator, ValidateTokenError, ValidatedToken,
+};
 use crate::bindings::http_types::Identity;
 use crate::runtime::routes::{method_name, RouteMatch};
 use crate::runtime::{CallError, ComponentVersion};
@@ -183,6 +185,14 @@ fn unauthorized(message: &str) -> HttpResponse {
     response
 }
 
+/// The check of the request's bearer token made by the request of this host it comes from
+/// (see [`ValidatedToken`]), if it carries one and the token is the one checked.
+fn checked_upstream(request: &http::request::Parts) -> Option<&Arc<ValidatedToken>> {
+    let upstream = request.extensions.get::<Arc<ValidatedToken>>()?;
+    let token = bearer_token(&request.headers)?;
+    upstream.caller_of(token).map(|_| upstream)
+}
+
 impl ServiceHttp {
     /// Routes the request; returns the response and the `handler` label for the metrics.
     async fn route<B: RequestBody>(
@@ -240,24 +250,30 @@ impl ServiceHttp {
                 Err(response) => return (response, template),
             };
 
-        let caller = if route.requires_auth {
-            match self.authenticate(&parts.headers, request_id, trace).await {
-                Ok(caller) => Some(caller),
+        let validated = if route.requires_auth {
+            match self.authenticate(&parts, request_id, trace).await {
+                Ok(validated) => Some(validated),
                 Err(response) => return (response, template),
             }
         } else {
-            None
+            checked_upstream(&parts).cloned()
         };
 
         let matched = convert::Matched {
             route_index,
             method: route.method,
             params,
-            caller,
+            caller: validated
+                .as_ref()
+                .filter(|_| route.requires_auth)
+                .map(|validated| Identity {
+                    user_id: validated.caller.user_id,
+                    username: validated.caller.username.clone(),
+                }),
         };
         let guest_request = convert::guest_request(&parts, body, matched, request_id);
         let response = match version
-            .handle_request(&deployed.service, guest_request, trace.cloned())
+            .handle_request(&deployed.service, guest_request, validated, trace.cloned())
             .await
         {
             Ok(response) => convert::guest_response(response),
@@ -284,18 +300,24 @@ impl ServiceHttp {
     /// The caller behind the request's bearer token, or the answer that refuses it.
     async fn authenticate(
         &self,
-        headers: &http::HeaderMap,
+        request: &http::request::Parts,
         request_id: &str,
         trace: Option<&Trace>,
-    ) -> Result<Identity, HttpResponse> {
-        let Some(token) = convert::bearer_token(headers) else {
+    ) -> Result<Arc<ValidatedToken>, HttpResponse> {
+        let Some(token) = bearer_token(&request.headers) else {
             return Err(unauthorized("Not authenticated"));
         };
+        if let Some(upstream) = checked_upstream(request) {
+            if let Some(trace) = trace {
+                trace.set(Attribute::new("platform.token.checked_upstream", true));
+            }
+            return Ok(upstream.clone());
+        }
         match self.tokens.validate(token, request_id, trace).await {
-            Ok(caller) => Ok(Identity {
-                user_id: caller.user_id,
-                username: caller.username,
-            }),
+            Ok(caller) => Ok(Arc::new(ValidatedToken {
+                token: token.to_string(),
+                caller,
+            })),
             Err(ValidateTokenError::Invalid(_)) => {
                 Err(unauthorized("Could not validate credentials"))
             }
