@@ -406,8 +406,9 @@ impl Database for SqliteDatabase {
         // sqlx-sqlite 0.8 leaves a pooled connection inside its transaction, holding the
         // write lock for good, when `begin_with` is dropped between SQLite's BEGIN and its own
         // check of it. A call can end at any await (its deadline, a client that went away),
-        // so the begin runs to its end in a task of its own, which rolls back what nobody
-        // waits for any more before the turn passes on.
+        // so the begin runs to its end in a task of its own. A transaction nobody waits for
+        // any more is rolled back there, the turn held until it is; one whose caller went
+        // after it arrived is dropped with its turn, and sqlx rolls it back as any other.
         let (answer, waiting) = tokio::sync::oneshot::channel();
         let pool = self.pool.clone();
         tokio::spawn(async move {
@@ -717,13 +718,12 @@ mod tests {
         assert!(matches!(rows.values[0][1], Value::Int(21)));
     }
 
-    #[tokio::test]
-    async fn writers_wait_their_turn_readers_do_not() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A database with the table `t (n)`, whose writers wait at most `acquire_timeout`.
+    async fn open_table_t(dir: &tempfile::TempDir, acquire_timeout: Duration) -> SqliteDatabase {
         let db = SqliteDatabase::open(
             &dir.path().join("t.sqlite"),
             DatabaseSettings {
-                acquire_timeout: Duration::from_millis(300),
+                acquire_timeout,
                 ..settings()
             },
         )
@@ -732,6 +732,13 @@ mod tests {
         db.execute("CREATE TABLE t (n INTEGER NOT NULL)", Vec::new())
             .await
             .unwrap();
+        db
+    }
+
+    #[tokio::test]
+    async fn writers_wait_their_turn_readers_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_table_t(&dir, Duration::from_millis(300)).await;
         let mut open = db.begin().await.unwrap();
         open.execute("INSERT INTO t (n) VALUES (1)", Vec::new())
             .await
@@ -776,18 +783,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_begin_dropped_part_way_leaves_no_transaction_open() {
         let dir = tempfile::tempdir().unwrap();
-        let db = SqliteDatabase::open(
-            &dir.path().join("t.sqlite"),
-            DatabaseSettings {
-                acquire_timeout: Duration::from_millis(500),
-                ..settings()
-            },
-        )
-        .await
-        .unwrap();
-        db.execute("CREATE TABLE t (n INTEGER NOT NULL)", Vec::new())
-            .await
-            .unwrap();
+        let db = open_table_t(&dir, Duration::from_millis(500)).await;
         // Dropped after one to eight polls, at gaps from 0 to 150 µs, so that some drops
         // land between SQLite's BEGIN and the moment a transaction exists to roll it back.
         let waker = futures::task::noop_waker();

@@ -263,6 +263,8 @@ impl ServiceHttp {
             route_index,
             method: route.method,
             params,
+            // Only a route that requires authentication names its caller to the component;
+            // another one still passes an upstream check on to the calls it makes.
             caller: validated
                 .as_ref()
                 .filter(|_| route.requires_auth)
