@@ -4,7 +4,7 @@
 
 use super::engine::CompiledFrom;
 use super::instances::InstanceReuse;
-use super::invoke::CallError;
+use super::invoke::{CallError, Exports};
 use super::routes::{RouteTable, RouteTableError};
 use super::{Runtime, Service};
 use crate::bindings::http_types::Route;
@@ -46,6 +46,8 @@ pub struct ComponentVersion {
     /// The deploy that brought this version in (its digest, when, by which command).
     pub record: DeployRecord,
     pub(super) pre: ServicePre<CallState>,
+    /// The exports calls enter.
+    pub(super) exports: Exports,
     /// The routes the component declared, in its order (a request names one by index).
     pub routes: Vec<Route>,
     /// The same routes, for matching requests.
@@ -90,6 +92,7 @@ impl ComponentVersion {
             .instantiate_pre(&component)
             .map_err(LoadComponentError::MissingExport)?;
         let pre = ServicePre::new(instance_pre).map_err(LoadComponentError::MissingExport)?;
+        let exports = Exports::find(&component).map_err(LoadComponentError::MissingExport)?;
 
         let mut version = ComponentVersion {
             record: DeployRecord {
@@ -98,6 +101,7 @@ impl ComponentVersion {
                 source,
             },
             pre,
+            exports,
             routes: Vec::new(),
             route_table: RouteTable::default(),
             compiled_from,

@@ -5,7 +5,7 @@
 //! `max_requests` requests, after `idle_timeout_seconds` unused, and when its version
 //! stops serving. Instances never cross versions, let alone services.
 
-use crate::bindings::Service as Instance;
+use super::invoke::HandleFunc;
 use crate::capabilities::CallState;
 use crate::config::InstancesConfig;
 use std::sync::{Arc, Mutex, Weak};
@@ -15,7 +15,8 @@ use wasmtime::Store;
 /// An instance between two requests.
 pub(super) struct Idle {
     pub store: Store<CallState>,
-    pub instance: Instance,
+    /// Its `handle` export.
+    pub handle: HandleFunc,
     /// Requests it has served.
     pub served: u32,
     since: Instant,
@@ -64,7 +65,7 @@ impl InstanceReuse {
     }
 
     /// Keeps an instance that answered, unless it has served its share or the list is full.
-    pub fn give_back(&self, store: Store<CallState>, instance: Instance, served: u32) {
+    pub fn give_back(&self, store: Store<CallState>, handle: HandleFunc, served: u32) {
         if served >= self.max_requests {
             return;
         }
@@ -72,7 +73,7 @@ impl InstanceReuse {
         if idle.len() < self.capacity {
             idle.push(Idle {
                 store,
-                instance,
+                handle,
                 served,
                 since: Instant::now(),
             });

@@ -4,6 +4,7 @@
 //! call only. A service that opts in reuses instances between HTTP requests
 //! ([`super::instances`]).
 
+use super::component::PLATFORM_VERSION;
 use super::instances::InstanceReuse;
 use super::{ComponentVersion, Overloaded, Service};
 use crate::backends::token_validator::ValidatedToken;
@@ -15,6 +16,9 @@ use crate::telemetry::{Attribute, Trace};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, Instance, Lift, Lower, TypedFunc,
+};
 use wasmtime::{ResourceLimiter, Store};
 
 /// Core instances, tables and memories one call's store may hold: what a component of a
@@ -73,6 +77,59 @@ impl ResourceLimiter for CallLimiter {
         MAX_MEMORIES_PER_CALL
     }
 }
+
+/// The exports a call enters, found by name once per version. [`ComponentVersion::load`]
+/// reads the route table through the generated bindings, which check the type of every
+/// export of the world, before the version serves any call; a call then takes its export
+/// without checking it again (that check was a tenth of a fresh instance's cost). The types
+/// of a component's exports are the same in every instance of it.
+pub(super) struct Exports {
+    handle: ComponentExportIndex,
+    health: ComponentExportIndex,
+    handle_message: ComponentExportIndex,
+    run: ComponentExportIndex,
+}
+
+impl Exports {
+    pub fn find(component: &Component) -> wasmtime::Result<Exports> {
+        let export = |interface: &str, name: &str| {
+            let interface = format!("platform:service/{interface}@{PLATFORM_VERSION}");
+            component
+                .get_export_index(None, &interface)
+                .and_then(|instance| component.get_export_index(Some(&instance), name))
+                .ok_or_else(|| wasmtime::format_err!("no export `{name}` in `{interface}`"))
+        };
+        Ok(Exports {
+            handle: export("http-handler", "handle")?,
+            health: export("http-handler", "health")?,
+            handle_message: export("message-handler", "handle-message")?,
+            run: export("scheduled-handler", "run")?,
+        })
+    }
+}
+
+/// The export `index` of `instance`, as a function of the given signature.
+///
+/// # Safety
+/// The export's type must be `(Params) -> Return`: see [`Exports`].
+unsafe fn export<Params, Return>(
+    instance: &Instance,
+    store: &mut Store<CallState>,
+    index: &ComponentExportIndex,
+) -> TypedFunc<Params, Return>
+where
+    Params: ComponentNamedList + Lower,
+    Return: ComponentNamedList + Lift,
+{
+    let func = instance
+        .get_func(&mut *store, index)
+        .expect("the export was found in this component at load");
+    // SAFETY: the caller's contract.
+    unsafe { TypedFunc::new_unchecked(func) }
+}
+
+/// `handle`, the export that serves a request.
+pub(super) type HandleFunc = TypedFunc<(Request,), (Response,)>;
 
 /// Per-call limits of a service.
 #[derive(Debug, Clone, Copy)]
@@ -137,13 +194,11 @@ impl ComponentVersion {
     }
 
     /// A fresh instance in `store`; a traced call records how long it took to make.
-    async fn instantiate(
-        &self,
-        store: &mut Store<CallState>,
-    ) -> Result<crate::bindings::Service, CallError> {
+    async fn instantiate(&self, store: &mut Store<CallState>) -> Result<Instance, CallError> {
         let started = store.data().trace.is_some().then(Instant::now);
         let instance = self
             .pre
+            .instance_pre()
             .instantiate_async(&mut *store)
             .await
             .map_err(CallError::Instantiate)?;
@@ -165,7 +220,7 @@ impl ComponentVersion {
         call: F,
     ) -> Result<T, CallError>
     where
-        F: FnOnce(crate::bindings::Service, Store<CallState>) -> Fut,
+        F: FnOnce(Instance, Store<CallState>) -> Fut,
         Fut: Future<Output = wasmtime::Result<T>>,
     {
         let timeout = service.limits.timeout;
@@ -204,38 +259,41 @@ impl ComponentVersion {
                     .data_mut()
                     .begin_call(&request.request_id, Instant::now() + timeout);
                 store.epoch_deadline_async_yield_and_update(1);
-                (store, Some(idle.instance), idle.served)
+                (store, Some(idle.handle), idle.served)
             }
             None => (self.new_store(service, &request.request_id), None, 0),
         };
         store.data_mut().trace = trace;
         store.data_mut().validated_token = validated_token;
         let work = async {
-            let instance = match reused {
-                Some(instance) => {
+            let handle = match reused {
+                Some(handle) => {
                     if let Some(trace) = &store.data().trace {
                         trace.set(Attribute::new("platform.instance.reused", true));
                     }
-                    instance
+                    handle
                 }
-                None => self.instantiate(&mut store).await?,
+                None => {
+                    let instance = self.instantiate(&mut store).await?;
+                    // SAFETY: see `Exports`.
+                    unsafe { export(&instance, &mut store, &self.exports.handle) }
+                }
             };
-            let response = instance
-                .platform_service_http_handler()
-                .call_handle(&mut store, &request)
+            let (response,) = handle
+                .call_async(&mut store, (request,))
                 .await
                 .map_err(trap_or_overload)?;
-            Ok((instance, response))
+            Ok((handle, response))
         };
         // A trap or a timeout drops the store here, and the instance with it.
-        let (instance, response) = match tokio::time::timeout(timeout, work).await {
+        let (handle, response) = match tokio::time::timeout(timeout, work).await {
             Ok(result) => result?,
             Err(_) => return Err(CallError::Timeout(timeout)),
         };
         store.data_mut().trace = None;
         store.data_mut().validated_token = None;
         if let (Some(reuse), 0) = (&self.reuse, store.data().open_transactions()) {
-            reuse.give_back(store, instance, served + 1);
+            reuse.give_back(store, handle, served + 1);
         }
         Ok(response)
     }
@@ -252,10 +310,11 @@ impl ComponentVersion {
             message_id,
             trace,
             |instance, mut store| async move {
-                instance
-                    .platform_service_message_handler()
-                    .call_handle_message(&mut store, &delivery)
-                    .await
+                // SAFETY: see `Exports`.
+                let handle_message: TypedFunc<(&Delivery,), (Outcome,)> =
+                    unsafe { export(&instance, &mut store, &self.exports.handle_message) };
+                let (outcome,) = handle_message.call_async(&mut store, (&delivery,)).await?;
+                Ok(outcome)
             },
         )
         .await
@@ -276,10 +335,11 @@ impl ComponentVersion {
             .map_err(CallError::Overloaded)?;
         let call_id = format!("schedule:{name}");
         self.with_instance(service, &call_id, trace, |instance, mut store| async move {
-            instance
-                .platform_service_scheduled_handler()
-                .call_run(&mut store, name)
-                .await
+            // SAFETY: see `Exports`.
+            let run: TypedFunc<(&str,), (Result<(), String>,)> =
+                unsafe { export(&instance, &mut store, &self.exports.run) };
+            let (result,) = run.call_async(&mut store, (name,)).await?;
+            Ok(result)
         })
         .await
     }
@@ -288,17 +348,21 @@ impl ComponentVersion {
     /// says it cannot serve.
     pub async fn health(&self, service: &Service) -> Result<Result<(), String>, CallError> {
         self.with_instance(service, "health", None, |instance, mut store| async move {
-            instance
-                .platform_service_http_handler()
-                .call_health(&mut store)
-                .await
+            // SAFETY: see `Exports`.
+            let health: TypedFunc<(), (Result<(), String>,)> =
+                unsafe { export(&instance, &mut store, &self.exports.health) };
+            let (result,) = health.call_async(&mut store, ()).await?;
+            Ok(result)
         })
         .await
     }
 
+    /// The route table, read through the generated bindings, which check the type of every
+    /// export of the world: the check [`Exports`] relies on.
     pub(super) async fn declared_routes(&self, service: &Service) -> Result<Vec<Route>, CallError> {
         self.with_instance(service, "load", None, |instance, mut store| async move {
-            instance
+            let checked = crate::bindings::Service::new(&mut store, &instance)?;
+            checked
                 .platform_service_http_handler()
                 .call_routes(&mut store)
                 .await
