@@ -1,6 +1,7 @@
 //! A component that panics, loops forever or exhausts its memory fails that one request
 //! with 500; the host, the component's next requests and the other services carry on. A
-//! component importing an interface its service was not granted is refused at load.
+//! component importing an interface its service was not granted is refused at load. A
+//! fresh instance starts from the component's image, whatever the last one wrote.
 
 use crate::support::{fixture_config, Platform, RunNames, Test};
 use serde_json::{json, Value};
@@ -11,6 +12,7 @@ pub fn tests() -> Vec<Test> {
     crate::tests![
         traps_loops_and_memory_exhaustion_fail_one_request,
         an_ungranted_import_is_refused_with_its_name,
+        a_fresh_instance_sees_nothing_the_last_one_wrote,
     ]
 }
 
@@ -107,4 +109,45 @@ async fn an_ungranted_import_is_refused_with_its_name(
         "the refusal names the interface: {error}"
     );
     Ok(())
+}
+
+/// The host's pool gives a memory slot to the next instance of the same component (the
+/// one its last instance used, so one request after another land on the same slot) and
+/// resets only the pages the last one wrote: the static data the fixture counts requests
+/// in, within what it keeps resident, and 8 MiB of grown memory beyond it.
+async fn a_fresh_instance_sees_nothing_the_last_one_wrote(
+    shared: &'static Platform,
+) -> anyhow::Result<()> {
+    let names = RunNames::new();
+    let platform = Platform::start(
+        names.clone(),
+        fixture_config(
+            shared.backends(),
+            &names,
+            &["fresh"],
+            &["database", "logging"],
+        ),
+    )
+    .await?;
+    let result = async {
+        let http = platform.http();
+        for round in 0..8 {
+            for (path, expected) in [
+                ("/residue", json!({ "dirty_bytes": 0 })),
+                ("/counter", json!({ "served": 1 })),
+            ] {
+                let response = http.get(platform.url("fresh", path)).send().await?;
+                assert_eq!(response.status(), 200, "{path}");
+                assert_eq!(
+                    response.json::<Value>().await?,
+                    expected,
+                    "{path}, round {round}"
+                );
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    platform.stop().await;
+    result
 }
