@@ -119,17 +119,13 @@ async fn a_fresh_instance_sees_nothing_the_last_one_wrote(
     shared: &'static Platform,
 ) -> anyhow::Result<()> {
     let names = RunNames::new();
-    let platform = Platform::start(
-        names.clone(),
-        fixture_config(
-            shared.backends(),
-            &names,
-            &["fresh"],
-            &["database", "logging"],
-        ),
-    )
-    .await?;
-    let result = async {
+    let config = fixture_config(
+        shared.backends(),
+        &names,
+        &["fresh"],
+        &["database", "logging"],
+    );
+    crate::support::with_platform(names, config, async |platform| {
         let http = platform.http();
         for round in 0..8 {
             for (path, expected) in [
@@ -145,9 +141,7 @@ async fn a_fresh_instance_sees_nothing_the_last_one_wrote(
                 );
             }
         }
-        anyhow::Ok(())
-    }
-    .await;
-    platform.stop().await;
-    result
+        Ok(())
+    })
+    .await
 }
