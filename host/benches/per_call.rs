@@ -24,6 +24,11 @@ use platform::state::DeploySource;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The allocator the `platform` binary runs with (`src/main.rs`), so that this measures
+/// the calls the host makes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn per_call(c: &mut Criterion) {
     support::cargo_build(&["misbehaving"], None).expect("building the fixture");
     let bytes = std::fs::read(support::component_path("misbehaving")).expect("the fixture");
